@@ -1,0 +1,46 @@
+using Grpc.Core;
+
+namespace FeitianK8s.Core.Common;
+
+/// <summary>
+/// Machine-readable reasons carried next to a gRPC status in the
+/// <see cref="FeitianStatus.ReasonTrailer"/> trailer, so callers classify errors by
+/// code and reason, never by message text.
+/// </summary>
+public static class ErrorReasons
+{
+    public const string StaleEpoch = "stale-epoch";
+    public const string WrongOffset = "wrong-offset";
+    public const string ChecksumMismatch = "checksum-mismatch";
+    public const string Sealed = "sealed";
+    public const string DiskFull = "disk-full";
+    public const string TooLarge = "too-large";
+    public const string NotFound = "not-found";
+    public const string Corrupt = "corrupt";
+    public const string InvalidArgument = "invalid-argument";
+    public const string AlreadyExists = "already-exists";
+    public const string NoChunkServers = "no-chunk-servers";
+}
+
+public static class FeitianStatus
+{
+    public const string ReasonTrailer = "feitian-reason";
+    /// <summary>On a wrong-offset append: the chunk's current length.</summary>
+    public const string ChunkLengthTrailer = "feitian-chunk-length";
+
+    public static RpcException Error(StatusCode code, string reason, string message, params (string Key, string Value)[] trailers)
+    {
+        var metadata = new Metadata { { ReasonTrailer, reason } };
+        foreach (var (key, value) in trailers)
+        {
+            metadata.Add(key, value);
+        }
+        return new RpcException(new Status(code, message), metadata);
+    }
+
+    public static string? ReasonOf(RpcException error) => error.Trailers.GetValue(ReasonTrailer);
+
+    public static bool HasReason(RpcException error, string reason) => ReasonOf(error) == reason;
+
+    public static string? TrailerOf(RpcException error, string key) => error.Trailers.GetValue(key);
+}

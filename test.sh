@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need, then
+# runs every test project of the solution and prints one summary line.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_packages=()
+for tool in nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdfuse:libnbd-bin qemu-io:qemu-utils fio:fio \
+            mkfs.ext4:e2fsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool##*:}")
+done
+if [ ${#need_packages[@]} -gt 0 ]; then
+  echo "installing test prerequisites: ${need_packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+dotnet build FeitianK8s.sln -c Release -nologo -v q
+log=$(mktemp)
+status=0
+dotnet test FeitianK8s.sln -c Release --no-build -nologo -v q --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log" || status=$?
+
+sum() { grep -oE "$1: +[0-9]+" "$log" | awk '{s+=$2} END {print s+0}'; }
+passed=$(sum Passed); failed=$(sum Failed); skipped=$(sum Skipped)
+echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$skipped" -ne 0 ] || [ "$passed" -eq 0 ]; then
+  exit 1
+fi
