@@ -20,6 +20,7 @@ public static class ErrorReasons
     public const string InvalidArgument = "invalid-argument";
     public const string AlreadyExists = "already-exists";
     public const string NoChunkServers = "no-chunk-servers";
+    public const string ChunkFull = "chunk-full";
 }
 
 public static class FeitianStatus
