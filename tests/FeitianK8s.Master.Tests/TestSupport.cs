@@ -68,7 +68,8 @@ public sealed class RunningMaster : IAsyncDisposable
 
     public static async Task<RunningMaster> StartAsync(string dataDirectory, ITestOutputHelper output, Func<MasterOptions, MasterOptions>? configure = null)
     {
-        var loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output)).SetMinimumLevel(LogLevel.Information));
+        var loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output)).SetMinimumLevel(LogLevel.Information)
+            .AddFilter("Microsoft.AspNetCore", LogLevel.Warning).AddFilter("Microsoft.Hosting", LogLevel.Warning));
         var options = new MasterOptions { DataDirectory = dataDirectory, HeartbeatTimeout = TimeSpan.FromMinutes(5) };
         options = configure?.Invoke(options) ?? options;
         var host = await MasterHost.StartAsync(options, loggers);
