@@ -4,6 +4,7 @@ using FeitianK8s.Proto.Master;
 using FeitianK8s.Testing;
 using Grpc.Core;
 using Grpc.Net.Client;
+using MasterGrpc = FeitianK8s.Proto.Master.Master;
 
 namespace FeitianK8s.EndToEnd.Tests;
 
@@ -131,7 +132,7 @@ public sealed class BadInputTests : IDisposable
     public async Task Master_refuses_unknown_paths_stale_epochs_and_unknown_chunks()
     {
         using var channel = GrpcChannel.ForAddress(_fixture.Cluster.Launcher.MasterAddress);
-        var master = new Master.MasterClient(channel);
+        var master = new MasterGrpc.MasterClient(channel);
         var missing = await Assert.ThrowsAsync<RpcException>(() => master.AllocateChunkAsync(new AllocateChunkRequest { Path = "/bad/nope", Epoch = 1 }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, missing.StatusCode);
 

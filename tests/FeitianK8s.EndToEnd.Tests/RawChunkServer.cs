@@ -2,6 +2,7 @@ using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.ChunkServer;
 using Google.Protobuf;
 using Grpc.Net.Client;
+using ChunkServerGrpc = FeitianK8s.Proto.ChunkServer.ChunkServer;
 
 namespace FeitianK8s.EndToEnd.Tests;
 
@@ -14,7 +15,7 @@ public sealed class RawChunkServer(string address) : IDisposable
         MaxSendMessageSize = 64 * 1024 * 1024,
     });
 
-    public ChunkServer.ChunkServerClient Client => new(_channel);
+    public ChunkServerGrpc.ChunkServerClient Client => new(_channel);
 
     public Task<ChunkInfo> InfoAsync(ulong chunkId) => Client.GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = chunkId }, deadline: Deadline).ResponseAsync;
 
