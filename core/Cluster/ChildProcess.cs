@@ -56,6 +56,7 @@ public sealed partial class ChildProcess : IDisposable
             RedirectStandardInput = false,
             UseShellExecute = false,
         };
+        info.Environment[ParentProcessWatch.EnvironmentVariable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         foreach (var a in arguments)
         {
             info.ArgumentList.Add(a);
