@@ -642,6 +642,7 @@ public sealed class MasterStateMachine
             Epoch = volume.Epoch,
             CreatedUnixMs = volume.CreatedUnixMs,
             Directory = NameRules.VolumeDirectory(volume.Name),
+            LeaseHolder = volume.LeaseHolder,
         };
         foreach (var label in volume.Labels)
         {

@@ -1,0 +1,184 @@
+using FeitianK8s.Csi.Common;
+using FeitianK8s.Proto.Csi;
+using Grpc.Core;
+using RpcType = FeitianK8s.Proto.Csi.ControllerServiceCapability.Types.RPC.Types.Type;
+
+namespace FeitianK8s.Csi.Controller;
+
+/// <summary>
+/// CSI Controller, thin over <see cref="VolumeManager"/>: validate capabilities, then
+/// arguments, then take the volume's lock (ABORTED when busy), then act.
+/// </summary>
+public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) : Proto.Csi.Controller.ControllerBase
+{
+    private const string TokenPrefix = "after:";
+
+    private static readonly RpcType[] Capabilities =
+    [
+        RpcType.CreateDeleteVolume, RpcType.PublishUnpublishVolume, RpcType.ListVolumes, RpcType.GetCapacity,
+        RpcType.PublishReadonly, RpcType.ExpandVolume, RpcType.ListVolumesPublishedNodes, RpcType.GetVolume,
+    ];
+
+    public override async Task<CreateVolumeResponse> CreateVolume(CreateVolumeRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.Name.Length > 0, "CreateVolume: name is missing");
+        CapabilityRules.RequireValid(request.VolumeCapabilities, request.Name);
+        foreach (var capability in request.VolumeCapabilities)
+        {
+            if (CapabilityRules.Check(capability) is { } problem)
+            {
+                throw CsiErrors.InvalidArgument($"CreateVolume '{request.Name}': {problem}");
+            }
+        }
+        CsiErrors.Require(request.VolumeContentSource is null, $"CreateVolume '{request.Name}': content sources (snapshots, clones) are not supported yet");
+        var parameters = VolumeParameters.Parse(request.Parameters);
+        using var _ = locks.Acquire(request.Name, "CreateVolume");
+        var volume = await volumes.CreateAsync(request.Name, request.CapacityRange?.RequiredBytes ?? 0, request.CapacityRange?.LimitBytes ?? 0,
+            parameters, context.CancellationToken);
+        var result = ToCsi(volume);
+        if (request.AccessibilityRequirements is { } topology)
+        {
+            // Every node reaches the cluster over the network: accessible wherever the CO asked.
+            result.AccessibleTopology.AddRange(topology.Requisite.Count > 0 ? topology.Requisite : topology.Preferred);
+        }
+        return new CreateVolumeResponse { Volume = result };
+    }
+
+    public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.VolumeId.Length > 0, "DeleteVolume: volume id is missing");
+        using var _ = locks.Acquire(request.VolumeId, "DeleteVolume");
+        await volumes.DeleteAsync(request.VolumeId, context.CancellationToken);
+        return new DeleteVolumeResponse();
+    }
+
+    public override async Task<ControllerPublishVolumeResponse> ControllerPublishVolume(ControllerPublishVolumeRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.VolumeId.Length > 0, "ControllerPublishVolume: volume id is missing");
+        CsiErrors.Require(request.NodeId.Length > 0, $"ControllerPublishVolume '{request.VolumeId}': node id is missing");
+        CsiErrors.Require(request.VolumeCapability is not null, $"ControllerPublishVolume '{request.VolumeId}': volume capability is missing");
+        CapabilityRules.RequireValid([request.VolumeCapability!], request.VolumeId);
+        if (CapabilityRules.Check(request.VolumeCapability!) is { } problem)
+        {
+            throw CsiErrors.InvalidArgument($"ControllerPublishVolume '{request.VolumeId}': {problem}");
+        }
+        using var _ = locks.Acquire(request.VolumeId, "ControllerPublishVolume");
+        var writable = !request.Readonly && !CapabilityRules.IsReadOnlyMode(request.VolumeCapability!.AccessMode.Mode);
+        await volumes.PublishAsync(request.VolumeId, request.NodeId, writable, context.CancellationToken);
+        var response = new ControllerPublishVolumeResponse();
+        response.PublishContext.Add("writable", writable ? "true" : "false");
+        return response;
+    }
+
+    public override async Task<ControllerUnpublishVolumeResponse> ControllerUnpublishVolume(ControllerUnpublishVolumeRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.VolumeId.Length > 0, "ControllerUnpublishVolume: volume id is missing");
+        using var _ = locks.Acquire(request.VolumeId, "ControllerUnpublishVolume");
+        await volumes.UnpublishAsync(request.VolumeId, request.NodeId, context.CancellationToken);
+        return new ControllerUnpublishVolumeResponse();
+    }
+
+    public override async Task<ValidateVolumeCapabilitiesResponse> ValidateVolumeCapabilities(ValidateVolumeCapabilitiesRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.VolumeId.Length > 0, "ValidateVolumeCapabilities: volume id is missing");
+        CapabilityRules.RequireValid(request.VolumeCapabilities, request.VolumeId);
+        await volumes.RequireAsync(request.VolumeId, context.CancellationToken);
+        var problems = request.VolumeCapabilities.Select(CapabilityRules.Check).OfType<string>().ToList();
+        if (problems.Count > 0)
+        {
+            return new ValidateVolumeCapabilitiesResponse { Message = string.Join("; ", problems) };
+        }
+        var confirmed = new ValidateVolumeCapabilitiesResponse.Types.Confirmed();
+        confirmed.VolumeCapabilities.AddRange(request.VolumeCapabilities);
+        confirmed.VolumeContext.Add(request.VolumeContext);
+        confirmed.Parameters.Add(request.Parameters);
+        return new ValidateVolumeCapabilitiesResponse { Confirmed = confirmed };
+    }
+
+    /// <summary>Pages through volumes sorted by id; the token names the last id of the previous page.</summary>
+    public override async Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.MaxEntries >= 0, $"ListVolumes: max_entries must not be negative (got {request.MaxEntries})");
+        string? after = null;
+        if (request.StartingToken.Length > 0)
+        {
+            if (!request.StartingToken.StartsWith(TokenPrefix, StringComparison.Ordinal))
+            {
+                throw CsiErrors.Aborted($"ListVolumes: starting token '{request.StartingToken}' was not issued by this plugin");
+            }
+            after = request.StartingToken[TokenPrefix.Length..];
+        }
+        var all = await volumes.ListAsync(context.CancellationToken);
+        var rest = all.Where(v => after is null || string.CompareOrdinal(v.Id, after) > 0).ToList();
+        var page = request.MaxEntries > 0 ? rest.Take(request.MaxEntries).ToList() : rest;
+        var response = new ListVolumesResponse();
+        foreach (var v in page)
+        {
+            var status = new ListVolumesResponse.Types.VolumeStatus();
+            if (v.LeaseHolder.Length > 0)
+            {
+                status.PublishedNodeIds.Add(v.LeaseHolder);
+            }
+            response.Entries.Add(new ListVolumesResponse.Types.Entry { Volume = ToCsi(v), Status = status });
+        }
+        if (page.Count < rest.Count)
+        {
+            response.NextToken = TokenPrefix + page[^1].Id;
+        }
+        return response;
+    }
+
+    public override async Task<GetCapacityResponse> GetCapacity(GetCapacityRequest request, ServerCallContext context)
+    {
+        foreach (var capability in request.VolumeCapabilities)
+        {
+            if (CapabilityRules.Check(capability) is not null)
+            {
+                return new GetCapacityResponse { AvailableCapacity = 0 };
+            }
+        }
+        var parameters = VolumeParameters.Parse(request.Parameters);
+        var available = await volumes.AvailableCapacityAsync(parameters.Replicas, context.CancellationToken);
+        return new GetCapacityResponse { AvailableCapacity = available, MinimumVolumeSize = VolumeManager.BlockSize };
+    }
+
+    public override Task<ControllerGetCapabilitiesResponse> ControllerGetCapabilities(ControllerGetCapabilitiesRequest request, ServerCallContext context)
+    {
+        var response = new ControllerGetCapabilitiesResponse();
+        response.Capabilities.AddRange(Capabilities.Select(t => new ControllerServiceCapability
+        {
+            Rpc = new ControllerServiceCapability.Types.RPC { Type = t },
+        }));
+        return Task.FromResult(response);
+    }
+
+    public override async Task<ControllerExpandVolumeResponse> ControllerExpandVolume(ControllerExpandVolumeRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.VolumeId.Length > 0, "ControllerExpandVolume: volume id is missing");
+        CsiErrors.Require(request.CapacityRange is not null, $"ControllerExpandVolume '{request.VolumeId}': capacity range is missing");
+        using var _ = locks.Acquire(request.VolumeId, "ControllerExpandVolume");
+        var size = await volumes.ExpandAsync(request.VolumeId, request.CapacityRange!.RequiredBytes, request.CapacityRange.LimitBytes, context.CancellationToken);
+        // Block volumes need the node too: the staged loop device must learn the new size.
+        return new ControllerExpandVolumeResponse { CapacityBytes = size, NodeExpansionRequired = true };
+    }
+
+    public override async Task<ControllerGetVolumeResponse> ControllerGetVolume(ControllerGetVolumeRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.VolumeId.Length > 0, "ControllerGetVolume: volume id is missing");
+        var volume = await volumes.RequireAsync(request.VolumeId, context.CancellationToken);
+        var status = new ControllerGetVolumeResponse.Types.VolumeStatus();
+        if (volume.LeaseHolder.Length > 0)
+        {
+            status.PublishedNodeIds.Add(volume.LeaseHolder);
+        }
+        return new ControllerGetVolumeResponse { Volume = ToCsi(volume), Status = status };
+    }
+
+    private static Volume ToCsi(ManagedVolume v)
+    {
+        var volume = new Volume { VolumeId = v.Id, CapacityBytes = v.SizeBytes };
+        volume.VolumeContext.Add(v.Parameters.ToVolumeContext());
+        return volume;
+    }
+
+}

@@ -1,0 +1,236 @@
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Csi.Common;
+using FeitianK8s.Proto.Master;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Csi.Controller;
+
+/// <summary>A volume as the controller reports it.</summary>
+public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters Parameters, string LeaseHolder);
+
+/// <summary>
+/// The controller's volume operations over the master's volume API. The write lease is
+/// the publish record: a writable ControllerPublish makes the node the lease holder
+/// (a new epoch); ControllerUnpublish takes the lease back to no holder, which also
+/// fences anything the node might still send.
+/// </summary>
+public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager> logger)
+{
+    public const long BlockSize = 4096;
+    public const long DefaultSizeBytes = 1L << 30;
+
+    /// <summary>Size a CapacityRange asks for: required rounded up to 4 KiB, honoring limit; 0/0 = 1 GiB (or the limit if smaller).</summary>
+    public static long ChooseSize(long required, long limit, string volume)
+    {
+        if (required < 0 || limit < 0)
+        {
+            throw CsiErrors.OutOfRange($"volume '{volume}': capacity range must not be negative (required {required}, limit {limit})");
+        }
+        if (limit > 0 && required > limit)
+        {
+            throw CsiErrors.OutOfRange($"volume '{volume}': required bytes {required} exceed limit bytes {limit}");
+        }
+        if (required > long.MaxValue - BlockSize)
+        {
+            throw CsiErrors.OutOfRange($"volume '{volume}': required bytes {required} is too large");
+        }
+        var size = required == 0 ? DefaultSizeBytes : RoundUp(required);
+        if (limit > 0 && size > limit)
+        {
+            size = required == 0 ? limit / BlockSize * BlockSize : size;
+            if (size > limit || size < BlockSize)
+            {
+                throw CsiErrors.OutOfRange($"volume '{volume}': no multiple of {BlockSize} bytes lies in [{required}, {limit}]");
+            }
+        }
+        return size;
+    }
+
+    public static long RoundUp(long bytes) => (bytes + BlockSize - 1) / BlockSize * BlockSize;
+
+    public async Task<ManagedVolume> CreateAsync(string name, long required, long limit, VolumeParameters parameters, CancellationToken ct)
+    {
+        var size = ChooseSize(required, limit, name);
+        var existing = await StatAsync(name, ct);
+        if (existing is not null)
+        {
+            return CheckCompatible(existing, required, limit, parameters);
+        }
+        var request = new CreateVolumeRequest { Name = name, SizeBytes = (ulong)size, Replicas = (uint)parameters.Replicas };
+        request.Labels.Add(parameters.ToLabels());
+        try
+        {
+            var info = await master.CallAsync("create volume", (c, o) => c.CreateVolumeAsync(request, o).ResponseAsync, ct);
+            logger.LogInformation("Created volume {Volume}: {Size} bytes, {Replicas} replicas", name, size, parameters.Replicas);
+            return ToManaged(info);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
+        {
+            // Created concurrently by someone else: same rule as an existing volume.
+            var raced = await StatAsync(name, ct) ?? throw MasterErrors.ToCsi(e, $"create volume '{name}'");
+            return CheckCompatible(raced, required, limit, parameters);
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"create volume '{name}'");
+        }
+    }
+
+    private static ManagedVolume CheckCompatible(ManagedVolume existing, long required, long limit, VolumeParameters parameters)
+    {
+        if (existing.SizeBytes < required || (limit > 0 && existing.SizeBytes > limit) || existing.Parameters != parameters)
+        {
+            throw CsiErrors.AlreadyExists(
+                $"volume '{existing.Id}' exists with {existing.SizeBytes} bytes and {existing.Parameters}, incompatible with required {required}, limit {limit}, {parameters}");
+        }
+        return existing;
+    }
+
+    public async Task<ManagedVolume?> StatAsync(string id, CancellationToken ct)
+    {
+        try
+        {
+            var info = await master.CallAsync("stat volume", (c, o) => c.StatVolumeAsync(new StatVolumeRequest { Name = id }, o).ResponseAsync, ct);
+            return ToManaged(info);
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.NotFound or StatusCode.InvalidArgument)
+        {
+            return null;
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"stat volume '{id}'");
+        }
+    }
+
+    public async Task<ManagedVolume> RequireAsync(string id, CancellationToken ct) =>
+        await StatAsync(id, ct) ?? throw CsiErrors.NotFound($"volume '{id}' does not exist");
+
+    /// <summary>Deletes the volume; a missing volume is already deleted. A published volume is FAILED_PRECONDITION.</summary>
+    public async Task DeleteAsync(string id, CancellationToken ct)
+    {
+        var volume = await StatAsync(id, ct);
+        if (volume is null)
+        {
+            return;
+        }
+        if (volume.LeaseHolder.Length > 0)
+        {
+            throw CsiErrors.FailedPrecondition($"volume '{id}' is still published to node '{volume.LeaseHolder}'");
+        }
+        try
+        {
+            await master.CallAsync("delete volume", (c, o) => c.DeleteVolumeAsync(new DeleteVolumeRequest { Name = id }, o).ResponseAsync, ct);
+            logger.LogInformation("Deleted volume {Volume}", id);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"delete volume '{id}'");
+        }
+    }
+
+    public async Task<IReadOnlyList<ManagedVolume>> ListAsync(CancellationToken ct)
+    {
+        try
+        {
+            var list = await master.CallAsync("list volumes", (c, o) => c.ListVolumesAsync(new ListVolumesRequest(), o).ResponseAsync, ct);
+            return list.Volumes.Select(ToManaged).OrderBy(v => v.Id, StringComparer.Ordinal).ToList();
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, "list volumes");
+        }
+    }
+
+    /// <summary>Grows the volume to at least <paramref name="required"/> (rounded up to 4 KiB); volumes never shrink.</summary>
+    public async Task<long> ExpandAsync(string id, long required, long limit, CancellationToken ct)
+    {
+        var volume = await RequireAsync(id, ct);
+        var size = ChooseSize(required, limit, id);
+        if (volume.SizeBytes >= size)
+        {
+            if (limit > 0 && volume.SizeBytes > limit)
+            {
+                throw CsiErrors.OutOfRange($"volume '{id}' already has {volume.SizeBytes} bytes, more than limit {limit}; volumes do not shrink");
+            }
+            return volume.SizeBytes;
+        }
+        try
+        {
+            var info = await master.CallAsync("resize volume",
+                (c, o) => c.ResizeVolumeAsync(new ResizeVolumeRequest { Name = id, SizeBytes = (ulong)size }, o).ResponseAsync, ct);
+            logger.LogInformation("Expanded volume {Volume} from {Old} to {New} bytes", id, volume.SizeBytes, info.SizeBytes);
+            return (long)info.SizeBytes;
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"expand volume '{id}' to {size} bytes");
+        }
+    }
+
+    /// <summary>
+    /// A writable publish gives <paramref name="node"/> the volume's write lease, unless it holds it
+    /// already (taking it again would fence the engine the node runs). Another holder = FAILED_PRECONDITION.
+    /// </summary>
+    public async Task PublishAsync(string id, string node, bool writable, CancellationToken ct)
+    {
+        var volume = await RequireAsync(id, ct);
+        if (!writable || volume.LeaseHolder == node)
+        {
+            return;
+        }
+        if (volume.LeaseHolder.Length > 0)
+        {
+            throw CsiErrors.FailedPrecondition($"volume '{id}' is published writable to node '{volume.LeaseHolder}'; it cannot be published to node '{node}' too");
+        }
+        await AcquireLeaseAsync(id, node, ct);
+        logger.LogInformation("Published volume {Volume} to node {Node}", id, node);
+    }
+
+    /// <summary>Takes the lease back from <paramref name="node"/> (new epoch, no holder); nothing to do when it does not hold it.</summary>
+    public async Task UnpublishAsync(string id, string node, CancellationToken ct)
+    {
+        var volume = await StatAsync(id, ct);
+        if (volume is null || volume.LeaseHolder.Length == 0 || (node.Length > 0 && volume.LeaseHolder != node))
+        {
+            return;
+        }
+        await AcquireLeaseAsync(id, "", ct);
+        logger.LogInformation("Unpublished volume {Volume} from node {Node}", id, volume.LeaseHolder);
+    }
+
+    private async Task AcquireLeaseAsync(string id, string holder, CancellationToken ct)
+    {
+        try
+        {
+            await master.CallAsync("acquire volume lease",
+                (c, o) => c.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = id, Holder = holder }, o).ResponseAsync, ct);
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"volume lease of '{id}' for '{holder}'");
+        }
+    }
+
+    /// <summary>Free space of the live chunk servers divided by <paramref name="replicas"/>.</summary>
+    public async Task<long> AvailableCapacityAsync(int replicas, CancellationToken ct)
+    {
+        try
+        {
+            var status = await master.CallAsync("cluster status", (c, o) => c.GetClusterStatusAsync(new GetClusterStatusRequest(), o).ResponseAsync, ct);
+            var free = status.ChunkServers.Where(s => s.Alive).Sum(s => (decimal)(s.CapacityBytes > s.UsedBytes ? s.CapacityBytes - s.UsedBytes : 0));
+            return (long)Math.Min(free / replicas, long.MaxValue);
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, "get capacity");
+        }
+    }
+
+    private static ManagedVolume ToManaged(VolumeInfo info) =>
+        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder);
+}

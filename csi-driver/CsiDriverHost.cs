@@ -1,0 +1,106 @@
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Csi.Common;
+using FeitianK8s.Csi.Controller;
+using FeitianK8s.Csi.Identity;
+using FeitianK8s.Csi.Node;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Csi;
+
+/// <summary>
+/// The CSI driver as a library: gRPC (HTTP/2) on a unix socket serving Identity, and
+/// Controller and/or Node by mode. On start the node plugin recovers its staged volumes.
+/// Stopping leaves staged volumes running (their hosts are separate processes).
+/// </summary>
+public sealed class CsiDriverHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private CsiDriverHost(WebApplication app, CsiDriverOptions options)
+    {
+        _app = app;
+        Options = options;
+    }
+
+    public CsiDriverOptions Options { get; }
+
+    public static CsiDriverHost Create(CsiDriverOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        if (logging is not null)
+        {
+            logging(builder.Logging);
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        }
+        builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2));
+        builder.Services.AddGrpc(o => o.Interceptors.Add<CallLoggingInterceptor>());
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(sp => new PanguClient(new PanguClientOptions
+        {
+            MasterAddresses = options.Masters,
+            ClientNode = options.NodeId,
+            MasterUnavailableRetry = options.MasterUnavailableRetry,
+        }, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<PanguClient>().Master);
+        builder.Services.AddSingleton<VolumeLocks>();
+        builder.Services.AddSingleton<ProcessRunner>();
+        builder.Services.AddSingleton<VolumeManager>();
+        builder.Services.AddSingleton<Mounter>();
+        builder.Services.AddSingleton<LoopDevices>();
+        builder.Services.AddSingleton(new NodeStateStore(options.StateDir));
+        builder.Services.AddSingleton<NodeStager>();
+        var app = builder.Build();
+        app.MapGrpcService<IdentityService>();
+        if (options.RunsController)
+        {
+            app.MapGrpcService<ControllerService>();
+        }
+        if (options.RunsNode)
+        {
+            app.MapGrpcService<NodeService>();
+        }
+        return new CsiDriverHost(app, options);
+    }
+
+    public IServiceProvider Services => _app.Services;
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        var dir = Path.GetDirectoryName(Options.SocketPath);
+        if (!string.IsNullOrEmpty(dir))
+        {
+            Directory.CreateDirectory(dir);
+        }
+        if (File.Exists(Options.SocketPath))
+        {
+            // A socket left by a previous run; nobody serves on it any more.
+            File.Delete(Options.SocketPath);
+        }
+        if (Options.RunsNode)
+        {
+            await _app.Services.GetRequiredService<NodeStager>().RecoverAsync(ct);
+        }
+        await _app.StartAsync(ct);
+    }
+
+    public Task StopAsync(CancellationToken ct = default) => _app.StopAsync(ct);
+
+    public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.DisposeAsync();
+        if (File.Exists(Options.SocketPath))
+        {
+            File.Delete(Options.SocketPath);
+        }
+    }
+}

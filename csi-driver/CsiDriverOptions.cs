@@ -1,0 +1,131 @@
+namespace FeitianK8s.Csi;
+
+public enum CsiMode { Controller, Node, All }
+
+/// <summary>
+/// Command line: <c>--endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE
+/// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR]</c>.
+/// </summary>
+public sealed class CsiDriverOptions
+{
+    public const string DriverName = "feitian.csi.k8s.io";
+    public const string NodeTopologyKey = "topology.feitian.csi.k8s.io/node";
+    public const string RackTopologyKey = "topology.feitian.csi.k8s.io/rack";
+
+    /// <summary>Path of the unix socket to serve on.</summary>
+    public required string SocketPath { get; init; }
+    public CsiMode Mode { get; init; } = CsiMode.All;
+    public required string NodeId { get; init; }
+    /// <summary>Master gRPC addresses, normalized to http://HOST:PORT.</summary>
+    public required IReadOnlyList<string> Masters { get; init; }
+    public string Rack { get; init; } = "";
+    /// <summary>Where the node plugin keeps one JSON file per staged volume and its NBD sockets.</summary>
+    public string StateDir { get; init; } = "/var/lib/feitian-csi";
+    public int MaxVolumesPerNode { get; init; } = 64;
+    public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(10);
+
+    public bool RunsController => Mode is CsiMode.Controller or CsiMode.All;
+    public bool RunsNode => Mode is CsiMode.Node or CsiMode.All;
+
+    /// <summary>Parses the command line; throws <see cref="ArgumentException"/> with the reason.</summary>
+    public static CsiDriverOptions Parse(IReadOnlyList<string> args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        string[] known = ["--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes"];
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            string name, value;
+            var eq = arg.IndexOf('=');
+            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            {
+                (name, value) = (arg[..eq], arg[(eq + 1)..]);
+            }
+            else
+            {
+                if (i + 1 >= args.Count)
+                {
+                    throw new ArgumentException($"{arg} needs a value");
+                }
+                (name, value) = (arg, args[++i]);
+            }
+            if (!known.Contains(name))
+            {
+                throw new ArgumentException($"unknown option {name}; known: {string.Join(' ', known)}");
+            }
+            values[name] = value;
+        }
+        var endpoint = values.GetValueOrDefault("--endpoint") ?? throw new ArgumentException("--endpoint unix:///path/csi.sock is required");
+        var mode = values.GetValueOrDefault("--mode", "all") switch
+        {
+            "controller" => CsiMode.Controller,
+            "node" => CsiMode.Node,
+            "all" => CsiMode.All,
+            var other => throw new ArgumentException($"--mode must be controller, node or all (got '{other}')"),
+        };
+        var nodeId = values.GetValueOrDefault("--node-id") ?? "";
+        if (mode != CsiMode.Controller && nodeId.Length == 0)
+        {
+            throw new ArgumentException("--node-id is required in node and all modes");
+        }
+        var masters = ParseMasters(values.GetValueOrDefault("--masters") ?? throw new ArgumentException("--masters HOST:PORT[,...] is required"));
+        var maxVolumes = 64;
+        if (values.TryGetValue("--max-volumes", out var mv) && (!int.TryParse(mv, out maxVolumes) || maxVolumes < 1))
+        {
+            throw new ArgumentException($"--max-volumes must be a positive integer (got '{mv}')");
+        }
+        return new CsiDriverOptions
+        {
+            SocketPath = ParseEndpoint(endpoint),
+            Mode = mode,
+            NodeId = nodeId.Length > 0 ? nodeId : Environment.MachineName,
+            Masters = masters,
+            Rack = values.GetValueOrDefault("--rack", ""),
+            StateDir = values.GetValueOrDefault("--state-dir", "/var/lib/feitian-csi"),
+            MaxVolumesPerNode = maxVolumes,
+        };
+    }
+
+    /// <summary>unix:///path or unix:/path or a plain absolute path → the socket path.</summary>
+    public static string ParseEndpoint(string endpoint)
+    {
+        string path;
+        if (endpoint.StartsWith("unix://", StringComparison.Ordinal))
+        {
+            path = endpoint["unix://".Length..];
+        }
+        else if (endpoint.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            path = endpoint["unix:".Length..];
+        }
+        else
+        {
+            path = endpoint;
+        }
+        if (!path.StartsWith('/'))
+        {
+            throw new ArgumentException($"--endpoint '{endpoint}' is not unix:///absolute/path");
+        }
+        return path;
+    }
+
+    /// <summary>HOST:PORT or http(s)://HOST:PORT, comma-separated → http://HOST:PORT list.</summary>
+    public static IReadOnlyList<string> ParseMasters(string masters)
+    {
+        var list = new List<string>();
+        foreach (var raw in masters.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var address = raw.Contains("://", StringComparison.Ordinal) ? raw : "http://" + raw;
+            if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Port <= 0 || uri.Host.Length == 0)
+            {
+                throw new ArgumentException($"--masters entry '{raw}' is not HOST:PORT");
+            }
+            list.Add($"{uri.Scheme}://{uri.Authority}");
+        }
+        if (list.Count == 0)
+        {
+            throw new ArgumentException("--masters is empty");
+        }
+        return list;
+    }
+}

@@ -1,0 +1,54 @@
+using FeitianK8s.Csi;
+using FeitianK8s.Csi.Node;
+using Microsoft.Extensions.Logging;
+
+// Two roles: the CSI driver (default), or the data path of one staged volume (--serve-volume),
+// which the node plugin starts as a separate process.
+if (args.Contains("--serve-volume"))
+{
+    return await ServeVolumeAsync(args);
+}
+
+CsiDriverOptions options;
+try
+{
+    options = CsiDriverOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    await Console.Error.WriteLineAsync($"csi-driver: {e.Message}");
+    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N]");
+    return 2;
+}
+try
+{
+    await using var host = CsiDriverHost.Create(options);
+    await host.StartAsync();
+    // WebApplication handles SIGTERM/SIGINT: WaitForShutdown returns after a clean stop.
+    await host.WaitForShutdownAsync();
+    return 0;
+}
+catch (Exception e)
+{
+    await Console.Error.WriteLineAsync($"csi-driver: start-up failed: {e}");
+    return 1;
+}
+
+static async Task<int> ServeVolumeAsync(string[] args)
+{
+    string Value(string name) =>
+        Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{name} is required");
+    using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; }));
+    using var stop = new CancellationTokenSource();
+    using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+    using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+    try
+    {
+        return await VolumeHost.RunAsync(Value("--serve-volume"), Value("--socket"), CsiDriverOptions.ParseMasters(Value("--masters")), Value("--node-id"), loggers, stop.Token);
+    }
+    catch (Exception e) when (e is not OperationCanceledException)
+    {
+        loggers.CreateLogger("FeitianK8s.Csi.VolumeHost").LogCritical(e, "Volume host failed");
+        return 1;
+    }
+}
