@@ -40,6 +40,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         {
             builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         }
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Grpc", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2));
         builder.Services.AddGrpc(o => o.Interceptors.Add<CallLoggingInterceptor>());
         builder.Services.AddSingleton(options);

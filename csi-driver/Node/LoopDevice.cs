@@ -52,10 +52,18 @@ public sealed class LoopDevices(ProcessRunner runner)
         }
     }
 
+    private const ulong BlkGetSize64 = 0x80081272;
+
+    /// <summary>Size in bytes of a block device (BLKGETSIZE64; stat reports 0 for device nodes).</summary>
     public static long SizeOf(string device)
     {
         using var handle = File.OpenHandle(device, FileMode.Open, FileAccess.Read);
-        return RandomAccess.GetLength(handle);
+        var size = new byte[8];
+        if (NativeMethods.Ioctl((int)handle.DangerousGetHandle(), BlkGetSize64, size) != 0)
+        {
+            throw CsiErrors.Internal($"BLKGETSIZE64 on {device} failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        return BitConverter.ToInt64(size);
     }
 
     /// <summary>Changes the size limit of a live loop device.</summary>
