@@ -115,8 +115,9 @@ public sealed class CsiDriverOptions
         var list = new List<string>();
         foreach (var raw in masters.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            var address = raw.Contains("://", StringComparison.Ordinal) ? raw : "http://" + raw;
-            if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Port <= 0 || uri.Host.Length == 0)
+            var trimmed = raw.TrimEnd('/');
+            var address = trimmed.Contains("://", StringComparison.Ordinal) ? trimmed : "http://" + trimmed;
+            if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Host.Length == 0 || !address.EndsWith(":" + uri.Port, StringComparison.Ordinal))
             {
                 throw new ArgumentException($"--masters entry '{raw}' is not HOST:PORT");
             }
