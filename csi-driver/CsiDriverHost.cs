@@ -56,7 +56,8 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton<VolumeManager>();
         builder.Services.AddSingleton<Mounter>();
         builder.Services.AddSingleton<LoopDevices>();
-        builder.Services.AddSingleton(new NodeStateStore(options.StateDir));
+        builder.Services.AddSingleton<KernelNbd>();
+        builder.Services.AddSingleton(_ => new NodeStateStore(options.StateDir));
         builder.Services.AddSingleton<NodeStager>();
         var app = builder.Build();
         app.MapGrpcService<IdentityService>();

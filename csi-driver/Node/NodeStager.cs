@@ -14,15 +14,15 @@ public sealed record StageRequest(string VolumeId, string StagingPath, bool Bloc
 
 /// <summary>
 /// Stages volumes on this node. The chain per volume: a volume-host process (RAF engine +
-/// NBD on a unix socket) → nbdfuse exposing the export as a file → a loop device over that
-/// file (size limit = volume size) → for filesystem access an ext4/xfs mount at the staging
+/// NBD on a unix socket) → the kernel nbd driver when /dev/nbd0 exists, else nbdfuse
+/// exposing the export as a file → a loop device over that (size limit = volume size) → for filesystem access an ext4/xfs mount at the staging
 /// path, made only when blkid finds the device blank. Publishing bind-mounts the staging
 /// path (or the loop device node, for block access) onto the target.
 /// Every step is recorded in the state dir, so a restarted node plugin finds the chain again
 /// and repairs only what is gone.
 /// </summary>
 public sealed class NodeStager(CsiDriverOptions options, MasterConnection master, NodeStateStore store, Mounter mounter, LoopDevices loops,
-    ProcessRunner runner, ILogger<NodeStager> logger)
+    KernelNbd kernelNbd, ProcessRunner runner, ILogger<NodeStager> logger)
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
     private readonly string _runDir = Path.Combine(options.StateDir, "run");
@@ -220,8 +220,8 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
     private async Task RepairAsync(StagedVolume record, CancellationToken ct)
     {
         var hostAlive = DetachedProcess.IsAlive(record.HostPid, record.SocketPath);
-        var fuseAlive = DetachedProcess.IsAlive(record.FusePid, record.FuseDir);
-        var loopOk = record.LoopDevice.Length > 0 && (await loops.FindAsync(record.FuseFile, ct)).Contains(record.LoopDevice);
+        var fuseAlive = record.NbdDevice.Length > 0 ? KernelNbd.IsConnected(record.NbdDevice) : DetachedProcess.IsAlive(record.FusePid, record.FuseDir);
+        var loopOk = record.LoopDevice.Length > 0 && (await loops.FindAsync(record.BackingPath, ct)).Contains(record.LoopDevice);
         if (hostAlive && fuseAlive && loopOk)
         {
             if (!record.Block && !Mounter.IsMounted(record.StagingPath))
@@ -283,6 +283,14 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
 
     private async Task<StagedVolume> AttachAsync(StagedVolume record, long size, CancellationToken ct)
     {
+        if (KernelNbd.IsAvailable)
+        {
+            record = record with { NbdDevice = await kernelNbd.ConnectAsync(record.SocketPath, record.VolumeId, ct) };
+            store.Save(record);
+            record = record with { LoopDevice = await loops.AttachAsync(record.NbdDevice, size, record.ReadOnly, ct) };
+            store.Save(record);
+            return record;
+        }
         Directory.CreateDirectory(record.FuseDir);
         var log = Path.ChangeExtension(record.SocketPath, ".fuse.log");
         List<string> args = ["--unix", record.SocketPath];
@@ -385,13 +393,17 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
     private async Task DetachFuseAndLoopAsync(StagedVolume record, CancellationToken ct)
     {
         var attached = record.LoopDevice.Length > 0 ? [record.LoopDevice] : new List<string>();
-        if (Directory.Exists(record.FuseDir) || Mounter.IsMounted(record.FuseDir))
+        if (record.NbdDevice.Length > 0 || Directory.Exists(record.FuseDir) || Mounter.IsMounted(record.FuseDir))
         {
-            attached.AddRange(await loops.FindAsync(record.FuseFile, ct));
+            attached.AddRange(await loops.FindAsync(record.BackingPath, ct));
         }
         foreach (var loop in attached.Distinct())
         {
             await loops.DetachAsync(loop, ct);
+        }
+        if (record.NbdDevice.Length > 0)
+        {
+            await kernelNbd.DisconnectAsync(record.NbdDevice, ct);
         }
         if (Mounter.IsMounted(record.FuseDir))
         {
@@ -425,9 +437,9 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         {
             return "the volume's RAF engine is not running";
         }
-        if (!DetachedProcess.IsAlive(record.FusePid, record.FuseDir))
+        if (record.NbdDevice.Length > 0 ? !KernelNbd.IsConnected(record.NbdDevice) : !DetachedProcess.IsAlive(record.FusePid, record.FuseDir))
         {
-            return "nbdfuse for the volume is not running";
+            return "the volume's nbd connection (nbdfuse or kernel nbd) is gone";
         }
         try
         {

@@ -18,9 +18,14 @@ public sealed record StagedVolume
     public string LoopDevice { get; init; } = "";
     public int HostPid { get; init; }
     public int FusePid { get; init; }
+    /// <summary>Kernel nbd device (e.g. /dev/nbd3) when the kernel driver is used instead of nbdfuse.</summary>
+    public string NbdDevice { get; init; } = "";
     public IReadOnlyList<PublishRecord> Publishes { get; init; } = [];
 
     public string FuseFile => Path.Combine(FuseDir, "nbd");
+
+    /// <summary>What the loop device sits on: the kernel nbd device, or the nbdfuse file.</summary>
+    public string BackingPath => NbdDevice.Length > 0 ? NbdDevice : FuseFile;
 }
 
 /// <summary>

@@ -107,7 +107,7 @@ public sealed class IdentityAndOptionsTests : IDisposable
         Assert.Equal(2, bad.ExitCode);
 
         var psi = new ProcessStartInfo(exe.FileName) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in exe.PrefixArguments.Concat(["--endpoint", "unix://" + socket, "--mode", "controller", "--masters",
+        foreach (var a in exe.PrefixArguments.Concat(["--endpoint", "unix://" + socket, "--mode", "controller", "--state-dir", _f.Root.Combine("proc", "state"), "--masters",
             _f.Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal)]))
         {
             psi.ArgumentList.Add(a);
