@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 need_packages=()
 for tool in nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdfuse:libnbd-bin qemu-io:qemu-utils fio:fio \
-            mkfs.ext4:e2fsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount; do
+            mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool##*:}")
 done
 if [ ${#need_packages[@]} -gt 0 ]; then

@@ -192,6 +192,44 @@ public sealed class LifecycleTests : IDisposable
         await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
     }
 
+    [Fact]
+    public async Task Xfs_volume_is_made_mounted_and_grown_online()
+    {
+        var c = _f.Client;
+        var staging = _f.Root.Combine("kubelet", "xfs", "staging");
+        var target = _f.Root.Combine("kubelet", "xfs", "target");
+        var capability = Csi.Mount(fsType: "xfs");
+        var request = Csi.Create("pvc-xfs", 320 * Csi.MiB, capability); // mkfs.xfs wants at least 300 MiB
+        request.Parameters["fsType"] = "xfs";
+        var id = (await c.Controller.CreateVolumeAsync(request)).Volume.VolumeId;
+        await c.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = CsiFixture.NodeA, VolumeCapability = capability });
+        await StageTwice(id, staging, capability);
+        await PublishTwice(id, staging, target, capability, readOnly: false);
+        Assert.Equal("xfs", Mounter.FindMount(staging)!.FsType);
+        var data = Csi.Pattern((int)(2 * Csi.MiB), seed: 21);
+        Csi.WriteDurably(Path.Combine(target, "x.bin"), data);
+        var stagingMount = Mounter.FindMount(staging);
+
+        var before = (await c.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = id, VolumePath = target })).Usage
+            .Single(u => u.Unit == VolumeUsage.Types.Unit.Bytes).Total;
+        await c.Controller.ControllerExpandVolumeAsync(new ControllerExpandVolumeRequest { VolumeId = id, CapacityRange = new CapacityRange { RequiredBytes = 400 * Csi.MiB } });
+        await c.Node.NodeExpandVolumeAsync(new NodeExpandVolumeRequest { VolumeId = id, VolumePath = target, StagingTargetPath = staging, VolumeCapability = capability });
+        var after = (await c.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = id, VolumePath = target })).Usage
+            .Single(u => u.Unit == VolumeUsage.Types.Unit.Bytes).Total;
+        _f.Output.Current?.WriteLine($"xfs size {before} -> {after}");
+        Assert.True(after > before + 60 * Csi.MiB, $"xfs did not grow: {before} -> {after}");
+        Assert.Equal(data, await File.ReadAllBytesAsync(Path.Combine(target, "x.bin")));
+
+        await UnpublishTwice(id, target);
+        await UnstageTwice(id, staging);
+        await StageTwice(id, staging, capability);
+        Assert.Equal(data, await File.ReadAllBytesAsync(Path.Combine(staging, "x.bin")));
+        await UnstageTwice(id, staging);
+        await c.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = CsiFixture.NodeA });
+        await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
+        Assert.NotNull(stagingMount);
+    }
+
     private async Task StageTwice(string id, string staging, VolumeCapability capability)
     {
         for (var i = 0; i < 2; i++)
