@@ -21,8 +21,6 @@ public sealed class VolumeLocks
         return new Release(this, volumeId);
     }
 
-    public bool IsBusy(string volumeId) => _busy.ContainsKey(volumeId);
-
     private sealed class Release(VolumeLocks owner, string volumeId) : IDisposable
     {
         private int _disposed;

@@ -45,6 +45,9 @@ public sealed class LifecycleTests : IDisposable
 
         var big = Csi.Pattern((int)(3 * Csi.MiB), seed: 1);
         Csi.WriteDurably(Path.Combine(target, "big.bin"), big);
+        // A repeated ControllerPublish while the node runs the engine must not take the lease
+        // again (that would fence the node): writes keep working.
+        await c.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = CsiFixture.NodeA, VolumeCapability = capability });
         Directory.CreateDirectory(Path.Combine(target, "dir"));
         Csi.WriteDurably(Path.Combine(target, "dir", "hello.txt"), "hello feitian"u8.ToArray());
 
