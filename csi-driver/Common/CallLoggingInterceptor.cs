@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Csi.Common;
 
 /// <summary>
-/// Logs every CSI call with its request (secrets, mount flags and tokens replaced by
+/// Logs every CSI call with its request (secrets and mount flags replaced by
 /// "***") and its outcome.
 /// </summary>
 public sealed class CallLoggingInterceptor(ILogger<CallLoggingInterceptor> logger) : Interceptor
@@ -41,7 +41,7 @@ public sealed class CallLoggingInterceptor(ILogger<CallLoggingInterceptor> logge
 /// <summary>Renders a request as JSON without secret-bearing fields.</summary>
 public static class RequestRedactor
 {
-    private static readonly HashSet<string> SecretFields = new(StringComparer.Ordinal) { "secrets", "mount_flags", "security_token" };
+    private static readonly HashSet<string> SecretFields = new(StringComparer.Ordinal) { "secrets", "mount_flags" };
 
     public static string Redact(IMessage message)
     {
