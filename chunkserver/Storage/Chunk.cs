@@ -63,7 +63,7 @@ internal sealed class Chunk : IDisposable
         {
             data = OpenFile(files.Data, FileMode.Create);
             checksums = OpenFile(files.Checksums, FileMode.Create);
-            var meta = new ChunkMeta(epoch, Sealed: false, SealedLength: 0, maxLength);
+            var meta = new ChunkMeta(epoch, Sealed: false, SealedLength: 0, maxLength, blockSize);
             meta.Save(files.Meta);
             return new Chunk(id, directory, files, data, checksums, new BlockChecksums(blockSize, []), meta, 0, diskReserve, log);
         }
@@ -79,9 +79,10 @@ internal sealed class Chunk : IDisposable
     }
 
     /// <summary>Opens a chunk found on disk, cutting back a torn tail left by a crash.</summary>
-    public static Chunk Open(DataDirectory directory, ChunkFiles files, int blockSize, int maxAppendBytes, long diskReserve, ILogger log)
+    public static Chunk Open(DataDirectory directory, ChunkFiles files, int maxAppendBytes, long diskReserve, ILogger log)
     {
         var meta = ChunkMeta.Load(files.Meta);
+        var blockSize = meta.BlockSize;
         var data = OpenFile(files.Data, FileMode.OpenOrCreate);
         try
         {

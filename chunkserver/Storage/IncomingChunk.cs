@@ -99,7 +99,7 @@ internal sealed class IncomingChunk : IDisposable
             }
             File.Move(_files.CopyData, _files.Data, overwrite: true);
             File.Move(_files.CopyChecksums, _files.Checksums, overwrite: true);
-            new ChunkMeta(epoch, Sealed: true, SealedLength: _length, MaxLength: Math.Max(_length, 1)).Save(_files.Meta);
+            new ChunkMeta(epoch, Sealed: true, SealedLength: _length, MaxLength: Math.Max(_length, 1), _blockSize).Save(_files.Meta);
         }
         catch (IOException error)
         {

@@ -19,11 +19,11 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
         _dir.Dispose();
     }
 
-    private Task<ChunkServerUnderTest> StartAsync() =>
-        ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(_dir.Sub("d1"), _dir.Sub("d2")));
+    private Task<ChunkServerUnderTest> StartAsync(int blockSize = 4096) =>
+        ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(_dir.Sub("d1"), _dir.Sub("d2")) with { BlockSize = blockSize });
 
     [Fact]
-    public async Task Restart_on_the_same_dirs_keeps_id_chunks_lengths_seals_and_epochs()
+    public async Task Restart_on_the_same_dirs_keeps_id_chunks_lengths_seals_and_epochs_even_with_another_block_size()
     {
         var open = RandomBytes(300_000, 1);
         var sealedData = RandomBytes(50_000, 2);
@@ -40,7 +40,7 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
             await server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 12, Epoch = 3 });
         }
 
-        await using (var server = await StartAsync())
+        await using (var server = await StartAsync(blockSize: 8192))
         {
             Assert.Equal(id, server.Host.Id);
             var info = await server.InfoAsync(10);
