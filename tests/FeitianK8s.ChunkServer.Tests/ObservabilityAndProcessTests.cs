@@ -116,6 +116,55 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
         Assert.Throws<FormatException>(() => SizeParser.Parse("99999999999GiB"));
     }
 
+    [Fact]
+    public async Task Kill_9_during_an_append_stream_keeps_every_acknowledged_byte()
+    {
+        var data = _dir.Sub("crash");
+        var acknowledged = new MemoryStream();
+        using (var process = StartExecutable($"--data {data} --master http://127.0.0.1:1 --node n1 --rack r1 --chunk-size 64MiB"))
+        {
+            var endpointsPath = Path.Combine(data, EndpointsFile.FileName);
+            await Eventually.HoldsAsync(() => File.Exists(endpointsPath) || process.HasExited, "endpoints.json");
+            var endpoints = EndpointsFile.Read(data);
+            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(endpoints.Grpc);
+            var client = new Proto.ChunkServer.ChunkServer.ChunkServerClient(channel);
+            await client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 9, Epoch = 1 });
+
+            var random = new Random(5);
+            var killer = Task.Run(async () =>
+            {
+                await Task.Delay(700);
+                process.Kill();
+            });
+            try
+            {
+                while (true)
+                {
+                    var piece = RandomBytes(1 + random.Next(300_000), random.Next());
+                    await client.AppendAsync(new AppendRequest
+                    {
+                        ChunkId = 9, Epoch = 1, ExpectedOffset = (ulong)acknowledged.Length,
+                        Data = Google.Protobuf.ByteString.CopyFrom(piece), Crc32C = Core.Common.Crc32C.Compute(piece),
+                    });
+                    acknowledged.Write(piece);
+                }
+            }
+            catch (Grpc.Core.RpcException error)
+            {
+                output.WriteLine($"append stream ended after {acknowledged.Length} acknowledged bytes: {error.StatusCode}");
+            }
+            await killer;
+            Assert.True(process.WaitForExit(30_000));
+        }
+        Assert.True(acknowledged.Length > 0);
+
+        await using var restarted = await ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(data));
+        var length = (await restarted.InfoAsync(9)).Length;
+        Assert.True(length >= (ulong)acknowledged.Length, $"chunk length {length} after restart is below the acknowledged {acknowledged.Length}");
+        var stored = await restarted.ReadAllAsync(9);
+        Assert.Equal(acknowledged.ToArray(), stored[..(int)acknowledged.Length]);
+    }
+
     private static Process StartExecutable(string arguments)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "FeitianK8s.ChunkServer.dll");
