@@ -31,6 +31,38 @@ public sealed class DiskFullTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public Task Enospc_from_the_write_itself_is_rolled_back() => FillAndVerifyAsync(reserve: -(1L << 30));
 
+    [Fact]
+    public async Task New_chunks_go_to_the_data_dir_with_the_most_free_space()
+    {
+        using var small = TmpfsMount.Create(_dir.Sub("small"), "2m");
+        var large = _dir.Sub("large");
+        foreach (var dirs in new[] { new[] { small.Path, large }, new[] { large, small.Path } })
+        {
+            await using var server = await ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(dirs));
+            await server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 1, Epoch = 1 });
+            Assert.True(File.Exists(Path.Combine(large, "chunks", $"{1:x16}.data")));
+            Assert.False(File.Exists(Path.Combine(small.Path, "chunks", $"{1:x16}.data")));
+            await server.Client.DeleteChunkAsync(new DeleteChunkRequest { ChunkId = 1 });
+        }
+    }
+
+    [Fact]
+    public async Task Capacity_is_the_size_of_the_data_filesystems_counted_once_and_used_is_what_chunks_hold()
+    {
+        using var mount = TmpfsMount.Create(_dir.Sub("cap"), "4m");
+        await using var master = await RecordingMasterDouble.StartAsync(_loggers);
+        var a = Path.Combine(mount.Path, "a");
+        var b = Path.Combine(mount.Path, "b");
+        var options = ChunkServerUnderTest.OptionsFor(a, b) with { MasterAddress = master.Address, HeartbeatInterval = TimeSpan.FromMilliseconds(100) };
+        await using var server = await ChunkServerUnderTest.StartAsync(_loggers, options);
+        await server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 1, Epoch = 1 });
+        await server.AppendAsync(1, 1, 0, RandomBytes(10_000, 1));
+        await Eventually.HoldsAsync(() => master.Heartbeats.Any(h => h.ChunkCount == 1), "a heartbeat with the chunk");
+        var heartbeat = master.Heartbeats.Last();
+        Assert.Equal(4ul << 20, heartbeat.CapacityBytes);
+        Assert.Equal(10_000ul + 3 * 4, heartbeat.UsedBytes);
+    }
+
     private async Task FillAndVerifyAsync(long reserve)
     {
         using var mount = TmpfsMount.Create(_dir.Sub("tmpfs"), "2m");
