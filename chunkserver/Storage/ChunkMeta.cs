@@ -27,7 +27,7 @@ internal sealed record ChunkMeta(
         return meta;
     }
 
-    /// <summary>Writes the meta durably: temp file, fsync, rename over the old one.</summary>
+    /// <summary>Writes the meta durably: temp file, fsync, rename over the old one, fsync the directory.</summary>
     public void Save(string path)
     {
         var tmp = path + ".tmp";
@@ -39,6 +39,7 @@ internal sealed record ChunkMeta(
                 stream.Flush(flushToDisk: true);
             }
             File.Move(tmp, path, overwrite: true);
+            DirectorySync.Flush(Path.GetDirectoryName(path)!);
         }
         catch
         {
