@@ -10,6 +10,9 @@ namespace FeitianK8s.ChunkServer.Storage;
 /// block whose checksum still describes a shorter prefix. Recovery cuts the chunk back to the longest
 /// length whose tail block verifies. It only looks at the blocks one append can touch: a mismatch
 /// further back is corruption, not a torn write, and is left for reads and the scrubber to report.
+/// Known limit: the partial last block's CRC is rewritten in place as the block grows, so after a
+/// power loss (not a process crash) that persisted a newer tail CRC but not its data, the bytes of
+/// that one block cannot be verified and are cut, even if an earlier Sync had made them durable.
 /// </summary>
 internal static class ChunkRecovery
 {
