@@ -60,7 +60,7 @@ public sealed class DiskFullTests(ITestOutputHelper output) : IDisposable
         await Eventually.HoldsAsync(() => master.Heartbeats.Any(h => h.ChunkCount == 1), "a heartbeat with the chunk");
         var heartbeat = master.Heartbeats.Last();
         Assert.Equal(4ul << 20, heartbeat.CapacityBytes);
-        Assert.Equal(10_000ul + 3 * 4, heartbeat.UsedBytes);
+        Assert.Equal(10_000ul + (ulong)Storage.ChecksumFileLayout.EntryOffset(2), heartbeat.UsedBytes);
     }
 
     private async Task FillAndVerifyAsync(long reserve)
