@@ -57,10 +57,10 @@ public sealed class DiskFullTests(ITestOutputHelper output) : IDisposable
         await using var server = await ChunkServerUnderTest.StartAsync(_loggers, options);
         await server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 1, Epoch = 1 });
         await server.AppendAsync(1, 1, 0, RandomBytes(10_000, 1));
-        await Eventually.HoldsAsync(() => master.Heartbeats.Any(h => h.ChunkCount == 1), "a heartbeat with the chunk");
-        var heartbeat = master.Heartbeats.Last();
-        Assert.Equal(4ul << 20, heartbeat.CapacityBytes);
-        Assert.Equal(10_000ul + (ulong)Storage.ChecksumFileLayout.EntryOffset(2), heartbeat.UsedBytes);
+        // The data plus its checksum file: two slots and the CRCs of two full blocks.
+        var used = 10_000ul + (ulong)Storage.ChecksumFileLayout.EntryOffset(2);
+        await Eventually.HoldsAsync(() => master.Heartbeats.Any(h => h.ChunkCount == 1 && h.UsedBytes == used), $"a heartbeat with 1 chunk and {used} bytes used");
+        Assert.All(master.Heartbeats, h => Assert.Equal(4ul << 20, h.CapacityBytes));
     }
 
     private async Task FillAndVerifyAsync(long reserve)
