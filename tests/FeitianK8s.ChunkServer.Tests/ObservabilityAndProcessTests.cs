@@ -131,9 +131,12 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
             await client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 9, Epoch = 1 });
 
             var random = new Random(5);
+            long acknowledgedBytes = 0;
             var killer = Task.Run(async () =>
             {
-                await Task.Delay(700);
+                // Kill in the middle of the stream: once a few MiB were acknowledged.
+                await Eventually.HoldsAsync(() => Interlocked.Read(ref acknowledgedBytes) > 3 << 20, "3 MiB acknowledged", timeoutSeconds: 120);
+                await Task.Delay(100);
                 process.Kill();
             });
             try
@@ -147,6 +150,7 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
                         Data = Google.Protobuf.ByteString.CopyFrom(piece), Crc32C = Core.Common.Crc32C.Compute(piece),
                     });
                     acknowledged.Write(piece);
+                    Interlocked.Exchange(ref acknowledgedBytes, acknowledged.Length);
                 }
             }
             catch (Grpc.Core.RpcException error)
