@@ -62,7 +62,8 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
             var killedId = Cluster.Launcher.ChunkServer(1).Id;
             var late = stat.Chunks.Where(c => c.FileOffset >= 40L * MiB).ToArray();
             Assert.All(late, c => Assert.DoesNotContain(c.Replicas, r => r.ChunkServerId == killedId));
-            var (read, length) = await Streams.ReadAllAsync(Cluster.CreateClient(), path);
+            // Read while the killed server is still down, by a client that tries it first (local node).
+            var (read, length) = await Streams.ReadAllAsync(Cluster.CreateClient(clientNode: "node-1"), path);
             Assert.Equal(100L * MiB, length);
             Assert.Equal(written, read);
         }
@@ -91,6 +92,8 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         Assert.NotEmpty(held);
 
         Cluster.Launcher.KillChunkServer(2);
+        // While it is down, a reader on its node fails over to the other replicas.
+        Assert.Equal(Streams.Sha256OfBlocks(32, 10, MiB), (await Streams.ReadAllAsync(Cluster.CreateClient(clientNode: "node-2"), path)).Hash);
         await Cluster.Launcher.RestartChunkServerAsync(2);
         await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
 
