@@ -40,6 +40,9 @@ public sealed class MemoryPanguFileSystem : IPanguFileSystem
     /// <summary>Artificial delay between applying an append and acknowledging it (applied order is still call order).</summary>
     public TimeSpan AppendLatency { get; set; }
 
+    /// <summary>When set, appends are applied at once but acknowledged only after this task completes (holds a writer mid-append).</summary>
+    public Task? AppendHold { get; set; }
+
     public long FlushCount => Interlocked.Read(ref _flushCount);
     public long DurableAppendCount => Interlocked.Read(ref _durableAppendCount);
     public long AppendCount => Interlocked.Read(ref _appendCount);
@@ -351,6 +354,10 @@ public sealed class MemoryPanguFileSystem : IPanguFileSystem
             if (fs.AppendLatency > TimeSpan.Zero)
             {
                 await Task.Delay(fs.AppendLatency, CancellationToken.None);
+            }
+            if (fs.AppendHold is { } hold)
+            {
+                await hold;
             }
             return offset;
         }

@@ -43,6 +43,9 @@ public sealed class PanguClient : IPanguFileSystem, IDisposable
 
     public PanguClientOptions Options => _ctx.Options;
 
+    /// <summary>The master connection this client uses, for callers that need master calls beyond files (volumes, status).</summary>
+    public MasterConnection Master => _ctx.Master;
+
     public async Task<PanguFileInfo> CreateAsync(string path, int replicas = 0, PanguVolumeGuard? guard = null, CancellationToken ct = default)
     {
         if (replicas < 0)

@@ -126,7 +126,7 @@ public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolu
         {
             await fs.DeleteAsync(layout.CheckpointPath(bad), guard, ct);
         }
-        return (new RafCheckpoint(new LogPosition(segments.Count > 0 ? segments[0] : 1, 0, 0), []), null);
+        return (new RafCheckpoint(new LogPosition(0, 0, 0), []), null);
     }
 
     /// <summary>True when no segment numbered <paramref name="first"/> or later is missing between the ones present.</summary>

@@ -37,6 +37,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         _state = recovered.State;
         _size = info.SizeBytes;
         Name = info.Name;
+        Recovery = new RafRecoveryReport(recovered.CheckpointSeq, recovered.ReplayedRecords, recovered.TornBytes);
         Guard = guard;
         Layout = new RafLayout(info.Directory);
         _readers = new SegmentReaderCache(fs, Layout, options.ReaderCacheSize);
@@ -58,6 +59,9 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     public bool SupportsMultiConnection => true;
 
     public PanguVolumeGuard Guard { get; }
+
+    /// <summary>What the open found: the checkpoint used, records replayed, bytes of torn tails ignored.</summary>
+    public RafRecoveryReport Recovery { get; }
     public RafLayout Layout { get; }
 
     /// <summary>Opens (and recovers) a volume: takes its lease, fences the previous engine, loads the newest valid checkpoint and replays the log after it.</summary>
@@ -366,5 +370,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         _logger.LogInformation("Volume {Volume} closed", Name);
     }
 }
+
+public sealed record RafRecoveryReport(ulong? CheckpointSeq, int ReplayedRecords, long TornBytes);
 
 public sealed record RafVolumeStats(long LogBytes, long LiveBytes, int Extents, int Segments, LogPosition Applied);

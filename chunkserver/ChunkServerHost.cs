@@ -1,0 +1,231 @@
+using System.Net;
+using FeitianK8s.ChunkServer.Hosting;
+using FeitianK8s.ChunkServer.Registration;
+using FeitianK8s.ChunkServer.Replication;
+using FeitianK8s.ChunkServer.Services;
+using FeitianK8s.ChunkServer.Storage;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Prometheus;
+using MasterClient = FeitianK8s.Proto.Master.Master.MasterClient;
+
+namespace FeitianK8s.ChunkServer;
+
+/// <summary>
+/// A running chunk server: the chunk store, the ChunkServer gRPC service on an HTTP/2-only endpoint,
+/// /metrics and /healthz on a separate HTTP/1 endpoint, and the background registration and
+/// heartbeats to the master.
+/// </summary>
+public sealed class ChunkServerHost : IAsyncDisposable
+{
+    /// <summary>Largest gRPC message: a 4 MiB append or read plus headroom.</summary>
+    public const int MaxMessageBytes = 8 << 20;
+
+    private readonly WebApplication _app;
+    private readonly ChunkStore _store;
+    private readonly DataDirLock _lock;
+    private readonly PeerChannels _peers;
+    private readonly GrpcChannel? _masterChannel;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ILogger _log;
+    private Task _reporting = Task.CompletedTask;
+    private int _stopped;
+
+    private ChunkServerHost(string id, WebApplication app, ChunkStore store, DataDirLock dataLock, PeerChannels peers,
+        GrpcChannel? masterChannel, string grpcAddress, string httpAddress, ILogger log)
+    {
+        Id = id;
+        _app = app;
+        _store = store;
+        _lock = dataLock;
+        _peers = peers;
+        _masterChannel = masterChannel;
+        GrpcAddress = grpcAddress;
+        HttpAddress = httpAddress;
+        _log = log;
+    }
+
+    public string Id { get; }
+
+    /// <summary>gRPC endpoint, e.g. http://127.0.0.1:40123.</summary>
+    public string GrpcAddress { get; }
+
+    /// <summary>HTTP endpoint of /metrics and /healthz.</summary>
+    public string HttpAddress { get; }
+
+    /// <summary>The store behind the service (tests and in-process tools).</summary>
+    public ChunkStore Store => _store;
+
+    /// <summary>The reporter talking to the master; null when no master address was given.</summary>
+    public MasterReporter? Reporter { get; private set; }
+
+    public static async Task<ChunkServerHost> StartAsync(ChunkServerOptions options, ILoggerFactory? loggers = null, CancellationToken ct = default)
+    {
+        loggers ??= NullLoggerFactory.Instance;
+        if (options.DataDirs.Count == 0)
+        {
+            throw new ArgumentException("at least one data dir is required");
+        }
+        if (!IPAddress.TryParse(options.ListenAddress, out var listenIp))
+        {
+            throw new ArgumentException($"listen address '{options.ListenAddress}' is not an IP address");
+        }
+        if (options.MasterAddress is { } master && !Uri.TryCreate(master, UriKind.Absolute, out _))
+        {
+            throw new ArgumentException($"master address '{master}' is not a URL (e.g. http://127.0.0.1:7000)");
+        }
+        var log = loggers.CreateLogger<ChunkServerHost>();
+        var dataLock = DataDirLock.Acquire(options.DataDirs);
+        ChunkStore? store = null;
+        PeerChannels? peers = null;
+        WebApplication? app = null;
+        GrpcChannel? masterChannel = null;
+        try
+        {
+            var id = ServerIdentity.LoadOrCreate(options.DataDirs[0]);
+            store = ChunkStore.Open(new ChunkStoreOptions
+            {
+                DataDirs = options.DataDirs,
+                ChunkSize = options.ChunkSize,
+                BlockSize = options.BlockSize,
+                DiskReserveBytes = options.DiskReserveBytes,
+            }, loggers);
+            var storeRef = store;
+            long Capacity() => options.CapacityBytes ?? storeRef.FilesystemBytes;
+            var metrics = new ChunkServerMetrics(store, Capacity);
+            peers = new PeerChannels();
+
+            ListenOptions? grpcListen = null;
+            ListenOptions? httpListen = null;
+            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+            builder.Logging.ClearProviders();
+            builder.Services.AddSingleton(loggers);
+            builder.Services.AddSingleton<IHostLifetime, NoSignalLifetime>();
+            builder.Services.AddSingleton(store);
+            builder.Services.AddSingleton(metrics);
+            builder.Services.AddSingleton(peers);
+            builder.Services.AddSingleton<PeerChunkCopier>();
+            builder.Services.AddGrpc(grpc =>
+            {
+                grpc.MaxReceiveMessageSize = MaxMessageBytes;
+                grpc.MaxSendMessageSize = MaxMessageBytes;
+                grpc.Interceptors.Add<ChunkServerInterceptor>();
+            });
+            builder.WebHost.ConfigureKestrel(kestrel =>
+            {
+                kestrel.AddServerHeader = false;
+                kestrel.Limits.MaxRequestBodySize = MaxMessageBytes + (1 << 20);
+                kestrel.Limits.Http2.InitialConnectionWindowSize = 16 << 20;
+                kestrel.Limits.Http2.InitialStreamWindowSize = 8 << 20;
+                kestrel.Listen(listenIp, options.GrpcPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    grpcListen = listen;
+                });
+                kestrel.Listen(listenIp, options.HttpPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    httpListen = listen;
+                });
+            });
+            app = builder.Build();
+            app.MapGrpcService<ChunkServerService>();
+            app.MapMetrics("/metrics", metrics.Registry);
+
+            ChunkServerHost? host = null;
+            app.MapGet("/healthz", () => Results.Json(new
+            {
+                status = "ok",
+                id,
+                chunks = storeRef.Count,
+                registered = host?.Reporter?.Registered ?? false,
+            }));
+            await app.StartAsync(ct).ConfigureAwait(false);
+
+            var grpcAddress = AddressOf(grpcListen!);
+            var httpAddress = AddressOf(httpListen!);
+            masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
+            host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log);
+            new EndpointsFile(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
+            if (masterChannel is not null)
+            {
+                var advertised = options.AdvertiseAddress ?? (listenIp.Equals(IPAddress.Any) || listenIp.Equals(IPAddress.IPv6Any)
+                    ? $"http://{Dns.GetHostName()}:{grpcListen!.IPEndPoint!.Port}"
+                    : grpcAddress);
+                var reporter = new MasterReporter(new MasterClient(masterChannel), new ChunkServerIdentityInfo(id, options.Node, options.Rack, advertised),
+                    store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>());
+                host.Reporter = reporter;
+                var stopping = host._stopping.Token;
+                host._reporting = Task.Run(() => reporter.RunAsync(stopping), CancellationToken.None);
+            }
+            log.LogInformation("Chunk server {Id} (node {Node}, rack {Rack}) serving gRPC on {Grpc} and HTTP on {Http}; {Chunks} chunks in {Dirs}",
+                id, options.Node, options.Rack, grpcAddress, httpAddress, store.Count, string.Join(",", options.DataDirs));
+            return host;
+        }
+        catch
+        {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
+            masterChannel?.Dispose();
+            peers?.Dispose();
+            store?.Dispose();
+            dataLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Stops serving, stops reporting, closes every chunk. Safe to call more than once.</summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1)
+        {
+            return;
+        }
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _reporting.ConfigureAwait(false);
+        }
+        catch (Exception error)
+        {
+            _log.LogError(error, "Master reporter of {Id} ended with an error", Id);
+        }
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            await _app.StopAsync(timeout.Token).ConfigureAwait(false);
+        }
+        await _app.DisposeAsync().ConfigureAwait(false);
+        _masterChannel?.Dispose();
+        _peers.Dispose();
+        _store.Dispose();
+        _lock.Dispose();
+        _stopping.Dispose();
+        _log.LogInformation("Chunk server {Id} stopped", Id);
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+
+    private static string AddressOf(ListenOptions listen)
+    {
+        var endpoint = listen.IPEndPoint ?? throw new InvalidOperationException("Kestrel endpoint has no IP address");
+        var host = endpoint.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endpoint.Address}]" : endpoint.Address.ToString();
+        return $"http://{host}:{endpoint.Port}";
+    }
+
+    /// <summary>The library never takes over the process's signals; Program.cs decides what SIGTERM means.</summary>
+    private sealed class NoSignalLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

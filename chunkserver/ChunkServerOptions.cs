@@ -1,0 +1,41 @@
+namespace FeitianK8s.ChunkServer;
+
+/// <summary>How to run one chunk server (see Program.cs for the matching command-line flags).</summary>
+public sealed record ChunkServerOptions
+{
+    /// <summary>Data dirs; the first also holds the server id, endpoints.json and the lock file.</summary>
+    public required IReadOnlyList<string> DataDirs { get; init; }
+
+    /// <summary>gRPC address of the master; null runs without registration (storage only).</summary>
+    public string? MasterAddress { get; init; }
+
+    public string Node { get; init; } = Environment.MachineName;
+
+    public string Rack { get; init; } = "default";
+
+    public string ListenAddress { get; init; } = "127.0.0.1";
+
+    /// <summary>gRPC port (HTTP/2 only); 0 = chosen by the OS.</summary>
+    public int GrpcPort { get; init; }
+
+    /// <summary>HTTP/1 port for /metrics and /healthz; 0 = chosen by the OS.</summary>
+    public int HttpPort { get; init; }
+
+    /// <summary>gRPC address reported to the master; default is the bound gRPC address.</summary>
+    public string? AdvertiseAddress { get; init; }
+
+    public long ChunkSize { get; init; } = 64L << 20;
+
+    public int BlockSize { get; init; } = 4096;
+
+    /// <summary>Capacity reported to the master; null = total size of the data dirs' filesystems.</summary>
+    public long? CapacityBytes { get; init; }
+
+    /// <summary>Space kept free on each data filesystem; appends that would use it fail with disk-full.</summary>
+    public long DiskReserveBytes { get; init; } = 1L << 20;
+
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Longest wait between registration attempts while the master is unreachable.</summary>
+    public TimeSpan MaxRegisterBackoff { get; init; } = TimeSpan.FromSeconds(5);
+}

@@ -1,0 +1,161 @@
+using FeitianK8s.ChunkServer.Hosting;
+using FeitianK8s.ChunkServer.Storage;
+using FeitianK8s.Proto.Master;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using MasterClient = FeitianK8s.Proto.Master.Master.MasterClient;
+
+namespace FeitianK8s.ChunkServer.Registration;
+
+/// <summary>What the chunk server tells the master about itself.</summary>
+public sealed record ChunkServerIdentityInfo(string Id, string Node, string Rack, string Address);
+
+/// <summary>
+/// Keeps the master informed: registers (identity, full inventory, capacity) with backoff until the
+/// master answers, then heartbeats every interval. Executes the deletions the master asks for and
+/// acknowledges them in the next heartbeat's deleted_chunks; re-registers when the master says it
+/// does not know this server.
+/// </summary>
+public sealed class MasterReporter(
+    MasterClient master,
+    ChunkServerIdentityInfo identity,
+    ChunkStore store,
+    Func<long> capacityBytes,
+    ChunkServerMetrics metrics,
+    TimeSpan defaultInterval,
+    TimeSpan maxBackoff,
+    ILogger<MasterReporter> log)
+{
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
+    private readonly HashSet<ulong> _deletedSinceLastHeartbeat = [];
+    private volatile bool _registered;
+
+    public bool Registered => _registered;
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                var interval = await RegisterAsync(ct).ConfigureAwait(false);
+                await HeartbeatUntilUnknownAsync(interval, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task<TimeSpan> RegisterAsync(CancellationToken ct)
+    {
+        var backoff = TimeSpan.FromMilliseconds(100);
+        for (var attempt = 1; ; attempt++)
+        {
+            var request = new RegisterChunkServerRequest
+            {
+                Identity = new ChunkServerIdentity { Id = identity.Id, Node = identity.Node, Rack = identity.Rack, Address = identity.Address },
+                CapacityBytes = (ulong)capacityBytes(),
+                UsedBytes = (ulong)store.UsedBytes,
+            };
+            request.Chunks.AddRange(store.Inventory().Select(c => new ChunkReport
+            {
+                ChunkId = c.Id, Length = (ulong)c.Length, Sealed = c.Sealed, Epoch = c.Epoch,
+            }));
+            try
+            {
+                var response = await master.RegisterChunkServerAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
+                    .ResponseAsync.ConfigureAwait(false);
+                metrics.Registrations.WithLabels("ok").Inc();
+                _registered = true;
+                log.LogInformation("Registered {Id} with the master ({Chunks} chunks, {Orphans} orphans to delete)",
+                    identity.Id, request.Chunks.Count, response.OrphanChunks.Count);
+                foreach (var orphan in response.OrphanChunks)
+                {
+                    await DeleteAsync(orphan, "orphan").ConfigureAwait(false);
+                }
+                return response.HeartbeatIntervalMs > 0 ? TimeSpan.FromMilliseconds(response.HeartbeatIntervalMs) : defaultInterval;
+            }
+            catch (RpcException error) when (!ct.IsCancellationRequested)
+            {
+                metrics.Registrations.WithLabels("failed").Inc();
+                log.Log(attempt == 1 ? LogLevel.Warning : LogLevel.Debug,
+                    "Registration attempt {Attempt} with the master failed ({Code}: {Detail}); retrying in {Backoff}",
+                    attempt, error.StatusCode, error.Status.Detail, backoff);
+                await Task.Delay(backoff + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 50)), ct).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, maxBackoff.Ticks));
+            }
+        }
+    }
+
+    private async Task HeartbeatUntilUnknownAsync(TimeSpan interval, CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            ulong[] deleted;
+            lock (_deletedSinceLastHeartbeat)
+            {
+                deleted = [.. _deletedSinceLastHeartbeat];
+            }
+            var request = new HeartbeatRequest
+            {
+                Id = identity.Id,
+                CapacityBytes = (ulong)capacityBytes(),
+                UsedBytes = (ulong)store.UsedBytes,
+                ChunkCount = (ulong)store.Count,
+                Node = identity.Node,
+                Rack = identity.Rack,
+                Address = identity.Address,
+            };
+            request.DeletedChunks.AddRange(deleted);
+            try
+            {
+                var response = await master.HeartbeatAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
+                    .ResponseAsync.ConfigureAwait(false);
+                metrics.Heartbeats.WithLabels("ok").Inc();
+                lock (_deletedSinceLastHeartbeat)
+                {
+                    _deletedSinceLastHeartbeat.ExceptWith(deleted);
+                }
+                if (!response.Known)
+                {
+                    _registered = false;
+                    log.LogWarning("The master does not know {Id}; registering again", identity.Id);
+                    return;
+                }
+                foreach (var id in response.DeleteChunks)
+                {
+                    await DeleteAsync(id, "asked by the master").ConfigureAwait(false);
+                }
+            }
+            catch (RpcException error) when (!ct.IsCancellationRequested)
+            {
+                metrics.Heartbeats.WithLabels("failed").Inc();
+                log.LogWarning("Heartbeat to the master failed ({Code}: {Detail})", error.StatusCode, error.Status.Detail);
+            }
+            await Task.Delay(interval, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Deletes a chunk for the master; a chunk that is already gone counts as deleted.</summary>
+    private async Task DeleteAsync(ulong chunkId, string why)
+    {
+        try
+        {
+            await store.DeleteAsync(chunkId).ConfigureAwait(false);
+            log.LogInformation("Deleted chunk {ChunkId} ({Why})", chunkId, why);
+        }
+        catch (ChunkStoreException error) when (error.Error == ChunkError.NotFound)
+        {
+        }
+        catch (Exception error) when (error is ChunkStoreException or IOException)
+        {
+            log.LogError(error, "Could not delete chunk {ChunkId} ({Why}); the master will ask again", chunkId, why);
+            return;
+        }
+        lock (_deletedSinceLastHeartbeat)
+        {
+            _deletedSinceLastHeartbeat.Add(chunkId);
+        }
+    }
+}
