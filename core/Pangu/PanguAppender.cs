@@ -52,14 +52,17 @@ public sealed class PanguAppender : IPanguAppender
         var reply = await PanguClient.CallMasterAsync(ctx.Master, "open for append", path,
             (m, o) => m.OpenForAppendAsync(request, o).ResponseAsync, ct, guard?.Epoch ?? 0);
         var chunks = reply.File.Chunks.Select(ProtoMapping.ToChunk).ToList();
+        IReadOnlyList<string> unreachable = [];
         if (chunks.Count > 0 && !chunks[^1].Sealed)
         {
             var last = chunks[^1];
-            var length = await new TakeoverSealer(ctx.FanOut, ctx.LoggerFactory.CreateLogger<TakeoverSealer>()).SealAsync(path, last, reply.Epoch, ct);
+            (var length, unreachable) = await new TakeoverSealer(ctx.FanOut, ctx.LoggerFactory.CreateLogger<TakeoverSealer>()).SealAsync(path, last, reply.Epoch, ct);
             await CommitAsync(ctx, path, reply.Epoch, last.Id, length, true, ct);
             chunks[^1] = last with { Length = length, Sealed = true };
         }
-        return new PanguAppender(ctx, path, reply.Epoch, chunks);
+        var appender = new PanguAppender(ctx, path, reply.Epoch, chunks);
+        appender.Exclude(unreachable);
+        return appender;
     }
 
     public async Task<long> AppendAsync(ReadOnlyMemory<byte> data, bool durable = false, CancellationToken ct = default)

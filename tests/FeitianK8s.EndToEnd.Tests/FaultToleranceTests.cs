@@ -152,6 +152,42 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
     }
 
     [Fact]
+    public async Task Taking_over_a_file_whose_open_chunk_lost_a_replica_seals_it_on_the_survivors()
+    {
+        var client = Cluster.CreateClient(clientNode: "node-4");
+        const string path = "/faults/takeover-dead-replica.bin";
+        await client.CreateAsync(path);
+        var abandoned = await client.OpenForAppendAsync(path);
+        var acknowledged = TestData.Random(900_000, 36);
+        await abandoned.AppendAsync(acknowledged);
+        var chunk = (await client.StatAsync(path))!.Chunks.Single();
+        Assert.Contains(chunk.Replicas, r => r.Node == "node-4");
+        try
+        {
+            Cluster.Launcher.KillChunkServer(4);
+            await using var successor = await client.OpenForAppendAsync(path);
+            Assert.Equal(acknowledged.Length, successor.Length);
+            foreach (var replica in chunk.Replicas.Where(r => r.Node != "node-4"))
+            {
+                using var raw = new RawChunkServer(replica.Address);
+                var info = await raw.InfoAsync(chunk.Id);
+                Assert.True(info.Sealed);
+                Assert.Equal((ulong)acknowledged.Length, info.Length);
+            }
+            var more = TestData.Random(5000, 37);
+            Assert.Equal(acknowledged.Length, await successor.AppendAsync(more));
+            await successor.CloseAsync();
+            await Assert.ThrowsAsync<FencedException>(() => abandoned.AppendAsync(TestData.Random(10, 38)));
+            Assert.Equal(TestData.Sha256([.. acknowledged, .. more]), (await Streams.ReadAllAsync(client, path)).Hash);
+        }
+        finally
+        {
+            await Cluster.Launcher.RestartChunkServerAsync(4);
+            await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+        }
+    }
+
+    [Fact]
     public async Task With_only_two_racks_alive_writes_succeed_with_degraded_placement()
     {
         var launcher = Cluster.Launcher;
