@@ -1,6 +1,6 @@
 using System.Net;
 using FeitianK8s.Master.Cluster;
-using FeitianK8s.Master.Grpc;
+using FeitianK8s.Master.Api;
 using FeitianK8s.Master.State;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;

@@ -7,7 +7,7 @@ using FileInfo = FeitianK8s.Proto.Master.FileInfo;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
-namespace FeitianK8s.Master.Grpc;
+namespace FeitianK8s.Master.Api;
 
 /// <summary>
 /// The Master gRPC service: parses requests into commands or queries, runs them, and maps
