@@ -164,7 +164,7 @@ public sealed class MasterService(
     {
         var file = (FileInfo)(await Submit(new MasterCommand
         {
-            OpenForAppend = new OpenForAppendCommand { Path = request.Path, Guard = ToGuard(request.Guard) },
+            OpenForAppend = new OpenForAppendCommand { Path = request.Path, Guard = ToGuard(request.Guard), ClientNode = request.ClientNode },
         }, context))!;
         return new OpenForAppendResponse { Epoch = file.Epoch, File = file };
     }

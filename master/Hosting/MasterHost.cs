@@ -44,6 +44,7 @@ public sealed class MasterHost : IAsyncDisposable
         var logger = loggers.CreateLogger<MasterHost>();
         var address = IPAddress.Parse(options.ListenAddress);
         var metadata = MasterMetadata.Open(options.DataDirectory, options.Clock, options.SnapshotEveryCommands, loggers.CreateLogger<MasterMetadata>());
+        WebApplication? app = null;
         try
         {
             var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout);
@@ -84,7 +85,7 @@ public sealed class MasterHost : IAsyncDisposable
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
-            var app = builder.Build();
+            app = builder.Build();
             app.MapGrpcService<MasterService>();
             app.MapGet("/healthz", () => Results.Text("ok\n"));
             app.MapMetrics("/metrics", metrics.Registry);
@@ -99,6 +100,10 @@ public sealed class MasterHost : IAsyncDisposable
         }
         catch
         {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
             await metadata.DisposeAsync().ConfigureAwait(false);
             throw;
         }

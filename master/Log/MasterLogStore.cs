@@ -26,10 +26,12 @@ public sealed class MasterLogStore : IDisposable
     private readonly ILogger _logger;
     private FileStream _segment;
     private readonly MemoryStream _buffer = new();
+    private readonly FileStream _lock;
 
-    private MasterLogStore(string directory, FileStream segment, ILogger logger)
+    private MasterLogStore(string directory, FileStream lockFile, FileStream segment, ILogger logger)
     {
         _directory = directory;
+        _lock = lockFile;
         _segment = segment;
         _logger = logger;
     }
@@ -45,6 +47,34 @@ public sealed class MasterLogStore : IDisposable
     public static (MasterLogStore Store, MasterStateMachine State) Open(string directory, ILogger logger)
     {
         Directory.CreateDirectory(directory);
+        var lockFile = Lock(directory);
+        try
+        {
+            return Recover(directory, lockFile, logger);
+        }
+        catch
+        {
+            lockFile.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>One master per data directory: an exclusive lock on a file held while open.</summary>
+    private static FileStream Lock(string directory)
+    {
+        var path = Path.Combine(directory, "LOCK");
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException error)
+        {
+            throw new IOException($"data directory {directory} is in use by another master ({path} is locked)", error);
+        }
+    }
+
+    private static (MasterLogStore Store, MasterStateMachine State) Recover(string directory, FileStream lockFile, ILogger logger)
+    {
         foreach (var tmp in Directory.EnumerateFiles(directory, "*.tmp"))
         {
             File.Delete(tmp);
@@ -73,7 +103,7 @@ public sealed class MasterLogStore : IDisposable
             try
             {
                 var tailLength = Replay(state, segments, logger);
-                var store = OpenForAppend(directory, segments, state.LastIndex, tailLength, logger);
+                var store = OpenForAppend(directory, lockFile, segments, state.LastIndex, tailLength, logger);
                 logger.LogInformation("Recovered master state at log index {Index} from {Snapshot} and {Segments} log segment(s)",
                     state.LastIndex, snapshotPath ?? "no snapshot", segments.Count);
                 return (store, state);
@@ -129,7 +159,7 @@ public sealed class MasterLogStore : IDisposable
         return tailLength;
     }
 
-    private static MasterLogStore OpenForAppend(string directory, List<(ulong Index, string Path)> segments, ulong lastIndex, long tailLength, ILogger logger)
+    private static MasterLogStore OpenForAppend(string directory, FileStream lockFile, List<(ulong Index, string Path)> segments, ulong lastIndex, long tailLength, ILogger logger)
     {
         FileStream stream;
         if (segments.Count == 0)
@@ -147,7 +177,7 @@ public sealed class MasterLogStore : IDisposable
             }
             stream.Seek(0, SeekOrigin.End);
         }
-        return new MasterLogStore(directory, stream, logger);
+        return new MasterLogStore(directory, lockFile, stream, logger);
     }
 
     /// <summary>Writes the entries and fsyncs them: one write and one fsync per batch (group commit).</summary>
@@ -284,6 +314,7 @@ public sealed class MasterLogStore : IDisposable
     {
         _segment.Dispose();
         _buffer.Dispose();
+        _lock.Dispose();
     }
 
     private static class NativeMethods

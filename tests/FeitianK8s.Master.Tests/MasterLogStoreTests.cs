@@ -141,6 +141,18 @@ public sealed class MasterLogStoreTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void ASecondStoreOnTheSameDirectoryIsRefused()
+    {
+        var (store, _) = MasterLogStore.Open(_dir.Path, _logger);
+        using (store)
+        {
+            var error = Assert.Throws<IOException>(() => MasterLogStore.Open(_dir.Path, _logger));
+            Assert.Contains("in use", error.Message);
+        }
+        MasterLogStore.Open(_dir.Path, _logger).Store.Dispose();
+    }
+
+    [Fact]
     public async Task GroupCommitAcknowledgesOnlyDurableCommands()
     {
         var metadata = MasterMetadata.Open(_dir.Path, TimeProvider.System, snapshotEvery: 50, _logger);

@@ -56,14 +56,19 @@ public sealed class NamespaceTests(ITestOutputHelper output) : IAsyncLifetime
         var second = await Client.AllocateChunkAsync(new AllocateChunkRequest { Path = "/images/a.img", Epoch = 1 });
         Assert.True(second.ChunkId > first.ChunkId);
         Assert.Equal(8192UL, second.FileOffset);
-        await Client.CommitChunkAsync(new CommitChunkRequest { Path = "/images/a.img", Epoch = 1, ChunkId = second.ChunkId, Length = 100 });
+        Assert.Equal("node-1", second.Replicas[0].Node);
+        var elsewhere = await Client.AllocateChunkAsync(new AllocateChunkRequest { Path = "/images/a.img", Epoch = 1, PreferredNode = "node-4" });
+        Assert.Equal("node-4", elsewhere.Replicas[0].Node);
+        await Client.CommitChunkAsync(new CommitChunkRequest { Path = "/images/a.img", Epoch = 1, ChunkId = second.ChunkId, Length = 100, Sealed = true });
 
         var stat = await Client.StatFileAsync(new StatFileRequest { Path = "/images/a.img" });
         Assert.Equal(8292UL, stat.Length);
-        Assert.Equal(2, stat.Chunks.Count);
+        Assert.Equal(3, stat.Chunks.Count);
         Assert.True(stat.Chunks[0].Sealed);
-        Assert.False(stat.Chunks[1].Sealed);
+        Assert.True(stat.Chunks[1].Sealed);
+        Assert.False(stat.Chunks[2].Sealed);
         Assert.Equal(8192UL, stat.Chunks[1].FileOffset);
+        Assert.Equal(8292UL, stat.Chunks[2].FileOffset);
 
         await Client.RenameFileAsync(new RenameFileRequest { From = "/images/a.img", To = "/images/b.img" });
         await RpcAssert.Fails(StatusCode.NotFound, ErrorReasons.NotFound, () => Client.StatFileAsync(new StatFileRequest { Path = "/images/a.img" }));
