@@ -87,7 +87,9 @@ public sealed class MasterHost : IAsyncDisposable
 
             app = builder.Build();
             app.MapGrpcService<MasterService>();
-            app.MapGet("/healthz", () => Results.Text("ok\n"));
+            app.MapGet("/healthz", () => metadata.IsHealthy
+                ? Results.Text("ok\n")
+                : Results.Text("master log failed\n", statusCode: StatusCodes.Status503ServiceUnavailable));
             app.MapMetrics("/metrics", metrics.Registry);
             await app.StartAsync(ct).ConfigureAwait(false);
 

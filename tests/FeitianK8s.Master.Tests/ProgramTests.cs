@@ -93,6 +93,30 @@ public sealed class ProgramTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task PortInUseExitsNonZero()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        using var process = Start("--data", _dir.Path, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var stderr = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        output.WriteLine(stderr);
+        Assert.Equal(1, process.ExitCode);
+        Assert.Contains("failed to start", stderr);
+        Assert.False(File.Exists(Path.Combine(_dir.Path, EndpointsFile.FileName)));
+    }
+
+    [Fact]
+    public async Task ASecondMasterOnTheSameDataDirectoryIsRefused()
+    {
+        await using var first = await RunningMaster.StartAsync(_dir.Path, output);
+        var error = await Assert.ThrowsAsync<IOException>(() => RunningMaster.StartAsync(_dir.Path, output));
+        Assert.Contains("in use", error.Message);
+        await first.Client.GetClusterStatusAsync(new GetClusterStatusRequest());
+    }
+
+    [Fact]
     public void SizesAndDurationsParse()
     {
         Assert.Equal(64UL << 20, CommandLine.ParseSize("64MiB"));
