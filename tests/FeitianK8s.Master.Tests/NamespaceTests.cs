@@ -160,6 +160,33 @@ public sealed class NamespaceTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConcurrentWritersGetDistinctChunksAndConsistentFiles()
+    {
+        const int files = 8;
+        const int chunksPerFile = 10;
+        await Parallel.ForEachAsync(Enumerable.Range(0, files), async (f, ct) =>
+        {
+            var path = $"/parallel/{f}";
+            await Client.CreateFileAsync(new CreateFileRequest { Path = path }, cancellationToken: ct);
+            var epoch = (await Client.OpenForAppendAsync(new OpenForAppendRequest { Path = path }, cancellationToken: ct)).Epoch;
+            for (var c = 0; c < chunksPerFile; c++)
+            {
+                var chunk = await Client.AllocateChunkAsync(new AllocateChunkRequest { Path = path, Epoch = epoch }, cancellationToken: ct);
+                await Client.CommitChunkAsync(new CommitChunkRequest { Path = path, Epoch = epoch, ChunkId = chunk.ChunkId, Length = 1000, Sealed = true }, cancellationToken: ct);
+            }
+        });
+        var all = new List<ulong>();
+        for (var f = 0; f < files; f++)
+        {
+            var stat = await Client.StatFileAsync(new StatFileRequest { Path = $"/parallel/{f}" });
+            Assert.Equal((ulong)(1000 * chunksPerFile), stat.Length);
+            Assert.Equal(Enumerable.Range(0, chunksPerFile).Select(i => (ulong)(1000 * i)), stat.Chunks.Select(c => c.FileOffset));
+            all.AddRange(stat.Chunks.Select(c => c.ChunkId));
+        }
+        Assert.Equal(files * chunksPerFile, all.Distinct().Count());
+    }
+
+    [Fact]
     public async Task CommitErrorsChangeNothing()
     {
         await Client.CreateFileAsync(new CreateFileRequest { Path = "/f" });
