@@ -573,14 +573,16 @@ public sealed class MasterStateMachine
     public ulong CountDegradedChunks()
     {
         ulong degraded = 0;
-        foreach (var (chunkId, file) in _chunkOwners)
+        foreach (var file in _files.Values)
         {
-            var chunk = file.Chunks.First(c => c.ChunkId == chunkId);
-            var good = chunk.Replicas.Where(r => !r.Bad).ToList();
-            var racks = good.Select(r => _servers[r.ChunkServerId].Rack).Distinct(StringComparer.Ordinal).Count();
-            if (good.Count < file.Replicas || racks < file.Replicas)
+            foreach (var chunk in file.Chunks)
             {
-                degraded++;
+                var good = chunk.Replicas.Where(r => !r.Bad).ToList();
+                var racks = good.Select(r => _servers[r.ChunkServerId].Rack).Distinct(StringComparer.Ordinal).Count();
+                if (good.Count < file.Replicas || racks < file.Replicas)
+                {
+                    degraded++;
+                }
             }
         }
         return degraded;
