@@ -30,6 +30,8 @@ void OnSignal(PosixSignalContext context)
 }
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+// Launched by `feitian up`: stop with the launcher, even when it was killed.
+FeitianK8s.Core.Cluster.ParentProcessWatch.StartIfRequested(stop.Cancel);
 
 MasterHost host;
 try

@@ -59,9 +59,9 @@ public sealed class FsGetSettings : ClusterSettings
     [CommandArgument(0, "<PATH>")]
     public string Path { get; init; } = "";
 
-    [CommandArgument(1, "<LOCAL>")]
-    [Description("Local file to write, or - for standard output.")]
-    public string Local { get; init; } = "";
+    [CommandArgument(1, "[LOCAL]")]
+    [Description("Local file to write; standard output when omitted.")]
+    public string? Local { get; init; }
 }
 
 public sealed class FsGetCommand : AsyncCommand<FsGetSettings>
@@ -72,7 +72,7 @@ public sealed class FsGetCommand : AsyncCommand<FsGetSettings>
     {
         using var fs = settings.ConnectFileSystem();
         await using var reader = await fs.OpenForReadAsync(settings.Path, cancellationToken);
-        await using var target = settings.Local == "-"
+        await using var target = string.IsNullOrEmpty(settings.Local)
             ? Console.OpenStandardOutput()
             : new FileStream(settings.Local, FileMode.Create, FileAccess.Write, FileShare.None, 1);
         var buffer = new byte[PieceSize];
