@@ -131,9 +131,27 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         await client.CreateAsync("/faults/master/empty.bin");
         var before = (await client.StatAsync(path))!;
 
+        // A writer that is mid-file when the master dies keeps its lease across the restart.
+        const string live = "/faults/master/live.bin";
+        await client.CreateAsync(live);
+        var writer = await client.OpenForAppendAsync(live);
+        await writer.AppendAsync(Streams.Block(39, 0, MiB));
+
         Cluster.Launcher.KillMaster();
+        // Appending inside the open chunk needs no master.
+        Assert.Equal(MiB, await writer.AppendAsync(Streams.Block(39, 1, MiB)));
         await Cluster.Launcher.RestartMasterAsync();
         await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+
+        // Crossing chunk boundaries needs the restarted master; the writer was not fenced.
+        for (var i = 2; i < 8; i++)
+        {
+            Assert.Equal((long)i * MiB, await writer.AppendAsync(Streams.Block(39, i, MiB)));
+        }
+        await writer.CloseAsync();
+        await writer.DisposeAsync();
+        Assert.Equal(8L * MiB, (await client.StatAsync(live))!.Length);
+        Assert.Equal(Streams.Sha256OfBlocks(39, 8, MiB), (await Streams.ReadAllAsync(client, live)).Hash);
 
         // The same client object keeps working: the master came back on its port.
         var after = (await client.StatAsync(path))!;
