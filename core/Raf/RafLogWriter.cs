@@ -34,9 +34,10 @@ public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemo
 /// The single writer of a volume's log with group commit: requests queued while an
 /// append is in flight go into the next append together. One append is in flight at a
 /// time, and its records are applied to the index in log order only after the file
-/// system acknowledged it; then its requests are acknowledged. A FUA request makes the
-/// whole append durable; a flush request flushes the head segment after the append
-/// (earlier segments were flushed when the head rolled past them).
+/// system acknowledged it; then its requests are acknowledged. A FUA or flush request
+/// flushes the head segment after the append, which makes every earlier acknowledged
+/// record durable on every replica (earlier segments were flushed when the head rolled
+/// past them).
 /// After a failed append the next one starts a new segment, so an acknowledged record
 /// never follows bytes that may be torn.
 /// </summary>
@@ -146,17 +147,14 @@ public sealed class RafLogWriter : IAsyncDisposable
             long baseOffset = 0;
             if (buffer.Length > 0)
             {
-                baseOffset = await head.Appender.AppendAsync(buffer, durable: batch.Any(op => op.Fua));
+                baseOffset = await head.Appender.AppendAsync(buffer);
                 _metrics.Appends.Inc();
                 _metrics.AppendBytes.Inc(buffer.Length);
                 _metrics.Records.Inc(records.Count);
             }
             if (batch.Any(op => op.Kind == LogOpKind.Flush || op.Fua))
             {
-                if (batch.Any(op => op.Kind == LogOpKind.Flush))
-                {
-                    await head.Appender.FlushAsync();
-                }
+                await head.Appender.FlushAsync();
                 _metrics.FlushesTotal.Inc();
             }
             if (buffer.Length > 0)

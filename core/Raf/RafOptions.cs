@@ -31,4 +31,14 @@ public sealed class RafOptions
 
     /// <summary>Lease holder name given to the catalog (node / process identity).</summary>
     public string Holder { get; init; } = Environment.MachineName;
+
+    public void Validate()
+    {
+        if (SegmentSizeBytes <= 0 || MaxRecordDataBytes <= 0 || MaxRecordDataBytes > RafRecordHeader.MaxDataLength || MaxBatchBytes <= 0 || CheckpointIntervalBytes <= 0
+            || CheckpointsToKeep < 1 || GcLiveThreshold is < 0 or > 1 || GcBandwidthBytesPerSecond < 0 || ReaderCacheSize < 1
+            || GcInterval is { } interval && interval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"invalid RAF options: segment {SegmentSizeBytes}, record {MaxRecordDataBytes}, batch {MaxBatchBytes}, checkpoint interval {CheckpointIntervalBytes}, keep {CheckpointsToKeep}, GC threshold {GcLiveThreshold}, GC bandwidth {GcBandwidthBytesPerSecond}, reader cache {ReaderCacheSize}, GC interval {GcInterval}");
+        }
+    }
 }

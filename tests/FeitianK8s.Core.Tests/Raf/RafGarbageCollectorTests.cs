@@ -136,6 +136,10 @@ public sealed class RafGarbageCollectorTests(ITestOutputHelper output)
                 data.CopyTo(expected, offset);
                 await volume.WriteAsync(offset, data, fua: false);
             }
+            var readOffset = random.Next(size - 20_000);
+            var read = new byte[20_000];
+            await volume.ReadAsync(readOffset, read);
+            RafHarness.AssertSameBytes(expected[readOffset..(readOffset + read.Length)], read, $"read at {readOffset} during GC, step {i}");
         }
         await stop.CancelAsync();
         await gc;

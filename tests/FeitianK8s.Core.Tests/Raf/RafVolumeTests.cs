@@ -203,16 +203,19 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
     {
         var harness = new RafHarness(output);
         await using var volume = await harness.OpenAsync();
-        await volume.WriteAsync(0, RafHarness.Pattern(4096, 1), fua: false);
-        Assert.Equal(0, harness.Fs.DurableAppendCount);
         var flushes = harness.Fs.FlushCount;
+        await volume.WriteAsync(0, RafHarness.Pattern(4096, 1), fua: false);
+        Assert.Equal(flushes, harness.Fs.FlushCount);
         await volume.FlushAsync();
         Assert.Equal(flushes + 1, harness.Fs.FlushCount);
 
         await volume.WriteAsync(4096, RafHarness.Pattern(4096, 2), fua: true);
-        Assert.Equal(1, harness.Fs.DurableAppendCount);
+        Assert.Equal(flushes + 2, harness.Fs.FlushCount);
         await volume.WriteZeroesAsync(0, 4096, fua: true);
-        Assert.Equal(2, harness.Fs.DurableAppendCount);
+        Assert.Equal(flushes + 3, harness.Fs.FlushCount);
+        await volume.WriteZeroesAsync(0, 4096, fua: false);
+        await volume.TrimAsync(0, 4096);
+        Assert.Equal(flushes + 3, harness.Fs.FlushCount);
     }
 
     [Fact]
