@@ -130,6 +130,27 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task CheckpointsAreWrittenPeriodicallyAndPruned()
+    {
+        var harness = new RafHarness(output);
+        var volume = await harness.OpenAsync();
+        for (var i = 0; i < 64; i++)
+        {
+            await volume.WriteAsync(i * 16384 % (512 << 10), RafHarness.Pattern(16384, i), fua: false);
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while ((await harness.CheckpointsAsync()).Count == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+        Assert.NotEmpty(await harness.CheckpointsAsync());
+        await volume.DisposeAsync();
+        var checkpoints = await harness.CheckpointsAsync();
+        output.WriteLine(string.Join(", ", checkpoints));
+        Assert.InRange(checkpoints.Count, 1, harness.Options.CheckpointsToKeep);
+    }
+
+    [Fact]
     public async Task CorruptNewestCheckpointFallsBackToOlderOne()
     {
         var harness = new RafHarness(output);
@@ -241,6 +262,10 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
         }
         Assert.Equal(1, harness.Fs.AppendCount);
         Assert.All(writes, w => Assert.False(w.IsCompleted));
+        // The first batch is in the file system but not acknowledged: the index must not point at it yet.
+        var early = new byte[4096];
+        await volume.ReadAsync(0, early);
+        Assert.All(early, b => Assert.Equal(0, b));
 
         harness.Fs.AppendHold = null;
         hold.SetResult();
