@@ -82,6 +82,63 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task CrashInTheMiddleOfAWorkloadKeepsEveryAcknowledgedWriteAndNoHalfRecord()
+    {
+        const int slot = 4096;
+        var harness = new RafHarness(output);
+        harness.Fs.AppendLatency = TimeSpan.FromMilliseconds(1);
+        var slots = (int)(await harness.Catalog.StatAsync(RafHarness.Volume)).SizeBytes / slot;
+        var volume = await harness.OpenAsync();
+        var acknowledged = new bool[slots];
+        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (var i = w; i < slots; i += 8)
+            {
+                try
+                {
+                    await volume.WriteAsync((long)i * slot, RafHarness.Pattern(slot, i), fua: false);
+                    acknowledged[i] = true;
+                }
+                catch (FeitianK8s.Core.Block.BlockDeviceException)
+                {
+                    return;
+                }
+            }
+        })).ToList();
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (acknowledged.Count(a => a) < slots / 4 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(1);
+        }
+        await volume.CrashForTestAsync();
+        await Task.WhenAll(writers);
+        var acked = acknowledged.Count(a => a);
+        output.WriteLine($"{acked} of {slots} writes acknowledged before the crash");
+        Assert.InRange(acked, 1, slots - 1);
+
+        await using var recovered = await harness.OpenAsync();
+        var contents = await RafHarness.ReadAllAsync(recovered);
+        var landedUnacknowledged = 0;
+        for (var i = 0; i < slots; i++)
+        {
+            var actual = contents.AsSpan(i * slot, slot);
+            if (acknowledged[i])
+            {
+                Assert.True(actual.SequenceEqual(RafHarness.Pattern(slot, i)), $"acknowledged write {i} lost");
+            }
+            else if (actual.SequenceEqual(RafHarness.Pattern(slot, i)))
+            {
+                landedUnacknowledged++;
+            }
+            else
+            {
+                Assert.True(actual.IndexOfAnyExcept((byte)0) < 0, $"unacknowledged write {i} is half applied");
+            }
+        }
+        output.WriteLine($"{landedUnacknowledged} unacknowledged writes had landed");
+    }
+
+    [Fact]
     public async Task TornHeaderAloneIsIgnored()
     {
         var harness = new RafHarness(output);
