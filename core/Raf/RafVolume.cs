@@ -89,6 +89,11 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         {
             throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name} is closed");
         }
+        if (_writer.IsFenced)
+        {
+            // A newer engine owns the volume: this index may be stale, so serve nothing from it.
+            throw new BlockDeviceException(BlockErrorKind.Fenced, $"volume {Name}: engine with epoch {Guard.Epoch} is fenced");
+        }
         var started = Stopwatch.GetTimestamp();
         List<ReadPiece> pieces;
         HeadSegment? head;

@@ -247,6 +247,9 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
         Assert.Equal(BlockErrorKind.Fenced, again.Kind);
         var flush = await Assert.ThrowsAsync<BlockDeviceException>(() => first.FlushAsync().AsTask());
         Assert.Equal(BlockErrorKind.Fenced, flush.Kind);
+        // Once it knows it is fenced, the old engine does not serve its possibly stale index either.
+        var staleRead = await Assert.ThrowsAsync<BlockDeviceException>(() => first.ReadAsync(0, new byte[4096]).AsTask());
+        Assert.Equal(BlockErrorKind.Fenced, staleRead.Kind);
 
         var read = new byte[8192];
         await second.ReadAsync(0, read);
