@@ -67,7 +67,7 @@ public sealed class RafGarbageCollector(
         {
             await WaitForReadsAsync(segment, ct);
             readers.Invalidate(segment);
-            await fs.DeleteAsync(layout.SegmentPath(segment), guard, ct);
+            await RafLayout.DeleteIfExistsAsync(fs, layout.SegmentPath(segment), guard, ct);
             lock (state.Gate)
             {
                 freed += state.SegmentLengths[segment];
