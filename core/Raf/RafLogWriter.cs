@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Core.Raf;
 
-public enum LogOpKind { Write, Trim, Zero, Relocate, Flush }
+public enum LogOpKind { Write, Trim, Zero, Relocate, Flush, Seal }
 
 /// <summary>One queued request to the log. <see cref="Done"/> completes when it is acknowledged (result: bytes relocated, for Relocate).</summary>
 public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemory<byte> data = default, bool fua = false, ulong sourceSegment = 0, long sourceOffset = 0)
@@ -22,7 +22,7 @@ public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemo
 
     public int RecordCount(int maxRecordData) => Kind switch
     {
-        LogOpKind.Flush => 0,
+        LogOpKind.Flush or LogOpKind.Seal => 0,
         LogOpKind.Write or LogOpKind.Relocate => Math.Max(1, (Data.Length + maxRecordData - 1) / maxRecordData),
         _ => 1,
     };
@@ -98,6 +98,9 @@ public sealed class RafLogWriter : IAsyncDisposable
     /// <summary>Makes every acknowledged record durable (used before a checkpoint names a log position).</summary>
     public Task FlushAsync() => SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0));
 
+    /// <summary>Seals the head segment (the next record starts a new one) so GC may collect it.</summary>
+    public Task SealHeadAsync() => SubmitAsync(new LogOp(LogOpKind.Seal, 0, 0));
+
     private BlockDeviceException FencedError(Exception? inner = null) =>
         new(BlockErrorKind.Fenced, $"volume {_guard.Volume} (epoch {_guard.Epoch}) was opened by a newer engine; this engine is fenced", inner);
 
@@ -131,9 +134,13 @@ public sealed class RafLogWriter : IAsyncDisposable
         }
         try
         {
-            var hasRecords = batch.Any(op => op.Kind != LogOpKind.Flush);
+            var hasRecords = batch.Any(op => op.Kind is not (LogOpKind.Flush or LogOpKind.Seal));
             var head = _state.Head;
-            if (hasRecords && (_needsNewSegment || head is null || (head.Appender.Length > 0 && head.Appender.Length + bytes > _options.SegmentSizeBytes)))
+            if (head is not null && batch.Any(op => op.Kind == LogOpKind.Seal))
+            {
+                head = await RollAsync(head);
+            }
+            else if (hasRecords && (_needsNewSegment || head is null || (head.Appender.Length > 0 && head.Appender.Length + bytes > _options.SegmentSizeBytes)))
             {
                 head = await RollAsync(head);
             }
@@ -195,6 +202,7 @@ public sealed class RafLogWriter : IAsyncDisposable
             switch (op.Kind)
             {
                 case LogOpKind.Flush:
+                case LogOpKind.Seal:
                     break;
                 case LogOpKind.Trim:
                 case LogOpKind.Zero:

@@ -41,6 +41,40 @@ public sealed class RafGarbageCollectorTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task MostlyDeadHeadSegmentIsSealedAndCollected()
+    {
+        const int size = 256 << 10;
+        var harness = new RafHarness(output, size, new RafOptions
+        {
+            SegmentSizeBytes = 16 << 20,
+            MaxRecordDataBytes = Chunk,
+            GcSealHeadMinBytes = 512 << 10,
+            GcBandwidthBytesPerSecond = 0,
+            GcInterval = null,
+        });
+        var expected = new byte[size];
+        var volume = await harness.OpenAsync();
+        for (var pass = 0; pass < 5; pass++)
+        {
+            for (var chunk = 0; chunk < size / Chunk; chunk++)
+            {
+                var data = RafHarness.Pattern(Chunk, (pass * 1000) + chunk);
+                data.CopyTo(expected, chunk * Chunk);
+                await volume.WriteAsync(chunk * Chunk, data, fua: false);
+            }
+        }
+        Assert.Single(await harness.SegmentsAsync());
+        var result = await volume.RunGcOnceAsync();
+        var after = await harness.SpaceUsedAsync();
+        output.WriteLine($"{result}; space after GC {after}");
+        Assert.True(after < 2L * size, $"space after GC {after} is not under {2 * size}");
+        RafHarness.AssertSameBytes(expected, await RafHarness.ReadAllAsync(volume), "after GC of the head");
+        await volume.CrashForTestAsync();
+        await using var recovered = await harness.OpenAsync();
+        RafHarness.AssertSameBytes(expected, await RafHarness.ReadAllAsync(recovered), "after GC of the head and crash recovery");
+    }
+
+    [Fact]
     public async Task TrimRecordInACollectedSegmentDoesNotResurrectData()
     {
         var harness = new RafHarness(output);
