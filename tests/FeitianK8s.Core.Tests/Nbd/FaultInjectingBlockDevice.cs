@@ -23,6 +23,9 @@ internal sealed class FaultInjectingBlockDevice(IBlockDevice inner) : IBlockDevi
     /// <summary>Reads starting exactly here wait until the gate opens.</summary>
     public (long Offset, TaskCompletionSource Gate)? HeldRead { get; set; }
 
+    /// <summary>Completes when a read reaches the held offset.</summary>
+    public TaskCompletionSource HeldReadArrived { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public long CompletedWrites => Interlocked.Read(ref _completedWrites);
 
     /// <summary>Completed writes as counted when the last successful flush started: all of them are durable.</summary>
@@ -32,7 +35,10 @@ internal sealed class FaultInjectingBlockDevice(IBlockDevice inner) : IBlockDevi
     {
         Check(offset, buffer.Length);
         if (HeldRead is { } held && held.Offset == offset)
+        {
+            HeldReadArrived.TrySetResult();
             await held.Gate.Task.WaitAsync(ct);
+        }
         await inner.ReadAsync(offset, buffer, ct);
     }
 

@@ -56,21 +56,40 @@ public sealed class NbdTransmissionTests(ITestOutputHelper output)
         await using var host = await NbdTestHost.StartAsync(output, [disk]);
         await using var client = await RawNbdClient.OpenAsync(host.Port, "disk");
 
+        try
+        {
+            await client.SendRequestAsync(NbdCommand.Read, 1, 0, 4096);
+            await disk.HeldReadArrived.Task.WaitAsync(Generous);
+
+            // While request 1 is held by the device, a later write and read are answered.
+            var data = RandomNumberGenerator.GetBytes(512);
+            var write = await client.RequestAsync(NbdCommand.Write, 2, 8192, 512, data).WaitAsync(Generous);
+            Assert.Equal(NbdError.None, write.Error);
+            var read = await client.RequestAsync(NbdCommand.Read, 3, 8192, 512).WaitAsync(Generous);
+            Assert.Equal(data, read.Data);
+
+            gate.SetResult();
+            var held = await client.ReadReplyAsync().WaitAsync(Generous);
+            Assert.Equal((1ul, NbdError.None, 4096), (held.Handle, held.Error, held.Data.Length));
+        }
+        finally
+        {
+            gate.TrySetResult();
+        }
+    }
+
+    [Fact]
+    public async Task Stopping_the_server_ends_requests_stuck_in_the_device_with_ESHUTDOWN()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var disk = new FaultInjectingBlockDevice(new MemoryBlockDevice("disk", 1 << 20)) { HeldRead = (0, gate) };
+        await using var host = await NbdTestHost.StartAsync(output, [disk]);
+        await using var client = await RawNbdClient.OpenAsync(host.Port, "disk");
         await client.SendRequestAsync(NbdCommand.Read, 1, 0, 4096);
-        var data = RandomNumberGenerator.GetBytes(512);
-        await client.SendRequestAsync(NbdCommand.Write, 2, 8192, 512, data);
-        await client.SendRequestAsync(NbdCommand.Read, 3, 8192, 512);
-
-        // Replies 2 and 3 arrive while request 1 is still held by the device.
-        var first = await client.ReadReplyAsync().WaitAsync(Generous);
-        var second = await client.ReadReplyAsync().WaitAsync(Generous);
-        Assert.Equal(2ul, first.Handle);
-        Assert.Equal(3ul, second.Handle);
-        Assert.Equal(data, second.Data);
-
-        gate.SetResult();
-        var held = await client.ReadReplyAsync().WaitAsync(Generous);
-        Assert.Equal((1ul, NbdError.None, 4096), (held.Handle, held.Error, held.Data.Length));
+        await disk.HeldReadArrived.Task.WaitAsync(Generous);
+        await host.Server.StopAsync().WaitAsync(Generous);
+        var reply = await client.ReadReplyAsync().WaitAsync(Generous);
+        Assert.Equal((1ul, NbdError.Shutdown), (reply.Handle, reply.Error));
     }
 
     [Fact]
