@@ -40,6 +40,8 @@ void OnSignal(PosixSignalContext context)
 using (PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal))
 using (PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal))
 {
+    // Launched by `feitian up`: stop with the launcher, even when it was killed.
+    FeitianK8s.Core.Cluster.ParentProcessWatch.StartIfRequested(() => stop.TrySetResult());
     await stop.Task;
 }
 await host.DisposeAsync();

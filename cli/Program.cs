@@ -1,1 +1,3 @@
-return 0;
+using FeitianK8s.Cli;
+
+return await FeitianCli.RunAsync(args);

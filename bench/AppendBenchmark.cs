@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using FeitianK8s.Core.Cluster;
+using FeitianK8s.Core.Pangu;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Bench;
+
+/// <summary>
+/// Pangu append benchmark on a fresh local cluster (3 replicas on 3 racks): 1 MiB
+/// appends for throughput and 4 KiB appends for latency, each awaited before the
+/// next. The peer, measured in the same run on the same filesystem, is a plain local
+/// file written with the same sizes (write() only, no replication).
+/// </summary>
+public static class AppendBenchmark
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var totalMiB = IntOption(args, "--total-mib", 512);
+        var smallCount = IntOption(args, "--small-count", 5000);
+        var chunkServers = IntOption(args, "--chunkservers", 6);
+        var racks = IntOption(args, "--racks", 3);
+        var dir = Path.Combine(Path.GetTempPath(), $"feitian-bench-{Guid.NewGuid():N}");
+        using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
+        try
+        {
+            await using var cluster = await LocalClusterLauncher.StartAsync(
+                new LocalClusterOptions { DataDir = dir, ChunkServers = chunkServers, Racks = racks }, loggers);
+            await cluster.WaitForChunkServersAliveAsync();
+            using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = [cluster.MasterAddress], ClientNode = "node-1" }, loggers);
+
+            var big = RandomBytes(1 << 20);
+            var small = RandomBytes(4096);
+            await fs.CreateAsync("/bench/big");
+            await using (var appender = await fs.OpenForAppendAsync("/bench/big"))
+            {
+                await appender.AppendAsync(big); // warm-up: channels, first chunk
+                var throughput = await TimeAsync(totalMiB, () => appender.AppendAsync(big));
+                await appender.CloseAsync();
+                var peer = LocalFileThroughput(dir, big, totalMiB);
+                Console.WriteLine($"1 MiB appends, 3 replicas: {totalMiB / throughput.TotalSeconds,8:F1} MiB/s   local file: {totalMiB / peer.TotalSeconds,8:F1} MiB/s   ratio {peer.TotalSeconds / throughput.TotalSeconds:F3}");
+            }
+
+            await fs.CreateAsync("/bench/small");
+            await using (var appender = await fs.OpenForAppendAsync("/bench/small"))
+            {
+                for (var i = 0; i < 100; i++)
+                {
+                    await appender.AppendAsync(small);
+                }
+                var latencies = await LatenciesAsync(smallCount, () => appender.AppendAsync(small));
+                var peer = LocalFileLatencies(dir, small, smallCount);
+                Console.WriteLine($"4 KiB append latency, 3 replicas: p50 {Percentile(latencies, 50),8:F1} us  p99 {Percentile(latencies, 99),8:F1} us   local file: p50 {Percentile(peer, 50),6:F1} us  p99 {Percentile(peer, 99),6:F1} us");
+                await appender.CloseAsync();
+            }
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static async Task<TimeSpan> TimeAsync(int count, Func<Task> operation)
+    {
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < count; i++)
+        {
+            await operation();
+        }
+        return Stopwatch.GetElapsedTime(started);
+    }
+
+    private static async Task<double[]> LatenciesAsync(int count, Func<Task> operation)
+    {
+        var result = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            var started = Stopwatch.GetTimestamp();
+            await operation();
+            result[i] = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        }
+        return result;
+    }
+
+    private static TimeSpan LocalFileThroughput(string dir, byte[] piece, int count)
+    {
+        var path = Path.Combine(dir, "peer-big");
+        using var handle = File.OpenHandle(path, FileMode.Create, FileAccess.Write);
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < count; i++)
+        {
+            RandomAccess.Write(handle, piece, (long)i * piece.Length);
+        }
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        File.Delete(path);
+        return elapsed;
+    }
+
+    private static double[] LocalFileLatencies(string dir, byte[] piece, int count)
+    {
+        var path = Path.Combine(dir, "peer-small");
+        using var handle = File.OpenHandle(path, FileMode.Create, FileAccess.Write);
+        var result = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            var started = Stopwatch.GetTimestamp();
+            RandomAccess.Write(handle, piece, (long)i * piece.Length);
+            result[i] = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        }
+        File.Delete(path);
+        return result;
+    }
+
+    private static double Percentile(double[] values, int percentile)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[Math.Clamp((int)Math.Ceiling(percentile / 100.0 * sorted.Length) - 1, 0, sorted.Length - 1)];
+    }
+
+    private static byte[] RandomBytes(int length)
+    {
+        var bytes = new byte[length];
+        Random.Shared.NextBytes(bytes);
+        return bytes;
+    }
+
+    private static int IntOption(string[] args, string name, int fallback)
+    {
+        var index = Array.IndexOf(args, name);
+        return index >= 0 && index + 1 < args.Length && int.TryParse(args[index + 1], out var value) ? value : fallback;
+    }
+}

@@ -1,0 +1,150 @@
+using System.ComponentModel;
+using FeitianK8s.Cli.Infrastructure;
+using FeitianK8s.Core.Cluster;
+using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Nbd;
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Core.Raf;
+using Microsoft.Extensions.Logging;
+using Spectre.Console.Cli;
+
+namespace FeitianK8s.Cli.Commands;
+
+public sealed class UpSettings : CommandSettings
+{
+    [CommandOption("--data <DIR>")]
+    [Description("Data directory; each server gets its own directory below it.")]
+    public string DataDir { get; init; } = ClusterSettings.DefaultDataDir;
+
+    [CommandOption("--chunkservers <N>")]
+    public int ChunkServers { get; init; } = 6;
+
+    [CommandOption("--racks <N>")]
+    public int Racks { get; init; } = 3;
+
+    [CommandOption("--chunk-size <SIZE>")]
+    [Description("Chunk size, e.g. 64MiB.")]
+    public string ChunkSize { get; init; } = "64MiB";
+
+    [CommandOption("--nbd-port <PORT>")]
+    [Description("TCP port on 127.0.0.1 serving every volume over NBD.")]
+    public int NbdPort { get; init; } = 10809;
+
+    [CommandOption("--master-port <PORT>")]
+    [Description("Master gRPC port (default: the port of the last run on DIR, else one the OS picks).")]
+    public int? MasterPort { get; init; }
+
+    [CommandOption("-v|--verbose")]
+    [Description("Log the servers' information messages, not only warnings.")]
+    public bool Verbose { get; init; }
+
+    public override Spectre.Console.ValidationResult Validate()
+    {
+        if (ChunkServers < 1 || Racks < 1)
+        {
+            return Spectre.Console.ValidationResult.Error("--chunkservers and --racks must be at least 1");
+        }
+        if (NbdPort is < 0 or > 65535)
+        {
+            return Spectre.Console.ValidationResult.Error("--nbd-port must be a TCP port (0 lets the OS choose)");
+        }
+        return ByteSize.TryParse(ChunkSize, out var size) && size >= 64 << 10
+            ? Spectre.Console.ValidationResult.Success()
+            : Spectre.Console.ValidationResult.Error($"--chunk-size '{ChunkSize}' is not a size of at least 64KiB");
+    }
+}
+
+/// <summary>
+/// `feitian up`: master and chunk servers as child processes, plus an NBD server in
+/// this process exporting every volume, until SIGINT or SIGTERM.
+/// </summary>
+public sealed class UpCommand : AsyncCommand<UpSettings>
+{
+    public override async Task<int> ExecuteAsync(CommandContext context, UpSettings settings, CancellationToken cancellationToken)
+    {
+        using var loggers = LoggerFactory.Create(builder => builder
+            .AddSimpleConsole(options => { options.SingleLine = true; options.TimestampFormat = "HH:mm:ss "; })
+            .SetMinimumLevel(settings.Verbose ? LogLevel.Information : LogLevel.Warning));
+        var dataDir = Path.GetFullPath(settings.DataDir);
+        Directory.CreateDirectory(dataDir);
+
+        await using var cluster = await LocalClusterLauncher.StartAsync(new LocalClusterOptions
+        {
+            DataDir = dataDir,
+            ChunkServers = settings.ChunkServers,
+            Racks = settings.Racks,
+            ChunkSize = ByteSize.Parse(settings.ChunkSize),
+            MasterPort = settings.MasterPort ?? PreviousMasterPort(dataDir),
+        }, loggers, cancellationToken);
+        await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
+
+        using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = [cluster.MasterAddress], ClientNode = "node-1" }, loggers);
+        var catalog = new MasterVolumeCatalog(fs.Master);
+        await using var volumes = new RafVolumeProvider(fs, catalog, new RafOptions { Holder = $"feitian-up@{Environment.MachineName}" }, loggers);
+        await using var nbd = new NbdServer(volumes, new NbdServerOptions
+        {
+            TcpPort = settings.NbdPort,
+            UnixSocketPath = Path.Combine(dataDir, "nbd.sock"),
+        }, loggers.CreateLogger<NbdServer>());
+        await nbd.StartAsync(cancellationToken);
+        var nbdBase = $"nbd://127.0.0.1:{nbd.TcpEndPoint!.Port}";
+
+        Console.Out.WriteLine($"master        {cluster.MasterAddress}  (metrics {cluster.Master.HttpAddress}/metrics)");
+        foreach (var server in cluster.ChunkServers)
+        {
+            Console.Out.WriteLine($"chunk server  {server.GrpcAddress}  node={server.Node} rack={server.Rack}  (metrics {server.HttpAddress}/metrics)");
+        }
+        Console.Out.WriteLine($"nbd           {nbdBase}/VOLUME  and  nbd+unix:///VOLUME?socket={nbd.UnixSocketPath}");
+        Console.Out.WriteLine($"data          {dataDir}");
+        Console.Out.WriteLine("ready; Ctrl+C stops the cluster");
+
+        try
+        {
+            await AnnounceVolumesAsync(catalog, nbdBase, loggers.CreateLogger<UpCommand>(), cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        Console.Out.WriteLine("stopping");
+        await nbd.StopAsync(CancellationToken.None);
+        await volumes.DisposeAsync();
+        await cluster.StopAsync();
+        return 0;
+    }
+
+    /// <summary>Prints the NBD URI of every volume, including those created while the cluster runs.</summary>
+    private static async Task AnnounceVolumesAsync(MasterVolumeCatalog catalog, string nbdBase, ILogger logger, CancellationToken ct)
+    {
+        var announced = new HashSet<string>(StringComparer.Ordinal);
+        while (true)
+        {
+            try
+            {
+                var names = await catalog.ListAsync(ct);
+                foreach (var name in names.Where(announced.Add))
+                {
+                    Console.Out.WriteLine($"volume        {nbdBase}/{name}");
+                }
+                announced.IntersectWith(names);
+            }
+            catch (PanguException e)
+            {
+                logger.LogWarning(e, "Listing volumes failed; retrying");
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        }
+    }
+
+    private static int PreviousMasterPort(string dataDir)
+    {
+        try
+        {
+            var previous = ClusterFile.Read(dataDir);
+            return previous.Masters.Count > 0 ? new Uri(previous.Masters[0]).Port : 0;
+        }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or UriFormatException or InvalidOperationException)
+        {
+            return 0;
+        }
+    }
+}

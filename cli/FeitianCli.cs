@@ -1,0 +1,53 @@
+using System.Runtime.InteropServices;
+using FeitianK8s.Cli.Commands;
+using FeitianK8s.Cli.Infrastructure;
+using Spectre.Console.Cli;
+
+namespace FeitianK8s.Cli;
+
+/// <summary>Composes the `feitian` command tree; failures end as one line on stderr and a non-zero exit.</summary>
+public static class FeitianCli
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        using var stop = new CancellationTokenSource();
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context => { context.Cancel = true; stop.Cancel(); });
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; stop.Cancel(); });
+
+        var app = new CommandApp();
+        app.Configure(Configure);
+        try
+        {
+            return await app.RunAsync(args, stop.Token);
+        }
+        catch (Exception error)
+        {
+            return CliErrors.Report(error);
+        }
+    }
+
+    private static void Configure(IConfigurator config)
+    {
+        config.SetApplicationName("feitian");
+        config.PropagateExceptions();
+        config.AddCommand<UpCommand>("up").WithDescription("Run a local cluster (master, chunk servers, NBD) on 127.0.0.1 in the foreground.");
+        config.AddCommand<StatusCommand>("status").WithDescription("Show masters and chunk servers.");
+        config.AddBranch("fs", fs =>
+        {
+            fs.SetDescription("Files of the Pangu file system.");
+            fs.AddCommand<FsPutCommand>("put").WithDescription("Copy a local file into the file system.");
+            fs.AddCommand<FsGetCommand>("get").WithDescription("Copy a file out of the file system.");
+            fs.AddCommand<FsListCommand>("ls").WithDescription("List a directory.");
+            fs.AddCommand<FsRemoveCommand>("rm").WithDescription("Delete a file.");
+            fs.AddCommand<FsStatCommand>("stat").WithDescription("Show a file's chunks and replicas.");
+        });
+        config.AddBranch("volume", volume =>
+        {
+            volume.SetDescription("RAF block volumes.");
+            volume.AddCommand<VolumeCreateCommand>("create").WithDescription("Create a volume.");
+            volume.AddCommand<VolumeListCommand>("ls").WithDescription("List volumes.");
+            volume.AddCommand<VolumeRemoveCommand>("rm").WithDescription("Delete a volume and its data.");
+            volume.AddCommand<VolumeResizeCommand>("resize").WithDescription("Grow a volume.");
+        });
+    }
+}

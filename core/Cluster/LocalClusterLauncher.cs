@@ -1,0 +1,274 @@
+using System.Globalization;
+using FeitianK8s.Proto.Master;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Core.Cluster;
+
+/// <summary>One server of a local cluster: its data dir, identity, last endpoints and process.</summary>
+public sealed class LocalServer(string name, string dataDir, string node, string rack)
+{
+    public string Name { get; } = name;
+    public string DataDir { get; } = dataDir;
+    public string Node { get; } = node;
+    public string Rack { get; } = rack;
+    public ServerEndpoints? Endpoints { get; internal set; }
+    public ChildProcess? Process { get; internal set; }
+    public bool IsRunning => Process is { HasExited: false };
+    public string Id => Endpoints?.Id ?? "";
+    public string GrpcAddress => Endpoints?.Grpc ?? throw new InvalidOperationException($"{Name} has not started");
+    public string HttpAddress => Endpoints?.Http ?? throw new InvalidOperationException($"{Name} has not started");
+}
+
+/// <summary>
+/// Runs a master and N chunk servers as child processes on 127.0.0.1 (used by `feitian up`
+/// and the end-to-end tests). Layout under DIR: DIR/master, DIR/chunkserver-&lt;i&gt; (i from 1),
+/// DIR/cluster.json. Chunk server i is node "node-i" on rack "rack-((i-1) % racks + 1)".
+/// Ports are chosen by the OS on first start and kept on restarts, so clients keep working.
+/// </summary>
+public sealed class LocalClusterLauncher : IAsyncDisposable
+{
+    private readonly LocalClusterOptions _options;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly ServerExecutable _masterExe;
+    private readonly ServerExecutable _chunkServerExe;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private GrpcChannel? _masterChannel;
+
+    private LocalClusterLauncher(LocalClusterOptions options, ILoggerFactory loggerFactory)
+    {
+        if (options.ChunkServers < 1 || options.Racks < 1)
+        {
+            throw new ArgumentException($"need at least one chunk server and one rack (got {options.ChunkServers} and {options.Racks})", nameof(options));
+        }
+        _options = options;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<LocalClusterLauncher>();
+        _masterExe = ServerExecutable.Find("FeitianK8s.Master", options.BinDirectory);
+        _chunkServerExe = ServerExecutable.Find("FeitianK8s.ChunkServer", options.BinDirectory);
+        DataDir = Path.GetFullPath(options.DataDir);
+        Master = new LocalServer("master", Path.Combine(DataDir, "master"), "", "");
+        ChunkServers = Enumerable.Range(1, options.ChunkServers)
+            .Select(i => new LocalServer($"chunkserver-{i}", Path.Combine(DataDir, $"chunkserver-{i}"), $"node-{i}", $"rack-{((i - 1) % options.Racks) + 1}"))
+            .ToArray();
+    }
+
+    public string DataDir { get; }
+    public LocalServer Master { get; }
+
+    /// <summary>Chunk servers; <see cref="ChunkServer(int)"/> indexes them from 1.</summary>
+    public IReadOnlyList<LocalServer> ChunkServers { get; }
+
+    public LocalServer ChunkServer(int index) => ChunkServers[index - 1];
+
+    public string MasterAddress => Master.GrpcAddress;
+
+    /// <summary>Starts the master, then every chunk server, and writes DIR/cluster.json.</summary>
+    public static async Task<LocalClusterLauncher> StartAsync(LocalClusterOptions options, ILoggerFactory loggerFactory, CancellationToken ct = default)
+    {
+        var cluster = new LocalClusterLauncher(options, loggerFactory);
+        try
+        {
+            Directory.CreateDirectory(cluster.DataDir);
+            await cluster.StartMasterAsync(options.MasterPort, options.MasterHttpPort, ct);
+            await Task.WhenAll(Enumerable.Range(1, options.ChunkServers).Select(i =>
+                cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i), ct)));
+            cluster.WriteClusterFile();
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the master reports every running chunk server alive.</summary>
+    public async Task WaitForChunkServersAliveAsync(TimeSpan? timeout = null, CancellationToken ct = default)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? _options.StartTimeout);
+        while (true)
+        {
+            var running = ChunkServers.Where(s => s.IsRunning).Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
+            try
+            {
+                var status = await GetClusterStatusAsync(ct);
+                var alive = status.ChunkServers.Where(s => s.Alive).Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
+                if (running.IsSubsetOf(alive))
+                {
+                    return;
+                }
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new TimeoutException($"chunk servers {string.Join(",", running.Except(alive))} not alive at the master after {timeout ?? _options.StartTimeout}");
+                }
+            }
+            catch (Grpc.Core.RpcException e) when (DateTime.UtcNow <= deadline)
+            {
+                _logger.LogDebug("cluster status not available yet: {Code}", e.StatusCode);
+            }
+            await Task.Delay(200, ct);
+        }
+    }
+
+    /// <summary>Waits until the master reports the given chunk servers (by index) dead.</summary>
+    public async Task WaitForChunkServersDeadAsync(IEnumerable<int> indexes, TimeSpan timeout, CancellationToken ct = default)
+    {
+        var ids = indexes.Select(i => ChunkServer(i).Id).ToHashSet(StringComparer.Ordinal);
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var status = await GetClusterStatusAsync(ct);
+            if (status.ChunkServers.Where(s => ids.Contains(s.Id)).All(s => !s.Alive))
+            {
+                return;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"chunk servers {string.Join(",", ids)} still alive at the master after {timeout}");
+            }
+            await Task.Delay(200, ct);
+        }
+    }
+
+    public async Task<ClusterStatus> GetClusterStatusAsync(CancellationToken ct = default)
+    {
+        _masterChannel ??= GrpcChannel.ForAddress(MasterAddress);
+        var client = new Proto.Master.Master.MasterClient(_masterChannel);
+        return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+    }
+
+    /// <summary>SIGKILL chunk server i (from 1).</summary>
+    public void KillChunkServer(int index) => ChunkServer(index).Process?.Kill();
+
+    public void KillMaster() => Master.Process?.Kill();
+
+    /// <summary>Stops chunk server i cleanly (SIGTERM).</summary>
+    public Task StopChunkServerAsync(int index) => ChunkServer(index).Process?.StopAsync(_options.StopTimeout) ?? Task.CompletedTask;
+
+    /// <summary>Starts chunk server i again on its previous port (kills it first if it still runs).</summary>
+    public async Task RestartChunkServerAsync(int index, CancellationToken ct = default)
+    {
+        var server = ChunkServer(index);
+        if (server.IsRunning)
+        {
+            await server.Process!.StopAsync(_options.StopTimeout);
+        }
+        await StartChunkServerAsync(index, server.Endpoints?.GrpcPort ?? 0, ct);
+        WriteClusterFile();
+    }
+
+    /// <summary>Starts the master again on its previous port (kills it first if it still runs).</summary>
+    public async Task RestartMasterAsync(CancellationToken ct = default)
+    {
+        if (Master.IsRunning)
+        {
+            await Master.Process!.StopAsync(_options.StopTimeout);
+        }
+        await StartMasterAsync(Master.Endpoints?.GrpcPort ?? _options.MasterPort, Master.Endpoints?.HttpPort ?? _options.MasterHttpPort, ct);
+        WriteClusterFile();
+    }
+
+    /// <summary>SIGTERM every server (chunk servers first), SIGKILL those that do not exit in time.</summary>
+    public async Task StopAsync()
+    {
+        await Task.WhenAll(ChunkServers.Select(s => s.Process?.StopAsync(_options.StopTimeout) ?? Task.CompletedTask));
+        if (Master.Process is not null)
+        {
+            await Master.Process.StopAsync(_options.StopTimeout);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await StopAsync();
+        }
+        finally
+        {
+            foreach (var s in ChunkServers.Append(Master))
+            {
+                s.Process?.Dispose();
+            }
+            _masterChannel?.Dispose();
+        }
+    }
+
+    private async Task StartMasterAsync(int port, int httpPort, CancellationToken ct)
+    {
+        var args = new List<string> { "--data", Master.DataDir, "--port", Num(port), "--http-port", Num(httpPort) };
+        if (_options.ChunkSize is { } size)
+        {
+            args.AddRange(["--chunk-size", Num(size)]);
+        }
+        args.AddRange(_options.ExtraMasterArgs);
+        await StartAsync(Master, _masterExe, args, ct);
+        _masterChannel?.Dispose();
+        _masterChannel = null;
+    }
+
+    private async Task StartChunkServerAsync(int index, int port, CancellationToken ct)
+    {
+        var server = ChunkServer(index);
+        var args = new List<string>
+        {
+            "--data", server.DataDir, "--master", MasterAddress, "--node", server.Node, "--rack", server.Rack,
+            "--port", Num(port), "--http-port", "0",
+        };
+        if (_options.ChunkSize is { } size)
+        {
+            args.AddRange(["--chunk-size", Num(size)]);
+        }
+        args.AddRange(_options.ExtraChunkServerArgs);
+        await StartAsync(server, _chunkServerExe, args, ct);
+    }
+
+    /// <summary>Starts a server and waits for the endpoints.json it writes once bound (a stale one is deleted first).</summary>
+    private async Task StartAsync(LocalServer server, ServerExecutable exe, List<string> args, CancellationToken ct)
+    {
+        await _lock.WaitAsync(ct);
+        try
+        {
+            Directory.CreateDirectory(server.DataDir);
+            File.Delete(Path.Combine(server.DataDir, ServerEndpoints.FileName));
+            server.Process?.Dispose();
+            server.Process = ChildProcess.Start(server.Name, exe.FileName, exe.PrefixArguments.Concat(args), _loggerFactory.CreateLogger($"FeitianK8s.Cluster.{server.Name}"));
+        }
+        finally
+        {
+            _lock.Release();
+        }
+        var deadline = DateTime.UtcNow + _options.StartTimeout;
+        while (true)
+        {
+            var endpoints = ServerEndpoints.TryRead(server.DataDir);
+            if (endpoints is not null)
+            {
+                server.Endpoints = endpoints;
+                _logger.LogInformation("{Server} is up: id {Id}, grpc {Grpc}, http {Http}", server.Name, endpoints.Id, endpoints.Grpc, endpoints.Http);
+                return;
+            }
+            if (server.Process.HasExited)
+            {
+                throw new InvalidOperationException($"{server.Name} exited with code {server.Process.ExitCode} before writing {ServerEndpoints.FileName} in {server.DataDir}");
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                server.Process.Kill();
+                throw new TimeoutException($"{server.Name} did not write {ServerEndpoints.FileName} in {server.DataDir} within {_options.StartTimeout}");
+            }
+            await Task.Delay(50, ct);
+        }
+    }
+
+    private void WriteClusterFile() =>
+        new ClusterFile(
+            [MasterAddress],
+            ChunkServers.Where(s => s.Endpoints is not null)
+                .Select(s => new ClusterFileChunkServer(s.Id, s.Node, s.Rack, s.GrpcAddress, s.HttpAddress)).ToArray())
+        .Write(DataDir);
+
+    private static string Num(long value) => value.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,115 @@
+using FeitianK8s.Core.Common;
+using FeitianK8s.Proto.ChunkServer;
+using FeitianK8s.Proto.Master;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Core.Pangu;
+
+/// <summary>How a fanned-out append to the open chunk ended.</summary>
+public enum ChunkAppendOutcome { Acknowledged, ChunkFull, ReplicaFailed }
+
+/// <summary>
+/// The chunk an appender is writing. <see cref="Length"/> is the acknowledged length:
+/// bytes every replica accepted. It only grows when all replicas acknowledged an append,
+/// so each replica holds at least <see cref="Length"/> bytes and sealing at it loses nothing.
+/// </summary>
+public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, ReplicaFanOut fanOut, ILogger logger)
+{
+    public ulong Id { get; } = location.ChunkId;
+    public long FileOffset { get; } = (long)location.FileOffset;
+    public IReadOnlyList<PanguReplica> Replicas { get; } = location.Replicas.Select(ProtoMapping.ToReplica).ToArray();
+    public bool PlacementDegraded { get; } = location.PlacementDegraded;
+
+    /// <summary>Largest length the chunk may reach; lowered when a replica reports the chunk full.</summary>
+    public long MaxLength { get; private set; } = location.MaxLength == 0 ? long.MaxValue : (long)location.MaxLength;
+
+    public long Length { get; private set; }
+
+    /// <summary>Replicas that failed the last operation, by chunk-server id.</summary>
+    public IReadOnlyList<string> FailedServers { get; private set; } = [];
+
+    public PanguChunk ToChunk(bool sealedFlag) => new(Id, FileOffset, Length, sealedFlag, PlacementDegraded, Replicas);
+
+    public async Task<bool> CreateAsync(CancellationToken ct)
+    {
+        var results = await fanOut.CallAsync(Replicas, (c, o) => c.CreateChunkAsync(new CreateChunkRequest
+        {
+            ChunkId = Id,
+            Epoch = epoch,
+            MaxLength = MaxLength == long.MaxValue ? 0 : (ulong)MaxLength,
+        }, o).ResponseAsync, ct);
+        return Judge(results, "create");
+    }
+
+    public async Task<ChunkAppendOutcome> AppendAsync(ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+    {
+        var request = new AppendRequest
+        {
+            ChunkId = Id,
+            Epoch = epoch,
+            ExpectedOffset = (ulong)Length,
+            Data = UnsafeByteOperations.UnsafeWrap(data),
+            Crc32C = Crc32C.Compute(data.Span),
+            Fua = fua,
+        };
+        var results = await fanOut.CallAsync(Replicas, (c, o) => c.AppendAsync(request, o).ResponseAsync, ct);
+        var expected = (ulong)(Length + data.Length);
+        var wrongLength = results.Where(r => r.Ok && r.Value!.Length != expected).Select(r => r.Replica.ChunkServerId).ToArray();
+        var full = results.Any(r => r.Error is { } e && RpcErrors.IsChunkFull(e));
+        var ok = Judge(results, "append", ignoreChunkFull: true);
+        if (ok && !full && wrongLength.Length == 0)
+        {
+            Length += data.Length;
+            return ChunkAppendOutcome.Acknowledged;
+        }
+        if (wrongLength.Length > 0)
+        {
+            logger.LogWarning("chunk {ChunkId} of {Path}: replicas {Servers} report a length other than {Expected}", Id, path, string.Join(",", wrongLength), expected);
+            FailedServers = FailedServers.Concat(wrongLength).Distinct().ToArray();
+            return ChunkAppendOutcome.ReplicaFailed;
+        }
+        if (ok && full)
+        {
+            MaxLength = Length;
+            return ChunkAppendOutcome.ChunkFull;
+        }
+        return ChunkAppendOutcome.ReplicaFailed;
+    }
+
+    public async Task<bool> SyncAsync(CancellationToken ct)
+    {
+        var results = await fanOut.CallAsync(Replicas, (c, o) => c.SyncAsync(new SyncRequest { ChunkId = Id }, o).ResponseAsync, ct);
+        return Judge(results, "sync");
+    }
+
+    /// <summary>
+    /// Syncs and seals every replica that answers at the acknowledged length (truncating
+    /// replicas that got further). Returns how many replicas are sealed.
+    /// </summary>
+    public async Task<int> SealAsync(CancellationToken ct)
+    {
+        await fanOut.CallAsync(Replicas, (c, o) => c.SyncAsync(new SyncRequest { ChunkId = Id }, o).ResponseAsync, ct);
+        var results = await fanOut.CallAsync(Replicas, (c, o) => c.SealAsync(new SealRequest { ChunkId = Id, Epoch = epoch, Length = (ulong)Length }, o).ResponseAsync, ct);
+        Judge(results, "seal");
+        return results.Count(r => r.Ok);
+    }
+
+    /// <summary>True when every replica succeeded. Throws <see cref="FencedException"/> on a stale epoch.</summary>
+    private bool Judge<T>(IReadOnlyList<ReplicaResult<T>> results, string operation, bool ignoreChunkFull = false)
+    {
+        var stale = results.FirstOrDefault(r => r.Error is { } e && RpcErrors.IsStaleEpoch(e));
+        if (stale is not null)
+        {
+            throw new FencedException(path, epoch, stale.Error);
+        }
+        var failed = results.Where(r => r.Error is { } e && !(ignoreChunkFull && RpcErrors.IsChunkFull(e))).ToArray();
+        foreach (var f in failed)
+        {
+            logger.LogWarning("{Operation} of chunk {ChunkId} ({Path}) at {Offset} failed on {Server} ({Address}): {Code} {Reason} {Detail}",
+                operation, Id, path, Length, f.Replica.ChunkServerId, f.Replica.Address, f.Error!.StatusCode, FeitianStatus.ReasonOf(f.Error), f.Error.Status.Detail);
+        }
+        FailedServers = failed.Select(f => f.Replica.ChunkServerId).ToArray();
+        return failed.Length == 0;
+    }
+}

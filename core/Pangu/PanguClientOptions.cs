@@ -1,0 +1,32 @@
+namespace FeitianK8s.Core.Pangu;
+
+/// <summary>How a <see cref="PanguClient"/> finds the cluster and how patient it is.</summary>
+public sealed class PanguClientOptions
+{
+    /// <summary>gRPC addresses of the masters, e.g. "http://127.0.0.1:9000"; tried in order.</summary>
+    public IReadOnlyList<string> MasterAddresses { get; init; } = [];
+
+    /// <summary>Node this client runs on: preferred for the first replica and for reads.</summary>
+    public string ClientNode { get; init; } = "";
+
+    /// <summary>Largest data payload of one chunk-server append or read call.</summary>
+    public int MaxRpcDataBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>Deadline of one chunk-server call.</summary>
+    public TimeSpan ChunkServerTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Deadline of one master call.</summary>
+    public TimeSpan MasterTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long master calls are retried while no master answers (e.g. during a master restart).</summary>
+    public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Replica failures an append absorbs in a row (seal, new chunk, retry) before it gives up.</summary>
+    public int MaxConsecutiveReplicaFailures { get; init; } = 12;
+
+    /// <summary>How long a failed chunk server is excluded from new chunks of an appender.</summary>
+    public TimeSpan FailedServerExclusion { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>gRPC message size limit for sends and receives (above the 4 MiB default).</summary>
+    public int MaxMessageBytes { get; init; } = 64 * 1024 * 1024;
+}

@@ -1,0 +1,176 @@
+using FeitianK8s.Core.Block;
+using FeitianK8s.Core.Pangu;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Core.Raf;
+
+public sealed record RafGcResult(int SegmentsCollected, long BytesRewritten, long BytesFreed);
+
+/// <summary>
+/// Reclaims log space. A pass picks sealed segments whose live fraction fell under
+/// <see cref="RafOptions.GcLiveThreshold"/>, rewrites their live extents at the log head
+/// as Relocate records (each lands only where the index still points at the old
+/// location, so a concurrent overwrite or trim wins), writes a checkpoint and deletes
+/// every older checkpoint (so recovery never needs the segment, and never replays from
+/// before a trim the segment held), then deletes the segment once no read uses it.
+/// Reads and rewrites are paced by a token bucket.
+/// </summary>
+public sealed class RafGarbageCollector(
+    IPanguFileSystem fs, RafLayout layout, RafVolumeState state, PanguVolumeGuard guard, RafLogWriter writer,
+    RafCheckpointer checkpointer, SegmentReaderCache readers, RafOptions options, RafMetrics metrics, ILogger logger)
+{
+    private readonly SemaphoreSlim _pass = new(1, 1);
+    private readonly TokenBucket _budget = new(options.GcBandwidthBytesPerSecond, Math.Max(options.GcBandwidthBytesPerSecond / 10, options.MaxRecordDataBytes));
+
+    public async Task<RafGcResult> RunOnceAsync(CancellationToken ct)
+    {
+        await _pass.WaitAsync(ct);
+        try
+        {
+            return await CollectAsync(ct);
+        }
+        catch (FencedException e)
+        {
+            writer.MarkFenced();
+            throw new BlockDeviceException(BlockErrorKind.Fenced, $"volume {guard.Volume}: fenced during GC", e);
+        }
+        finally
+        {
+            _pass.Release();
+        }
+    }
+
+    private async Task<RafGcResult> CollectAsync(CancellationToken ct)
+    {
+        if (HeadIsMostlyDead())
+        {
+            await writer.SealHeadAsync();
+        }
+        var victims = PickVictims();
+        if (victims.Count == 0)
+        {
+            return new RafGcResult(0, 0, 0);
+        }
+        long rewritten = 0;
+        foreach (var segment in victims)
+        {
+            rewritten += await RelocateLiveDataAsync(segment, ct);
+        }
+        var emptied = new List<ulong>();
+        lock (state.Gate)
+        {
+            emptied.AddRange(victims.Where(s => state.Index.LiveBytes(s) == 0));
+        }
+        if (emptied.Count == 0)
+        {
+            return new RafGcResult(0, rewritten, 0);
+        }
+        await checkpointer.WriteAsync(writer.FlushAsync, pruneAllOlder: true, ct);
+        long freed = 0;
+        foreach (var segment in emptied)
+        {
+            await WaitForReadsAsync(segment, ct);
+            readers.Invalidate(segment);
+            await RafLayout.DeleteIfExistsAsync(fs, layout.SegmentPath(segment), guard, ct);
+            lock (state.Gate)
+            {
+                freed += state.SegmentLengths[segment];
+                state.SegmentLengths.Remove(segment);
+                metrics.UpdateSpace(state);
+            }
+            metrics.GcDeleted.Inc();
+        }
+        logger.LogInformation("Volume {Volume}: GC collected {Segments} segments, rewrote {Rewritten} live bytes, freed {Freed} bytes",
+            guard.Volume, emptied.Count, rewritten, freed);
+        return new RafGcResult(emptied.Count, rewritten, freed);
+    }
+
+    private bool HeadIsMostlyDead()
+    {
+        lock (state.Gate)
+        {
+            if (state.Head is not { } head)
+            {
+                return false;
+            }
+            var length = state.SegmentLengths.GetValueOrDefault(head.Segment);
+            return length >= options.GcSealHeadMinBytes && state.Index.LiveBytes(head.Segment) < options.GcLiveThreshold * length;
+        }
+    }
+
+    /// <summary>Sealed segments (never the head) under the live threshold, emptiest first.</summary>
+    private List<ulong> PickVictims()
+    {
+        lock (state.Gate)
+        {
+            var head = state.Head?.Segment;
+            return state.SegmentLengths
+                .Where(s => s.Key != head && (s.Value == 0 || state.Index.LiveBytes(s.Key) < options.GcLiveThreshold * s.Value))
+                .OrderBy(s => s.Value == 0 ? 0 : (double)state.Index.LiveBytes(s.Key) / s.Value)
+                .Select(s => s.Key)
+                .ToList();
+        }
+    }
+
+    private async Task<long> RelocateLiveDataAsync(ulong segment, CancellationToken ct)
+    {
+        List<Extent> extents;
+        lock (state.Gate)
+        {
+            extents = state.Index.ExtentsIn(segment);
+        }
+        long moved = 0;
+        var pending = new List<LogOp>();
+        long pendingBytes = 0;
+        foreach (var extent in extents)
+        {
+            for (long done = 0; done < extent.Length; done += options.MaxRecordDataBytes)
+            {
+                var length = (int)Math.Min(options.MaxRecordDataBytes, extent.Length - done);
+                await _budget.TakeAsync(2L * length, ct);
+                var data = new byte[length];
+                await readers.UseAsync(segment, async reader =>
+                {
+                    await RafVolume.ReadFullyAsync(reader.ReadAsync, segment, extent.DataOffset + done, data, ct);
+                    return 0;
+                });
+                var op = new LogOp(LogOpKind.Relocate, extent.Start + done, length, data, sourceSegment: segment, sourceOffset: extent.DataOffset + done);
+                pending.Add(op);
+                pendingBytes += length;
+                _ = writer.SubmitAsync(op);
+                if (pendingBytes >= options.MaxBatchBytes)
+                {
+                    moved += await DrainAsync(pending);
+                    pendingBytes = 0;
+                }
+            }
+        }
+        moved += await DrainAsync(pending);
+        metrics.GcRewritten.Inc(moved);
+        return moved;
+    }
+
+    private static async Task<long> DrainAsync(List<LogOp> pending)
+    {
+        await Task.WhenAll(pending.Select(op => op.Done.Task));
+        var moved = pending.Sum(op => op.Relocated);
+        pending.Clear();
+        return moved;
+    }
+
+    private async Task WaitForReadsAsync(ulong segment, CancellationToken ct)
+    {
+        while (true)
+        {
+            lock (state.Gate)
+            {
+                if (state.ReadsInFlight.GetValueOrDefault(segment) == 0)
+                {
+                    state.ReadsInFlight.Remove(segment);
+                    return;
+                }
+            }
+            await Task.Delay(1, ct);
+        }
+    }
+}

@@ -1,0 +1,381 @@
+using System.Threading.Channels;
+using FeitianK8s.Core.Block;
+using FeitianK8s.Core.Pangu;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Core.Raf;
+
+public enum LogOpKind { Write, Trim, Zero, Relocate, Flush, Seal }
+
+/// <summary>One queued request to the log. <see cref="Done"/> completes when it is acknowledged (result: bytes relocated, for Relocate).</summary>
+public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemory<byte> data = default, bool fua = false, ulong sourceSegment = 0, long sourceOffset = 0)
+{
+    public LogOpKind Kind { get; } = kind;
+    public long Offset { get; } = offset;
+    public long Length { get; } = length;
+    public ReadOnlyMemory<byte> Data { get; } = data;
+    public bool Fua { get; } = fua;
+    public ulong SourceSegment { get; } = sourceSegment;
+    public long SourceOffset { get; } = sourceOffset;
+    public long Relocated { get; set; }
+    public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public int RecordCount(int maxRecordData) => Kind switch
+    {
+        LogOpKind.Flush or LogOpKind.Seal => 0,
+        LogOpKind.Write or LogOpKind.Relocate => Math.Max(1, (Data.Length + maxRecordData - 1) / maxRecordData),
+        _ => 1,
+    };
+
+    public long LogBytes(int maxRecordData) => (RecordCount(maxRecordData) * (long)RafRecordHeader.Size) + Data.Length;
+}
+
+/// <summary>
+/// The single writer of a volume's log with group commit: requests queued while an
+/// append is in flight go into the next append together. One append is in flight at a
+/// time, and its records are applied to the index in log order only after the file
+/// system acknowledged it; then its requests are acknowledged. A FUA or flush request
+/// flushes the head segment after the append, which makes every earlier acknowledged
+/// record durable on every replica (earlier segments were flushed when the head rolled
+/// past them).
+/// After a failed append the next one starts a new segment, so an acknowledged record
+/// never follows bytes that may be torn.
+/// </summary>
+public sealed class RafLogWriter : IAsyncDisposable
+{
+    private readonly IPanguFileSystem _fs;
+    private readonly RafLayout _layout;
+    private readonly RafVolumeState _state;
+    private readonly PanguVolumeGuard _guard;
+    private readonly int _replicas;
+    private readonly RafOptions _options;
+    private readonly RafMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly Action _checkpointDue;
+    private readonly Channel<LogOp> _queue = Channel.CreateUnbounded<LogOp>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<Task> _retiring = [];
+    private readonly Task _loop;
+    private ulong _nextSeq;
+    private bool _needsNewSegment = true;
+    private long _bytesSinceCheckpoint;
+    private volatile bool _fenced;
+    private volatile bool _abandoned;
+
+    public RafLogWriter(IPanguFileSystem fs, RafLayout layout, RafVolumeState state, PanguVolumeGuard guard, int replicas,
+        RafOptions options, RafMetrics metrics, ILogger logger, Action checkpointDue)
+    {
+        _fs = fs;
+        _layout = layout;
+        _state = state;
+        _guard = guard;
+        _replicas = replicas;
+        _options = options;
+        _metrics = metrics;
+        _logger = logger;
+        _checkpointDue = checkpointDue;
+        _nextSeq = state.Applied.Seq + 1;
+        _loop = Task.Run(RunAsync);
+    }
+
+    public bool IsFenced => _fenced;
+
+    public void MarkFenced() => _fenced = true;
+
+    /// <summary>Queues the request; the task completes when it is acknowledged or fails with a <see cref="BlockDeviceException"/>.</summary>
+    public Task SubmitAsync(LogOp op)
+    {
+        if (_fenced)
+        {
+            return Task.FromException(FencedError());
+        }
+        if (!_queue.Writer.TryWrite(op))
+        {
+            return Task.FromException(new BlockDeviceException(BlockErrorKind.Io, $"volume {_guard.Volume} is closed"));
+        }
+        return op.Done.Task;
+    }
+
+    /// <summary>Makes every acknowledged record durable (used before a checkpoint names a log position).</summary>
+    public Task FlushAsync() => SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0));
+
+    /// <summary>Seals the head segment (the next record starts a new one) so GC may collect it.</summary>
+    public Task SealHeadAsync() => SubmitAsync(new LogOp(LogOpKind.Seal, 0, 0));
+
+    private BlockDeviceException FencedError(Exception? inner = null) =>
+        new(BlockErrorKind.Fenced, $"volume {_guard.Volume} (epoch {_guard.Epoch}) was opened by a newer engine; this engine is fenced", inner);
+
+    private async Task RunAsync()
+    {
+        var batch = new List<LogOp>();
+        while (await _queue.Reader.WaitToReadAsync())
+        {
+            batch.Clear();
+            long bytes = 0;
+            while (bytes < _options.MaxBatchBytes && _queue.Reader.TryRead(out var op))
+            {
+                batch.Add(op);
+                bytes += op.LogBytes(_options.MaxRecordDataBytes);
+            }
+            if (_abandoned)
+            {
+                Fail(batch, new BlockDeviceException(BlockErrorKind.Io, $"volume {_guard.Volume} engine stopped"));
+                continue;
+            }
+            await ProcessAsync(batch, bytes);
+        }
+    }
+
+    private async Task ProcessAsync(List<LogOp> batch, long bytes)
+    {
+        if (_fenced)
+        {
+            Fail(batch, FencedError());
+            return;
+        }
+        try
+        {
+            var hasRecords = batch.Any(op => op.Kind is not (LogOpKind.Flush or LogOpKind.Seal));
+            var head = _state.Head;
+            if (head is not null && batch.Any(op => op.Kind == LogOpKind.Seal))
+            {
+                head = await RollAsync(head);
+            }
+            else if (hasRecords && (_needsNewSegment || head is null || (head.Appender.Length > 0 && head.Appender.Length + bytes > _options.SegmentSizeBytes)))
+            {
+                head = await RollAsync(head);
+            }
+            if (head is null)
+            {
+                // Nothing was written since open: nothing to flush.
+                Complete(batch);
+                return;
+            }
+            var (buffer, records) = Encode(batch, (int)bytes);
+            long baseOffset = 0;
+            if (buffer.Length > 0)
+            {
+                baseOffset = await head.Appender.AppendAsync(buffer);
+                _metrics.Appends.Inc();
+                _metrics.AppendBytes.Inc(buffer.Length);
+                _metrics.Records.Inc(records.Count);
+            }
+            if (batch.Any(op => op.Kind == LogOpKind.Flush || op.Fua))
+            {
+                await head.Appender.FlushAsync();
+                _metrics.FlushesTotal.Inc();
+            }
+            if (buffer.Length > 0)
+            {
+                Apply(head.Segment, baseOffset, buffer.Length, records);
+            }
+            Complete(batch);
+            _bytesSinceCheckpoint += buffer.Length;
+            if (_bytesSinceCheckpoint >= _options.CheckpointIntervalBytes)
+            {
+                _bytesSinceCheckpoint = 0;
+                _checkpointDue();
+            }
+        }
+        catch (FencedException e)
+        {
+            _fenced = true;
+            _logger.LogError("Volume {Volume} fenced at epoch {Epoch} while appending to {Path}", _guard.Volume, _guard.Epoch, e.Path);
+            Fail(batch, FencedError(e));
+        }
+        catch (Exception e)
+        {
+            _needsNewSegment = true;
+            _logger.LogError(e, "Volume {Volume}: log append of {Count} requests ({Bytes} bytes) failed; the next append starts a new segment",
+                _guard.Volume, batch.Count, bytes);
+            Fail(batch, e as BlockDeviceException ?? new BlockDeviceException(BlockErrorKind.Io,
+                $"volume {_guard.Volume}: log append of {bytes} bytes failed: {e.Message}", e));
+        }
+    }
+
+    private (byte[] Buffer, List<(LogOp Op, RafRecordHeader Header, int At)> Records) Encode(List<LogOp> batch, int bytes)
+    {
+        var buffer = new byte[bytes];
+        var records = new List<(LogOp, RafRecordHeader, int)>();
+        var at = 0;
+        foreach (var op in batch)
+        {
+            switch (op.Kind)
+            {
+                case LogOpKind.Flush:
+                case LogOpKind.Seal:
+                    break;
+                case LogOpKind.Trim:
+                case LogOpKind.Zero:
+                    var range = RafRecordHeader.ForRange(op.Kind == LogOpKind.Trim ? RafRecordKind.Trim : RafRecordKind.Zero, _nextSeq++, op.Offset, op.Length);
+                    range.Write(buffer.AsSpan(at));
+                    records.Add((op, range, at));
+                    at += RafRecordHeader.Size;
+                    break;
+                default:
+                    for (var done = 0; done < op.Data.Length || (done == 0 && op.Data.Length == 0); done += _options.MaxRecordDataBytes)
+                    {
+                        var data = op.Data.Span.Slice(done, Math.Min(_options.MaxRecordDataBytes, op.Data.Length - done));
+                        var header = op.Kind == LogOpKind.Relocate
+                            ? RafRecordHeader.ForData(RafRecordKind.Relocate, _nextSeq++, op.Offset + done, data, op.SourceSegment, op.SourceOffset + done)
+                            : RafRecordHeader.ForData(RafRecordKind.Write, _nextSeq++, op.Offset + done, data);
+                        header.Write(buffer.AsSpan(at));
+                        data.CopyTo(buffer.AsSpan(at + RafRecordHeader.Size));
+                        records.Add((op, header, at));
+                        at += header.RecordLength;
+                        if (data.Length == 0)
+                        {
+                            break;
+                        }
+                    }
+                    break;
+            }
+        }
+        return (at == buffer.Length ? buffer : buffer[..at], records);
+    }
+
+    private void Apply(ulong segment, long baseOffset, int length, List<(LogOp Op, RafRecordHeader Header, int At)> records)
+    {
+        lock (_state.Gate)
+        {
+            foreach (var (op, header, at) in records)
+            {
+                var dataOffset = baseOffset + at + RafRecordHeader.Size;
+                if (header.Kind == RafRecordKind.Relocate)
+                {
+                    op.Relocated += _state.Index.Relocate(header.VolumeOffset, header.Length, header.SourceSegment, header.SourceOffset, segment, dataOffset);
+                }
+                else
+                {
+                    RafVolumeState.ApplyRecord(_state.Index, header, segment, dataOffset);
+                }
+            }
+            _state.Applied = new LogPosition(segment, baseOffset + length, records[^1].Header.Seq);
+            _state.SegmentLengths[segment] = Math.Max(_state.SegmentLengths.GetValueOrDefault(segment), baseOffset + length);
+            _metrics.UpdateSpace(_state);
+        }
+    }
+
+    private async Task<HeadSegment> RollAsync(HeadSegment? old)
+    {
+        if (old is not null)
+        {
+            try
+            {
+                // FLUSH flushes only the head, so the head must be durable before it stops being the head.
+                await old.Appender.FlushAsync();
+            }
+            catch (FencedException)
+            {
+                throw;
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "Volume {Volume}: flushing sealed segment {Path} failed", _guard.Volume, old.Appender.Path);
+            }
+        }
+        ulong segment;
+        lock (_state.Gate)
+        {
+            segment = _state.HighestSegment + 1;
+        }
+        var path = _layout.SegmentPath(segment);
+        try
+        {
+            await _fs.CreateAsync(path, _replicas, _guard);
+        }
+        catch (PanguException e) when (e.Kind == PanguErrorKind.AlreadyExists)
+        {
+            // Created by an earlier roll of this engine that failed before appending: reuse it if empty.
+            if ((await _fs.StatAsync(path))?.Length != 0)
+            {
+                lock (_state.Gate)
+                {
+                    _state.HighestSegment = segment;
+                    _state.SegmentLengths.TryAdd(segment, 0);
+                }
+                throw;
+            }
+        }
+        lock (_state.Gate)
+        {
+            _state.HighestSegment = segment;
+            _state.SegmentLengths.TryAdd(segment, 0);
+        }
+        var appender = await _fs.OpenForAppendAsync(path, _guard);
+        var head = new HeadSegment(segment, appender);
+        lock (_state.Gate)
+        {
+            _state.Head = head;
+            _state.Applied = new LogPosition(segment, 0, _state.Applied.Seq);
+        }
+        _needsNewSegment = false;
+        _logger.LogInformation("Volume {Volume}: log segment {Path} started (epoch {Epoch})", _guard.Volume, path, appender.Epoch);
+        if (old is not null)
+        {
+            _retiring.RemoveAll(t => t.IsCompleted);
+            _retiring.Add(RetireAsync(old));
+        }
+        return head;
+    }
+
+    /// <summary>Seals a former head once no read uses its appender any more.</summary>
+    private async Task RetireAsync(HeadSegment old)
+    {
+        while (true)
+        {
+            lock (_state.Gate)
+            {
+                if (old.Readers == 0)
+                {
+                    break;
+                }
+            }
+            await Task.Delay(1);
+        }
+        try
+        {
+            await old.Appender.CloseAsync();
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "Volume {Volume}: closing log segment {Path} failed", _guard.Volume, old.Appender.Path);
+        }
+        await old.Appender.DisposeAsync();
+    }
+
+    private static void Complete(List<LogOp> batch)
+    {
+        foreach (var op in batch)
+        {
+            op.Done.TrySetResult();
+        }
+    }
+
+    private static void Fail(List<LogOp> batch, Exception error)
+    {
+        foreach (var op in batch)
+        {
+            op.Done.TrySetException(error);
+        }
+    }
+
+    /// <summary>Stops like a crashed process: queued requests fail, nothing is flushed or closed.</summary>
+    public async Task AbandonAsync()
+    {
+        _abandoned = true;
+        _queue.Writer.TryComplete();
+        await _loop;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _loop;
+        await Task.WhenAll(_retiring);
+        var head = _state.Head;
+        if (head is not null && !_abandoned)
+        {
+            await RetireAsync(head);
+        }
+    }
+}

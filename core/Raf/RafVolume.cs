@@ -1,0 +1,383 @@
+using System.Diagnostics;
+using FeitianK8s.Core.Block;
+using FeitianK8s.Core.Pangu;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Core.Raf;
+
+/// <summary>
+/// A RAF volume: a block device with random writes over append-only Pangu files.
+/// Every write is a record appended to the volume's log; an in-memory extent index
+/// maps volume ranges to log locations; checkpoints of the index plus the log tail
+/// rebuild it on open. One engine per volume: opening takes the volume lease and fences
+/// the previous engine, whose later writes fail with <see cref="BlockErrorKind.Fenced"/>.
+/// </summary>
+public sealed class RafVolume : IBlockDevice, IAsyncDisposable
+{
+    private readonly IVolumeCatalog _catalog;
+    private readonly ILogger _logger;
+    private readonly RafVolumeState _state;
+    private readonly RafLogWriter _writer;
+    private readonly RafCheckpointer _checkpointer;
+    private readonly SegmentReaderCache _readers;
+    private readonly RafGarbageCollector _gc;
+    private readonly RafMetrics _metrics;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _gcLoop;
+    private volatile Task _backgroundCheckpoint = Task.CompletedTask;
+    private long _size;
+    private int _closed;
+
+    private RafVolume(IPanguFileSystem fs, IVolumeCatalog catalog, RafVolumeInfo info, PanguVolumeGuard guard, RecoveredVolume recovered,
+        RafOptions options, RafMetrics metrics, ILogger logger)
+    {
+        _catalog = catalog;
+        _logger = logger;
+        _metrics = metrics;
+        _state = recovered.State;
+        _size = info.SizeBytes;
+        Name = info.Name;
+        Recovery = new RafRecoveryReport(recovered.CheckpointSeq, recovered.ReplayedRecords, recovered.TornBytes);
+        Guard = guard;
+        Layout = new RafLayout(info.Directory);
+        _readers = new SegmentReaderCache(fs, Layout, options.ReaderCacheSize);
+        _checkpointer = new RafCheckpointer(fs, Layout, _state, guard, info.Replicas, options, metrics, logger) { LastSeq = recovered.CheckpointSeq };
+        _writer = new RafLogWriter(fs, Layout, _state, guard, info.Replicas, options, metrics, logger, StartBackgroundCheckpoint);
+        _gc = new RafGarbageCollector(fs, Layout, _state, guard, _writer, _checkpointer, _readers, options, metrics, logger);
+        _gcLoop = options.GcInterval is { } interval ? Task.Run(() => GcLoopAsync(interval)) : Task.CompletedTask;
+        lock (_state.Gate)
+        {
+            metrics.UpdateSpace(_state);
+        }
+    }
+
+    public string Name { get; }
+    public long Size => Interlocked.Read(ref _size);
+    public bool ReadOnly => false;
+
+    /// <summary>One engine serves every connection and updates its index before acknowledging, so every connection sees every acknowledged write.</summary>
+    public bool SupportsMultiConnection => true;
+
+    public PanguVolumeGuard Guard { get; }
+
+    /// <summary>What the open found: the checkpoint used, records replayed, bytes of torn tails ignored.</summary>
+    public RafRecoveryReport Recovery { get; }
+    public RafLayout Layout { get; }
+
+    /// <summary>Opens (and recovers) a volume: takes its lease, fences the previous engine, loads the newest valid checkpoint and replays the log after it.</summary>
+    public static async Task<RafVolume> OpenAsync(IPanguFileSystem fs, IVolumeCatalog catalog, string volumeName, RafOptions options, ILogger logger, CancellationToken ct)
+    {
+        options.Validate();
+        var started = Stopwatch.GetTimestamp();
+        var info = await catalog.StatAsync(volumeName, ct);
+        var epoch = await catalog.AcquireLeaseAsync(volumeName, options.Holder, ct);
+        var guard = new PanguVolumeGuard(volumeName, epoch);
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["Volume"] = volumeName, ["Epoch"] = epoch });
+        var recovered = await new RafRecovery(fs, new RafLayout(info.Directory), guard, options, logger).RecoverAsync(ct);
+        var metrics = new RafMetrics(volumeName);
+        metrics.Recovery.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        metrics.Replayed.Inc(recovered.ReplayedRecords);
+        logger.LogInformation("Volume {Volume} opened with epoch {Epoch}: {Size} bytes, {Extents} extents, {TornBytes} torn bytes ignored",
+            volumeName, epoch, info.SizeBytes, recovered.State.Index.Count, recovered.TornBytes);
+        return new RafVolume(fs, catalog, info, guard, recovered, options, metrics, logger);
+    }
+
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default)
+    {
+        CheckRange(offset, buffer.Length, "read");
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name} is closed");
+        }
+        if (_writer.IsFenced)
+        {
+            // A newer engine owns the volume: this index may be stale, so serve nothing from it.
+            throw new BlockDeviceException(BlockErrorKind.Fenced, $"volume {Name}: engine with epoch {Guard.Epoch} is fenced");
+        }
+        var started = Stopwatch.GetTimestamp();
+        List<ReadPiece> pieces;
+        HeadSegment? head;
+        lock (_state.Gate)
+        {
+            pieces = _state.Index.Lookup(offset, buffer.Length);
+            head = _state.Head;
+            foreach (var piece in pieces.Where(p => !p.IsHole))
+            {
+                _state.ReadsInFlight[piece.Segment] = _state.ReadsInFlight.GetValueOrDefault(piece.Segment) + 1;
+                if (head is not null && piece.Segment == head.Segment)
+                {
+                    head.Readers++;
+                }
+            }
+        }
+        try
+        {
+            var reads = new List<Task>();
+            foreach (var piece in pieces)
+            {
+                var target = buffer.Slice((int)(piece.Start - offset), (int)piece.Length);
+                if (piece.IsHole)
+                {
+                    target.Span.Clear();
+                }
+                else
+                {
+                    reads.Add(ReadLogAsync(piece.Segment, piece.DataOffset, target, head is not null && piece.Segment == head.Segment ? head : null, ct));
+                }
+            }
+            await Task.WhenAll(reads);
+            _metrics.ReadBytesTotal.Inc(buffer.Length);
+            _metrics.ReadSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (Exception e) when (e is not BlockDeviceException and not OperationCanceledException)
+        {
+            _metrics.ErrorsTotal.Inc();
+            throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name}: read of {buffer.Length} bytes at {offset} failed: {e.Message}", e);
+        }
+        finally
+        {
+            lock (_state.Gate)
+            {
+                foreach (var piece in pieces.Where(p => !p.IsHole))
+                {
+                    _state.ReadsInFlight[piece.Segment]--;
+                    if (head is not null && piece.Segment == head.Segment)
+                    {
+                        head.Readers--;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Reads log bytes the index points at: the head through its appender, sealed segments through cached readers.</summary>
+    internal async Task ReadLogAsync(ulong segment, long dataOffset, Memory<byte> target, HeadSegment? head, CancellationToken ct)
+    {
+        if (head is not null)
+        {
+            await ReadFullyAsync(head.Appender.ReadAsync, segment, dataOffset, target, ct);
+        }
+        else
+        {
+            await _readers.UseAsync(segment, async reader =>
+            {
+                await ReadFullyAsync(reader.ReadAsync, segment, dataOffset, target, ct);
+                return 0;
+            });
+        }
+    }
+
+    internal static async Task ReadFullyAsync(Func<long, Memory<byte>, CancellationToken, Task<int>> read, ulong segment, long offset, Memory<byte> target, CancellationToken ct)
+    {
+        var done = 0;
+        while (done < target.Length)
+        {
+            var n = await read(offset + done, target[done..], ct);
+            if (n <= 0)
+            {
+                throw new BlockDeviceException(BlockErrorKind.Io, $"log segment {segment} ends at {offset + done}, but the index maps {target.Length} bytes at {offset}");
+            }
+            done += n;
+        }
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct = default)
+    {
+        CheckRange(offset, data.Length, "write");
+        return data.Length == 0
+            ? (fua ? FlushAsync(ct) : ValueTask.CompletedTask)
+            : SubmitAsync(new LogOp(LogOpKind.Write, offset, data.Length, data, fua), data.Length);
+    }
+
+    public ValueTask FlushAsync(CancellationToken ct = default) => SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0), 0);
+
+    public ValueTask TrimAsync(long offset, long length, CancellationToken ct = default)
+    {
+        CheckRange(offset, length, "trim");
+        return length == 0 ? ValueTask.CompletedTask : SubmitAsync(new LogOp(LogOpKind.Trim, offset, length), length);
+    }
+
+    public ValueTask WriteZeroesAsync(long offset, long length, bool fua, CancellationToken ct = default)
+    {
+        CheckRange(offset, length, "write-zeroes");
+        return length == 0
+            ? (fua ? FlushAsync(ct) : ValueTask.CompletedTask)
+            : SubmitAsync(new LogOp(LogOpKind.Zero, offset, length, fua: fua), length);
+    }
+
+    private async ValueTask SubmitAsync(LogOp op, long bytes)
+    {
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name} is closed");
+        }
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await _writer.SubmitAsync(op);
+        }
+        catch
+        {
+            _metrics.ErrorsTotal.Inc();
+            throw;
+        }
+        _metrics.WriteBytesTotal.Inc(bytes);
+        _metrics.WriteSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+    }
+
+    private void CheckRange(long offset, long length, string operation)
+    {
+        var size = Size;
+        if (offset < 0 || length < 0 || offset > size || length > size - offset)
+        {
+            throw new BlockDeviceException(BlockErrorKind.InvalidArgument,
+                $"volume {Name}: {operation} of {length} bytes at offset {offset} is outside the volume of {size} bytes");
+        }
+        if (length > int.MaxValue && operation is "read" or "write")
+        {
+            throw new BlockDeviceException(BlockErrorKind.InvalidArgument, $"volume {Name}: {operation} of {length} bytes is too large");
+        }
+    }
+
+    /// <summary>Re-reads the size from the catalog (after the volume was grown).</summary>
+    public async Task<long> RefreshSizeAsync(CancellationToken ct = default)
+    {
+        var info = await _catalog.StatAsync(Name, ct);
+        var old = Interlocked.Exchange(ref _size, info.SizeBytes);
+        if (old != info.SizeBytes)
+        {
+            _logger.LogInformation("Volume {Volume}: size changed from {Old} to {New} bytes", Name, old, info.SizeBytes);
+        }
+        return info.SizeBytes;
+    }
+
+    /// <summary>Writes a checkpoint of the index now; returns the sequence number it covers.</summary>
+    public async Task<ulong> CheckpointAsync(CancellationToken ct = default)
+    {
+        try
+        {
+            return await _checkpointer.WriteAsync(_writer.FlushAsync, pruneAllOlder: false, ct);
+        }
+        catch (FencedException e)
+        {
+            _writer.MarkFenced();
+            throw new BlockDeviceException(BlockErrorKind.Fenced, $"volume {Name}: fenced while writing a checkpoint", e);
+        }
+    }
+
+    /// <summary>One GC pass: rewrites the live data of mostly-dead sealed segments and deletes them.</summary>
+    public Task<RafGcResult> RunGcOnceAsync(CancellationToken ct = default) => _gc.RunOnceAsync(ct);
+
+    /// <summary>Space accounting: log bytes, live bytes, extents, segments.</summary>
+    public RafVolumeStats GetStats()
+    {
+        lock (_state.Gate)
+        {
+            return new RafVolumeStats(_state.LogBytes, _state.Index.TotalLiveBytes, _state.Index.Count, _state.SegmentLengths.Count, _state.Applied);
+        }
+    }
+
+    private void StartBackgroundCheckpoint()
+    {
+        if (!_backgroundCheckpoint.IsCompleted || _stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        _backgroundCheckpoint = Task.Run(async () =>
+        {
+            try
+            {
+                await CheckpointAsync(_stopping.Token);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _logger.LogWarning(e, "Volume {Volume}: periodic checkpoint failed", Name);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+    }
+
+    private async Task GcLoopAsync(TimeSpan interval)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(interval, _stopping.Token);
+                await _gc.RunOnceAsync(_stopping.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (BlockDeviceException e) when (e.Kind == BlockErrorKind.Fenced)
+            {
+                _logger.LogWarning("Volume {Volume}: background GC stopped, the engine is fenced", Name);
+                return;
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Volume {Volume}: background GC pass failed", Name);
+            }
+        }
+    }
+
+    private async Task StopBackgroundAsync()
+    {
+        await _stopping.CancelAsync();
+        await _gcLoop;
+        await _backgroundCheckpoint;
+    }
+
+    /// <summary>Stops like a killed process, for tests: no checkpoint, nothing flushed or closed; queued writes fail.</summary>
+    public async ValueTask CrashForTestAsync()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+        await StopBackgroundAsync();
+        await _writer.AbandonAsync();
+        _metrics.Dispose();
+    }
+
+    /// <summary>Clean shutdown: a final checkpoint (unless fenced), then the head segment is flushed and sealed.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+        await StopBackgroundAsync();
+        if (!_writer.IsFenced)
+        {
+            try
+            {
+                await _checkpointer.WriteAsync(_writer.FlushAsync, pruneAllOlder: false, CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "Volume {Volume}: final checkpoint failed; the next open replays the log", Name);
+            }
+        }
+        try
+        {
+            await _writer.DisposeAsync();
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "Volume {Volume}: closing the log failed", Name);
+        }
+        await _backgroundCheckpoint;
+        await _readers.DisposeAsync();
+        _metrics.Dispose();
+        _stopping.Dispose();
+        _logger.LogInformation("Volume {Volume} closed", Name);
+    }
+}
+
+public sealed record RafRecoveryReport(ulong? CheckpointSeq, int ReplayedRecords, long TornBytes);
+
+public sealed record RafVolumeStats(long LogBytes, long LiveBytes, int Extents, int Segments, LogPosition Applied);

@@ -1,0 +1,303 @@
+using FeitianK8s.Core.Common;
+using FeitianK8s.Master.Cluster;
+using FeitianK8s.Master.State;
+using FeitianK8s.Proto.Master;
+using FeitianK8s.Proto.MasterLog;
+using FileInfo = FeitianK8s.Proto.Master.FileInfo;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Master.Api;
+
+/// <summary>
+/// The Master gRPC service: parses requests into commands or queries, runs them, and maps
+/// <see cref="MasterError"/> to a status with a reason trailer. No metadata logic here.
+/// </summary>
+public sealed class MasterService(
+    MasterMetadata metadata,
+    ChunkServerLiveness liveness,
+    ChunkAllocator allocator,
+    MasterOptions options,
+    MasterIdentity identity,
+    ILogger<MasterService> logger) : Proto.Master.Master.MasterBase
+{
+    public const uint HeartbeatIntervalMs = 1000;
+    private const int MaxDeletesPerHeartbeat = 1024;
+
+    // ---------- chunk servers ----------
+
+    public override async Task<RegisterChunkServerResponse> RegisterChunkServer(RegisterChunkServerRequest request, ServerCallContext context)
+    {
+        var identityOfServer = request.Identity ?? throw Invalid("identity is missing");
+        var server = new ChunkServerRecord
+        {
+            Id = identityOfServer.Id,
+            Node = identityOfServer.Node,
+            Rack = identityOfServer.Rack,
+            Address = identityOfServer.Address,
+        };
+        await Submit(new MasterCommand { RegisterChunkServer = new RegisterChunkServerCommand { Server = server } }, context);
+        liveness.Record(server.Id, request.CapacityBytes, request.UsedBytes, (ulong)request.Chunks.Count);
+        var response = new RegisterChunkServerResponse { HeartbeatIntervalMs = HeartbeatIntervalMs };
+        response.OrphanChunks.AddRange(Query(state => request.Chunks
+            .Select(c => c.ChunkId)
+            .Where(id => !state.IsChunkReferenced(id) && id < state.NextChunkId)
+            .Distinct()
+            .Order()
+            .ToList()));
+        logger.LogInformation("Chunk server {Id} registered: node {Node}, rack {Rack}, address {Address}, {Chunks} chunks, {Orphans} orphans",
+            server.Id, server.Node, server.Rack, server.Address, request.Chunks.Count, response.OrphanChunks.Count);
+        return response;
+    }
+
+    public override async Task<HeartbeatResponse> Heartbeat(HeartbeatRequest request, ServerCallContext context)
+    {
+        CheckOrThrow(NameRules.CheckId("chunk server id", request.Id));
+        var known = Query(state => state.FindChunkServer(request.Id)?.Clone());
+        if (known is null)
+        {
+            return new HeartbeatResponse { Known = false };
+        }
+        liveness.Record(request.Id, request.CapacityBytes, request.UsedBytes, request.ChunkCount);
+        var changed = new ChunkServerRecord
+        {
+            Id = known.Id,
+            Node = request.Node.Length > 0 ? request.Node : known.Node,
+            Rack = request.Node.Length > 0 ? request.Rack : known.Rack,
+            Address = request.Address.Length > 0 ? request.Address : known.Address,
+        };
+        if (!changed.Equals(known))
+        {
+            await Submit(new MasterCommand { RegisterChunkServer = new RegisterChunkServerCommand { Server = changed } }, context);
+        }
+        if (request.DeletedChunks.Count > 0)
+        {
+            var ack = new AckDeletedChunksCommand { ChunkServerId = request.Id };
+            ack.ChunkIds.AddRange(request.DeletedChunks);
+            await Submit(new MasterCommand { AckDeletedChunks = ack }, context);
+        }
+        var response = new HeartbeatResponse { Known = true };
+        response.DeleteChunks.AddRange(Query(state => state.PendingDeletions(request.Id, MaxDeletesPerHeartbeat)));
+        return response;
+    }
+
+    public override async Task<ReportBadReplicaResponse> ReportBadReplica(ReportBadReplicaRequest request, ServerCallContext context)
+    {
+        CheckOrThrow(NameRules.CheckId("chunk server id", request.ChunkServerId));
+        await Submit(new MasterCommand
+        {
+            ReportBadReplica = new ReportBadReplicaCommand { ChunkId = request.ChunkId, ChunkServerId = request.ChunkServerId },
+        }, context);
+        logger.LogWarning("Replica of chunk {ChunkId} on {ChunkServer} reported bad: {Reason}", request.ChunkId, request.ChunkServerId, request.Reason);
+        return new ReportBadReplicaResponse();
+    }
+
+    // ---------- cluster ----------
+
+    public override Task<ClusterStatus> GetClusterStatus(GetClusterStatusRequest request, ServerCallContext context)
+    {
+        var status = Query(state =>
+        {
+            var result = new ClusterStatus
+            {
+                DegradedChunks = state.CountDegradedChunks(),
+                BadReplicas = state.CountBadReplicas(),
+            };
+            foreach (var server in state.ChunkServers)
+            {
+                var sample = liveness.Last(server.Id);
+                result.ChunkServers.Add(new ChunkServerStatus
+                {
+                    Id = server.Id,
+                    Node = server.Node,
+                    Rack = server.Rack,
+                    Address = server.Address,
+                    Alive = sample is not null && liveness.IsAlive(sample),
+                    CapacityBytes = sample?.CapacityBytes ?? 0,
+                    UsedBytes = sample?.UsedBytes ?? 0,
+                    Chunks = sample?.Chunks ?? 0,
+                    LastHeartbeatUnixMs = sample?.At.ToUnixTimeMilliseconds() ?? 0,
+                });
+            }
+            return result;
+        });
+        status.Masters.Add(new MasterStatus { Address = identity.GrpcAddress, Role = "leader" });
+        return Task.FromResult(status);
+    }
+
+    // ---------- namespace ----------
+
+    public override async Task<FileInfo> CreateFile(CreateFileRequest request, ServerCallContext context) =>
+        (FileInfo)(await Submit(new MasterCommand
+        {
+            CreateFile = new CreateFileCommand
+            {
+                Path = request.Path,
+                Replicas = request.Replicas == 0 ? (uint)options.DefaultReplicas : request.Replicas,
+                Guard = ToGuard(request.Guard),
+            },
+        }, context))!;
+
+    public override Task<FileInfo> StatFile(StatFileRequest request, ServerCallContext context) =>
+        Task.FromResult(Query(state => state.StatFile(request.Path)));
+
+    public override Task<ListFilesResponse> ListFiles(ListFilesRequest request, ServerCallContext context)
+    {
+        var response = new ListFilesResponse();
+        response.Entries.AddRange(Query(state => state.List(request.Path, request.Recursive)));
+        return Task.FromResult(response);
+    }
+
+    public override async Task<RenameFileResponse> RenameFile(RenameFileRequest request, ServerCallContext context)
+    {
+        await Submit(new MasterCommand { RenameFile = new RenameFileCommand { From = request.From, To = request.To } }, context);
+        return new RenameFileResponse();
+    }
+
+    public override async Task<DeleteFileResponse> DeleteFile(DeleteFileRequest request, ServerCallContext context)
+    {
+        await Submit(new MasterCommand { DeleteFile = new DeleteFileCommand { Path = request.Path, Guard = ToGuard(request.Guard) } }, context);
+        return new DeleteFileResponse();
+    }
+
+    public override async Task<OpenForAppendResponse> OpenForAppend(OpenForAppendRequest request, ServerCallContext context)
+    {
+        var file = (FileInfo)(await Submit(new MasterCommand
+        {
+            OpenForAppend = new OpenForAppendCommand { Path = request.Path, Guard = ToGuard(request.Guard), ClientNode = request.ClientNode },
+        }, context))!;
+        return new OpenForAppendResponse { Epoch = file.Epoch, File = file };
+    }
+
+    public override async Task<ChunkLocation> AllocateChunk(AllocateChunkRequest request, ServerCallContext context)
+    {
+        var command = Run(() => allocator.Plan(request.Path, request.Epoch, request.PreferredNode, request.ExcludeChunkServers));
+        return (ChunkLocation)(await Submit(new MasterCommand { AllocateChunk = command }, context))!;
+    }
+
+    public override async Task<CommitChunkResponse> CommitChunk(CommitChunkRequest request, ServerCallContext context)
+    {
+        await Submit(new MasterCommand
+        {
+            CommitChunk = new CommitChunkCommand
+            {
+                Path = request.Path,
+                Epoch = request.Epoch,
+                ChunkId = request.ChunkId,
+                Length = request.Length,
+                Sealed = request.Sealed,
+            },
+        }, context);
+        return new CommitChunkResponse();
+    }
+
+    // ---------- volumes ----------
+
+    public override async Task<VolumeInfo> CreateVolume(CreateVolumeRequest request, ServerCallContext context)
+    {
+        var command = new CreateVolumeCommand
+        {
+            Name = request.Name,
+            SizeBytes = request.SizeBytes,
+            Replicas = request.Replicas == 0 ? (uint)options.DefaultReplicas : request.Replicas,
+        };
+        command.Labels.AddRange(request.Labels.Select(l => new Label { Key = l.Key, Value = l.Value }));
+        return (VolumeInfo)(await Submit(new MasterCommand { CreateVolume = command }, context))!;
+    }
+
+    public override Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
+    {
+        var response = new ListVolumesResponse();
+        response.Volumes.AddRange(Query(state => state.ListVolumes()));
+        return Task.FromResult(response);
+    }
+
+    public override Task<VolumeInfo> StatVolume(StatVolumeRequest request, ServerCallContext context) =>
+        Task.FromResult(Query(state => state.StatVolume(request.Name)));
+
+    public override async Task<VolumeInfo> ResizeVolume(ResizeVolumeRequest request, ServerCallContext context) =>
+        (VolumeInfo)(await Submit(new MasterCommand
+        {
+            ResizeVolume = new ResizeVolumeCommand { Name = request.Name, SizeBytes = request.SizeBytes },
+        }, context))!;
+
+    public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
+    {
+        await Submit(new MasterCommand { DeleteVolume = new DeleteVolumeCommand { Name = request.Name } }, context);
+        return new DeleteVolumeResponse();
+    }
+
+    public override async Task<VolumeLease> AcquireVolumeLease(AcquireVolumeLeaseRequest request, ServerCallContext context)
+    {
+        var volume = (VolumeInfo)(await Submit(new MasterCommand
+        {
+            AcquireVolumeLease = new AcquireVolumeLeaseCommand { Name = request.Name, Holder = request.Holder },
+        }, context))!;
+        logger.LogInformation("Volume {Volume} lease taken by {Holder} at epoch {Epoch}", volume.Name, request.Holder, volume.Epoch);
+        return new VolumeLease { Name = volume.Name, Epoch = volume.Epoch, Volume = volume };
+    }
+
+    // ---------- mapping ----------
+
+    private static Guard? ToGuard(VolumeGuard? guard) =>
+        guard is null ? null : new Guard { Volume = guard.Volume, Epoch = guard.Epoch };
+
+    private async Task<object?> Submit(MasterCommand command, ServerCallContext context)
+    {
+        ApplyResult result;
+        try
+        {
+            result = await metadata.SubmitAsync(command, context.CancellationToken);
+        }
+        catch (Exception error) when (error is MasterStoppedException or ObjectDisposedException)
+        {
+            throw Unavailable(error);
+        }
+        if (result.Error is not null)
+        {
+            throw ToRpc(result.Error);
+        }
+        return result.Value;
+    }
+
+    private T Query<T>(Func<MasterStateMachine, T> query) => Run(() => metadata.Read(query));
+
+    private static T Run<T>(Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (MasterException error)
+        {
+            throw ToRpc(error.Error);
+        }
+        catch (Exception error) when (error is MasterStoppedException or ObjectDisposedException)
+        {
+            throw Unavailable(error);
+        }
+    }
+
+    private static void CheckOrThrow(MasterError? error)
+    {
+        if (error is not null)
+        {
+            throw ToRpc(error);
+        }
+    }
+
+    private static RpcException Invalid(string message) => ToRpc(MasterError.Invalid(message));
+
+    private static RpcException Unavailable(Exception error) =>
+        new(new Status(StatusCode.Unavailable, $"master is not serving: {error.Message}"));
+
+    public static RpcException ToRpc(MasterError error) => FeitianStatus.Error(error.Code switch
+    {
+        MasterErrorCode.NotFound => StatusCode.NotFound,
+        MasterErrorCode.AlreadyExists => StatusCode.AlreadyExists,
+        MasterErrorCode.InvalidArgument => StatusCode.InvalidArgument,
+        MasterErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
+        MasterErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
+        _ => StatusCode.Internal,
+    }, error.Reason, error.Message);
+}

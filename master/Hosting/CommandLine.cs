@@ -1,0 +1,90 @@
+using System.Globalization;
+
+namespace FeitianK8s.Master.Hosting;
+
+/// <summary>Parses the master's command line into <see cref="MasterOptions"/>; errors are ArgumentException with the reason.</summary>
+public static class CommandLine
+{
+    public const string Usage =
+        "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]";
+
+    public static MasterOptions Parse(IReadOnlyList<string> args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Count; i++)
+        {
+            var name = args[i];
+            if (!name.StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Count)
+            {
+                throw new ArgumentException($"unexpected argument '{name}'");
+            }
+            values[name[2..]] = args[++i];
+        }
+        var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout" };
+        var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
+        if (unknown is not null)
+        {
+            throw new ArgumentException($"unknown option --{unknown}");
+        }
+        if (!values.TryGetValue("data", out var data))
+        {
+            throw new ArgumentException("--data DIR is required");
+        }
+        var options = new MasterOptions
+        {
+            DataDirectory = Path.GetFullPath(data),
+            ListenAddress = values.GetValueOrDefault("listen", "127.0.0.1"),
+            GrpcPort = ParseInt(values, "port", 0),
+            HttpPort = ParseInt(values, "http-port", 0),
+            ChunkSizeBytes = values.TryGetValue("chunk-size", out var size) ? ParseSize(size) : 64UL * 1024 * 1024,
+            DefaultReplicas = ParseInt(values, "replicas", 3),
+            HeartbeatTimeout = values.TryGetValue("heartbeat-timeout", out var timeout) ? ParseDuration(timeout) : TimeSpan.FromSeconds(5),
+        };
+        if (!System.Net.IPAddress.TryParse(options.ListenAddress, out _))
+        {
+            throw new ArgumentException($"--listen '{options.ListenAddress}' is not an IP address");
+        }
+        options.Validate();
+        return options;
+    }
+
+    private static int ParseInt(Dictionary<string, string> values, string name, int fallback) =>
+        !values.TryGetValue(name, out var text) ? fallback
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value
+        : throw new ArgumentException($"--{name} '{text}' is not a number");
+
+    /// <summary>Sizes such as 4096, 64MiB, 1GiB, 512KiB (binary units; K/M/G accepted as the same).</summary>
+    public static ulong ParseSize(string text)
+    {
+        var units = new (string Suffix, ulong Factor)[]
+        {
+            ("KiB", 1UL << 10), ("MiB", 1UL << 20), ("GiB", 1UL << 30), ("K", 1UL << 10), ("M", 1UL << 20), ("G", 1UL << 30), ("B", 1),
+        };
+        foreach (var (suffix, factor) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
+                && ulong.TryParse(text[..^suffix.Length], NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 && n <= ulong.MaxValue / factor)
+            {
+                return n * factor;
+            }
+        }
+        return ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) && bytes > 0
+            ? bytes
+            : throw new ArgumentException($"size '{text}' is not a positive size such as 64MiB");
+    }
+
+    /// <summary>Durations such as 5s, 500ms, 2m.</summary>
+    public static TimeSpan ParseDuration(string text)
+    {
+        var units = new (string Suffix, double Seconds)[] { ("ms", 0.001), ("s", 1), ("m", 60) };
+        foreach (var (suffix, seconds) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.Ordinal)
+                && double.TryParse(text[..^suffix.Length], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n) && n > 0)
+            {
+                return TimeSpan.FromSeconds(n * seconds);
+            }
+        }
+        throw new ArgumentException($"duration '{text}' is not a positive duration such as 5s or 500ms");
+    }
+}

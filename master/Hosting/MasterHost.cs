@@ -1,0 +1,151 @@
+using System.Net;
+using FeitianK8s.Master.Cluster;
+using FeitianK8s.Master.Api;
+using FeitianK8s.Master.State;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Prometheus;
+
+namespace FeitianK8s.Master;
+
+/// <summary>
+/// A running master: recovered metadata, gRPC on an HTTP/2-only endpoint, /metrics and
+/// /healthz on an HTTP/1 endpoint. Used in-process by tests and the CLI, and by Program.
+/// </summary>
+public sealed class MasterHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly MasterMetadata _metadata;
+    private readonly ILogger _logger;
+    private int _stopped;
+
+    private MasterHost(WebApplication app, MasterMetadata metadata, string grpcAddress, string httpAddress, ILogger logger)
+    {
+        _app = app;
+        _metadata = metadata;
+        GrpcAddress = grpcAddress;
+        HttpAddress = httpAddress;
+        _logger = logger;
+    }
+
+    public string GrpcAddress { get; }
+    public string HttpAddress { get; }
+
+    public static async Task<MasterHost> StartAsync(MasterOptions options, ILoggerFactory? loggers = null, CancellationToken ct = default)
+    {
+        options.Validate();
+        loggers ??= NullLoggerFactory.Instance;
+        var logger = loggers.CreateLogger<MasterHost>();
+        var address = IPAddress.Parse(options.ListenAddress);
+        var metadata = MasterMetadata.Open(options.DataDirectory, options.Clock, options.SnapshotEveryCommands, loggers.CreateLogger<MasterMetadata>());
+        WebApplication? app = null;
+        try
+        {
+            var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout);
+            var identity = new MasterIdentity();
+            var metrics = new Hosting.MasterMetrics();
+            metrics.Attach(metadata, liveness);
+
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            // The caller owns signals (Program) or the process (tests): the host must not.
+            builder.Services.AddSingleton<IHostLifetime, PassiveHostLifetime>();
+            builder.Services.AddSingleton(loggers);
+            builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
+            builder.Services.AddSingleton(options);
+            builder.Services.AddSingleton(metadata);
+            builder.Services.AddSingleton(liveness);
+            builder.Services.AddSingleton(identity);
+            builder.Services.AddSingleton(new ChunkAllocator(metadata, liveness, options.ChunkSizeBytes));
+            builder.Services.AddGrpc(grpc =>
+            {
+                grpc.MaxReceiveMessageSize = 16 * 1024 * 1024;
+                grpc.EnableDetailedErrors = false;
+            });
+            ListenOptions? grpcListen = null;
+            ListenOptions? httpListen = null;
+            builder.WebHost.ConfigureKestrel(kestrel =>
+            {
+                kestrel.Listen(address, options.GrpcPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    grpcListen = listen;
+                });
+                kestrel.Listen(address, options.HttpPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    httpListen = listen;
+                });
+                kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
+            });
+
+            app = builder.Build();
+            app.MapGrpcService<MasterService>();
+            app.MapGet("/healthz", () => metadata.IsHealthy
+                ? Results.Text("ok\n")
+                : Results.Text("master log failed\n", statusCode: StatusCodes.Status503ServiceUnavailable));
+            app.MapMetrics("/metrics", metrics.Registry);
+            await app.StartAsync(ct).ConfigureAwait(false);
+
+            var grpcAddress = UrlOf(grpcListen!);
+            var httpAddress = UrlOf(httpListen!);
+            identity.GrpcAddress = grpcAddress;
+            logger.LogInformation("Master serving gRPC on {GrpcAddress} and HTTP on {HttpAddress}, data in {DataDirectory}",
+                grpcAddress, httpAddress, options.DataDirectory);
+            return new MasterHost(app, metadata, grpcAddress, httpAddress, logger);
+        }
+        catch
+        {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
+            await metadata.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static string UrlOf(ListenOptions listen)
+    {
+        var endpoint = listen.IPEndPoint ?? throw new InvalidOperationException("Kestrel endpoint is not an IP endpoint");
+        var host = endpoint.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endpoint.Address}]" : endpoint.Address.ToString();
+        return $"http://{host}:{endpoint.Port}";
+    }
+
+    /// <summary>Stops serving, drains queued commands, writes a final snapshot.</summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+        try
+        {
+            await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _metadata.DisposeAsync().ConfigureAwait(false);
+            _logger.LogInformation("Master on {GrpcAddress} stopped", GrpcAddress);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+/// <summary>A host lifetime that reacts to no signal: stopping is the owner's call.</summary>
+internal sealed class PassiveHostLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

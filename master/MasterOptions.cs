@@ -1,0 +1,49 @@
+namespace FeitianK8s.Master;
+
+public sealed class MasterOptions
+{
+    /// <summary>Directory of the command log and snapshots.</summary>
+    public required string DataDirectory { get; init; }
+    public string ListenAddress { get; init; } = "127.0.0.1";
+    /// <summary>gRPC port (HTTP/2 only); 0 = chosen by the OS.</summary>
+    public int GrpcPort { get; init; }
+    /// <summary>Port of /metrics and /healthz (HTTP/1); 0 = chosen by the OS.</summary>
+    public int HttpPort { get; init; }
+    public ulong ChunkSizeBytes { get; init; } = 64UL * 1024 * 1024;
+    public int DefaultReplicas { get; init; } = 3;
+    /// <summary>A chunk server is alive while its last heartbeat is younger than this.</summary>
+    public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>A snapshot is written after this many logged commands (and on clean shutdown).</summary>
+    public int SnapshotEveryCommands { get; init; } = 10_000;
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(DataDirectory))
+        {
+            throw new ArgumentException("a data directory is required");
+        }
+        if (ChunkSizeBytes == 0)
+        {
+            throw new ArgumentException("chunk size must be positive");
+        }
+        if (DefaultReplicas is < 1 or > (int)State.MasterStateMachine.MaxReplicas)
+        {
+            throw new ArgumentException($"replicas must be between 1 and {State.MasterStateMachine.MaxReplicas}");
+        }
+        if (HeartbeatTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("heartbeat timeout must be positive");
+        }
+        if (GrpcPort is < 0 or > 65535 || HttpPort is < 0 or > 65535)
+        {
+            throw new ArgumentException("ports must be between 0 and 65535");
+        }
+    }
+}
+
+/// <summary>The addresses this master serves on, known once Kestrel has bound.</summary>
+public sealed class MasterIdentity
+{
+    public string GrpcAddress { get; set; } = "";
+}

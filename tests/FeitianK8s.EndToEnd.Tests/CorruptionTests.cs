@@ -1,0 +1,69 @@
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Testing;
+
+namespace FeitianK8s.EndToEnd.Tests;
+
+[Collection(SharedClusterCollection.Name)]
+public sealed class CorruptionTests : IDisposable
+{
+    private const int MiB = 1024 * 1024;
+    private readonly SharedClusterFixture _fixture;
+    private readonly ITestOutputHelper _output;
+
+    public CorruptionTests(SharedClusterFixture fixture, ITestOutputHelper output)
+    {
+        _fixture = fixture;
+        _output = output;
+        fixture.Output.Current = output;
+    }
+
+    public void Dispose() => _fixture.Output.Current = null;
+
+    [Fact]
+    public async Task A_flipped_byte_in_a_replica_is_detected_read_around_and_reported()
+    {
+        var cluster = _fixture.Cluster;
+        var writer = cluster.CreateClient();
+        const string path = "/corruption/flip.bin";
+        await writer.CreateAsync(path);
+        await using (var appender = await writer.OpenForAppendAsync(path))
+        {
+            await Streams.AppendAsync(appender, seed: 4, blocks: 6, blockSize: MiB);
+            await appender.CloseAsync();
+        }
+        var chunk = (await writer.StatAsync(path))!.Chunks[0];
+        var victim = chunk.Replicas[0];
+        var server = cluster.Launcher.ChunkServers.Single(s => s.Id == victim.ChunkServerId);
+        var file = DiskFaults.FindChunkDataFile(server.DataDir, chunk.Id);
+        Assert.NotNull(file);
+        const long offset = 123_457;
+        DiskFaults.FlipByte(file, offset);
+        _output.WriteLine($"flipped byte {offset} of {file} (chunk {chunk.Id} on {victim.ChunkServerId}/{victim.Node})");
+
+        // A reader on the victim's node tries the corrupt replica first.
+        var reader = cluster.CreateClient(clientNode: victim.Node);
+        Assert.Equal(Streams.Sha256OfBlocks(4, 6, MiB), (await Streams.ReadAllAsync(reader, path)).Hash);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var status = await reader.GetClusterStatusAsync();
+            var replicas = (await reader.StatAsync(path))!.Chunks[0].Replicas;
+            var flagged = replicas.Any(r => r.ChunkServerId == victim.ChunkServerId && r.Bad);
+            _output.WriteLine($"bad_replicas {status.BadReplicas}, victim flagged bad: {flagged}");
+            if (flagged || status.BadReplicas > 0)
+            {
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline, "the corrupt replica was never reported to the master");
+            await Task.Delay(500);
+        }
+
+        // The same byte range still reads correctly, now without touching the bad replica first.
+        var expected = Streams.Block(4, 0, MiB);
+        var buffer = new byte[4096];
+        await using var again = await reader.OpenForReadAsync(path);
+        Assert.Equal(buffer.Length, await again.ReadAsync(offset - 100, buffer));
+        Assert.Equal(expected.AsSpan((int)offset - 100, buffer.Length).ToArray(), buffer);
+    }
+}
