@@ -233,10 +233,6 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
             throw new BlockDeviceException(BlockErrorKind.InvalidArgument,
                 $"volume {Name}: {operation} of {length} bytes at offset {offset} is outside the volume of {size} bytes");
         }
-        if (length > int.MaxValue && operation is "read" or "write")
-        {
-            throw new BlockDeviceException(BlockErrorKind.InvalidArgument, $"volume {Name}: {operation} of {length} bytes is too large");
-        }
     }
 
     /// <summary>Re-reads the size from the catalog (after the volume was grown).</summary>

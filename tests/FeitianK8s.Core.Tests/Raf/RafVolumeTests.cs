@@ -362,6 +362,39 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ReadsAcrossManySegmentsWithATinyReaderCache()
+    {
+        var harness = new RafHarness(output, 1 << 20, new RafOptions
+        {
+            SegmentSizeBytes = 16 << 10,
+            MaxRecordDataBytes = 4096,
+            ReaderCacheSize = 2,
+            GcInterval = null,
+        });
+        var expected = new byte[1 << 20];
+        var random = new Random(11);
+        await using var volume = await harness.OpenAsync();
+        for (var i = 0; i < 200; i++)
+        {
+            var offset = random.Next(expected.Length - 9000);
+            var data = RafHarness.Pattern(random.Next(1, 9000), i);
+            data.CopyTo(expected, offset);
+            await volume.WriteAsync(offset, data, fua: false);
+        }
+        Assert.True((await harness.SegmentsAsync()).Count > 20);
+        var reads = Enumerable.Range(0, 16).Select(async r =>
+        {
+            var bytes = new byte[expected.Length];
+            await volume.ReadAsync(0, bytes);
+            return bytes;
+        });
+        foreach (var bytes in await Task.WhenAll(reads))
+        {
+            RafHarness.AssertSameBytes(expected, bytes, "parallel full reads");
+        }
+    }
+
+    [Fact]
     public async Task WritesLargerThanOneRecordAreSplitAndReadBack()
     {
         var harness = new RafHarness(output);
