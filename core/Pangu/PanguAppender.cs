@@ -23,6 +23,7 @@ public sealed class PanguAppender : IPanguAppender
     private readonly Dictionary<string, DateTime> _excluded = new(StringComparer.Ordinal);
     private bool _draining;
     private bool _closed;
+    private PendingOperation? _closeOperation;
     private OpenChunk? _open;
     private Exception? _fenced;
     private long _length;
@@ -116,24 +117,36 @@ public sealed class PanguAppender : IPanguAppender
 
     private async Task<long> EnqueueAsync(PendingOperation op)
     {
-        bool drain;
-        lock (_queueLock)
-        {
-            ThrowIfUnusable();
-            if (op.Kind == OperationKind.Close)
-            {
-                _closed = true;
-            }
-            _queue.Enqueue(op);
-            drain = !_draining;
-            _draining = true;
-        }
+        var (admitted, drain) = Admit(op);
         if (drain)
         {
             // The drain runs on its own so that no caller waits for later callers' work.
             _ = Task.Run(DrainAsync);
         }
-        return await op.Completion.Task;
+        return await admitted.Completion.Task;
+    }
+
+    /// <summary>Queues the operation; returns the one to wait for and whether the caller must start the drain.</summary>
+    private (PendingOperation Admitted, bool Drain) Admit(PendingOperation op)
+    {
+        lock (_queueLock)
+        {
+            if (op.Kind == OperationKind.Close && _closeOperation is not null)
+            {
+                // Closing twice is harmless: the second call waits for the first.
+                return (_closeOperation, false);
+            }
+            ThrowIfUnusable();
+            if (op.Kind == OperationKind.Close)
+            {
+                _closed = true;
+                _closeOperation = op;
+            }
+            _queue.Enqueue(op);
+            var drain = !_draining;
+            _draining = true;
+            return (op, drain);
+        }
     }
 
     private void ThrowIfUnusable()
