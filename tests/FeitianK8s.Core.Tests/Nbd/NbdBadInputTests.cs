@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using FeitianK8s.Core.Block;
 using FeitianK8s.Core.Nbd;
+using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Core.Tests.Nbd;
 
@@ -253,6 +254,33 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task An_exception_inside_one_session_ends_only_that_session()
+    {
+        var disk = new MemoryBlockDevice("disk", 1 << 20);
+        var exports = new ExplodingProvider(new DictionaryBlockDeviceProvider(disk), "boom");
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output)));
+        await using var server = new NbdServer(exports, new NbdServerOptions(), loggers.CreateLogger<NbdServer>());
+        await server.StartAsync();
+        int port = server.TcpEndPoint!.Port;
+
+        await using var healthy = await RawNbdClient.OpenAsync(port, "disk");
+        var data = RandomNumberGenerator.GetBytes(4096);
+        Assert.Equal(NbdError.None, (await healthy.RequestAsync(NbdCommand.Write, 1, 0, 4096, data)).Error);
+
+        await using (var doomed = await RawNbdClient.ConnectAsync(port))
+        {
+            await doomed.ReadGreetingAsync();
+            await doomed.SendClientFlagsAsync(NbdClientFlags.FixedNewstyle);
+            await doomed.SendOptionAsync((uint)NbdOption.Go, RawNbdClient.InfoRequest("boom"));
+            Assert.True(await doomed.IsClosedByServerAsync(CloseTimeout), "the failing session is closed");
+        }
+
+        Assert.Equal(data, (await healthy.RequestAsync(NbdCommand.Read, 2, 0, 4096)).Data);
+        await using var another = await RawNbdClient.OpenAsync(port, "disk");
+        Assert.Equal(data, (await another.RequestAsync(NbdCommand.Read, 1, 0, 4096)).Data);
+    }
+
+    [Fact]
     public async Task Stopping_the_server_closes_sessions_and_removes_the_socket()
     {
         var disk = new MemoryBlockDevice("disk", 1 << 20);
@@ -270,4 +298,13 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
             await host.DisposeAsync();
         }
     }
+}
+
+/// <summary>A provider whose lookup of one name throws, standing in for a bug inside one session.</summary>
+internal sealed class ExplodingProvider(IBlockDeviceProvider inner, string explodingName) : IBlockDeviceProvider
+{
+    public ValueTask<IBlockDevice?> OpenAsync(string name, CancellationToken ct = default) =>
+        name == explodingName ? throw new InvalidOperationException($"injected failure opening '{name}'") : inner.OpenAsync(name, ct);
+
+    public ValueTask<IReadOnlyList<string>> ListAsync(CancellationToken ct = default) => inner.ListAsync(ct);
 }
