@@ -281,6 +281,27 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_second_server_refuses_a_live_unix_socket_but_replaces_a_stale_one()
+    {
+        var disk = new MemoryBlockDevice("disk", 1 << 20);
+        await using var host = await NbdTestHost.StartAsync(output, [disk]);
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output)));
+        var options = new NbdServerOptions { TcpPort = null, UnixSocketPath = host.SocketPath };
+        await using (var rival = new NbdServer(new DictionaryBlockDeviceProvider(), options, loggers.CreateLogger<NbdServer>()))
+            await Assert.ThrowsAsync<IOException>(() => rival.StartAsync());
+        await using (var stillServed = await RawNbdClient.ConnectUnixAsync(host.SocketPath))
+            await stillServed.ReadGreetingAsync(); // the rival neither took nor deleted the live socket
+
+        string stale = Path.Combine(host.Directory, "stale.sock");
+        using (var dead = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+            dead.Bind(new UnixDomainSocketEndPoint(stale)); // the file stays, nobody listens
+        await using var replacement = new NbdServer(new DictionaryBlockDeviceProvider(disk), new NbdServerOptions { TcpPort = null, UnixSocketPath = stale }, loggers.CreateLogger<NbdServer>());
+        await replacement.StartAsync();
+        await using var client = await RawNbdClient.ConnectUnixAsync(stale);
+        await client.ReadGreetingAsync();
+    }
+
+    [Fact]
     public async Task Stopping_the_server_closes_sessions_and_removes_the_socket()
     {
         var disk = new MemoryBlockDevice("disk", 1 << 20);
