@@ -26,12 +26,20 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
         var errors = new ConcurrentQueue<string>();
         var issued = 0;
         var killAfter = 40 + Random.Shared.Next(260);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var killNow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var connectionLost = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var killer = Task.Run(async () =>
+        {
+            await killNow.Task;
+            // The writer keeps the window full, so writes are in flight when the signal lands.
+            await cluster.Up.KillAsync();
+        });
         await using (var client = await NbdWireClient.OpenAsync(cluster.Up.NbdPort, "crash"))
         {
             using var window = new SemaphoreSlim(Window);
             var inFlight = new List<Task>();
-            var killed = false;
-            for (var k = 0; !killed && errors.IsEmpty; k++)
+            for (var k = 0; !connectionLost.Task.IsCompleted && errors.IsEmpty; k++)
             {
                 await window.WaitAsync();
                 issued = k + 1;
@@ -44,6 +52,10 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
                         if (reply.Error == 0)
                         {
                             acknowledged[write] = true;
+                            if (acknowledged.Count >= killAfter)
+                            {
+                                killNow.TrySetResult();
+                            }
                         }
                         else
                         {
@@ -53,6 +65,7 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
                     catch (IOException)
                     {
                         // The server died before answering: this write is not acknowledged.
+                        connectionLost.TrySetResult();
                     }
                     finally
                     {
@@ -72,21 +85,21 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
                     }
                     catch (IOException)
                     {
+                        connectionLost.TrySetResult();
                     }
-                }
-                if (acknowledged.Count >= killAfter && !killed)
-                {
-                    await cluster.Up.KillAsync();
-                    killed = true;
                 }
             }
             await Task.WhenAll(inFlight);
         }
-        output.WriteLine($"issued {issued} writes, {acknowledged.Count} acknowledged before the kill, {flushedWrites} of them covered by a completed flush");
+        killNow.TrySetResult(); // also when the workload stopped on an error: the cluster goes down either way
+        await killer;
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: workload over");
+        output.WriteLine($"issued {issued} writes, {acknowledged.Count} acknowledged before the kill, {issued - acknowledged.Count} in flight, {flushedWrites} of them covered by a completed flush");
         Assert.Empty(errors);
         Assert.True(acknowledged.Count >= killAfter);
 
         await cluster.CrashAndRestartAsync();
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: restarted");
         await using var reader = await NbdWireClient.OpenAsync(cluster.Up.NbdPort, "crash");
         var newerThanAcknowledged = 0;
         for (var block = 0; block < Blocks; block++)
@@ -108,7 +121,7 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
                 newerThanAcknowledged++;
             }
         }
-        output.WriteLine($"every block verified; {newerThanAcknowledged} blocks hold an in-flight write that landed whole");
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: every block verified; {newerThanAcknowledged} blocks hold an in-flight write that landed whole");
     }
 
     private static long BlockOffset(int write) => (long)(write % Blocks) * BlockSize;

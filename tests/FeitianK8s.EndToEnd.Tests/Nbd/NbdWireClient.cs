@@ -83,6 +83,23 @@ public sealed class NbdWireClient : IAsyncDisposable
         Assert.True(reply.Error == 0, $"NBD write at {offset}+{data.Length} failed with error {reply.Error}");
     }
 
+    /// <summary>Sends bytes as they are, after the handshake: for malformed and truncated requests.</summary>
+    public async Task SendRawAsync(ReadOnlyMemory<byte> bytes)
+    {
+        await _sendLock.WaitAsync();
+        try
+        {
+            await _stream.WriteAsync(bytes);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>Completes when the server has closed the connection (the receive loop ended).</summary>
+    public Task Closed => _receiver;
+
     private async Task HandshakeAsync(string export)
     {
         var greeting = await ReadExactlyAsync(18);
