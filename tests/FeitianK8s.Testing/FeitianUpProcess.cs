@@ -17,6 +17,7 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
     private readonly ITestOutputHelper _output;
     private readonly TaskCompletionSource<int> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConcurrentQueue<string> _stderr = new();
+    private bool _disposed;
 
     private FeitianUpProcess(Process process, ITestOutputHelper output, string dataDir)
     {
@@ -121,6 +122,11 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
         if (!_process.HasExited)
         {
             var descendants = Descendants(_process.Id);

@@ -22,7 +22,7 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
         await cluster.CreateVolumeAsync("crash", $"{Blocks * BlockSize / 1024}KiB");
 
         var acknowledged = new ConcurrentDictionary<int, bool>();
-        var flushedWrites = 0;
+        var flushed = new HashSet<int>();
         var errors = new ConcurrentQueue<string>();
         var issued = 0;
         var killAfter = 40 + Random.Shared.Next(260);
@@ -74,19 +74,28 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
                 }));
                 if (k % FlushEvery == FlushEvery - 1)
                 {
-                    // Everything acknowledged before the flush is sent is covered by its reply.
-                    var covered = acknowledged.Count;
-                    try
+                    // Everything acknowledged before the flush is sent is covered by its reply. The flush
+                    // runs beside the writes so the window stays full until the kill.
+                    var covered = acknowledged.Keys.ToList();
+                    inFlight.Add(Task.Run(async () =>
                     {
-                        if ((await client.FlushAsync()).Error == 0)
+                        try
                         {
-                            flushedWrites = covered;
+                            var reply = await client.FlushAsync();
+                            if (reply.Error != 0)
+                            {
+                                errors.Enqueue($"flush after write {write} failed with NBD error {reply.Error}");
+                            }
+                            lock (flushed)
+                            {
+                                flushed.UnionWith(reply.Error == 0 ? covered : []);
+                            }
                         }
-                    }
-                    catch (IOException)
-                    {
-                        connectionLost.TrySetResult();
-                    }
+                        catch (IOException)
+                        {
+                            connectionLost.TrySetResult();
+                        }
+                    }));
                 }
             }
             await Task.WhenAll(inFlight);
@@ -94,7 +103,8 @@ public sealed class NbdCrashTests(ITestOutputHelper output)
         killNow.TrySetResult(); // also when the workload stopped on an error: the cluster goes down either way
         await killer;
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1}s: workload over");
-        output.WriteLine($"issued {issued} writes, {acknowledged.Count} acknowledged before the kill, {issued - acknowledged.Count} in flight, {flushedWrites} of them covered by a completed flush");
+        output.WriteLine($"issued {issued} writes, {acknowledged.Count} acknowledged before the kill, {issued - acknowledged.Count} not acknowledged, {flushed.Count} of them covered by a completed flush (kill after {killAfter} acknowledgements)");
+        Assert.Subset(acknowledged.Keys.ToHashSet(), flushed);
         Assert.Empty(errors);
         Assert.True(acknowledged.Count >= killAfter);
 
