@@ -39,11 +39,20 @@ public sealed class NbdGcTests(ITestOutputHelper output)
         }
         output.WriteLine($"after GC: {used} bytes in /volumes/gc (volume {VolumeBytes})");
 
+        await VerifyAsync(cluster, expected, "after GC");
+
+        // Recovery after GC deleted segments: the volume reopens from GC's checkpoint with the same bytes.
+        await cluster.RestartAsync();
+        await VerifyAsync(cluster, expected, "after GC and a restart");
+    }
+
+    private static async Task VerifyAsync(NbdCluster cluster, byte[] expected, string when)
+    {
         await using var reader = await NbdWireClient.OpenAsync(cluster.Up.NbdPort, "gc");
         for (var offset = 0; offset < VolumeBytes; offset += WriteBytes)
         {
             var data = await reader.ReadCheckedAsync(offset, WriteBytes);
-            Assert.True(expected.AsSpan(offset, WriteBytes).SequenceEqual(data), $"bytes at {offset}..{offset + WriteBytes} differ after GC");
+            Assert.True(expected.AsSpan(offset, WriteBytes).SequenceEqual(data), $"bytes at {offset}..{offset + WriteBytes} differ {when}");
         }
     }
 
