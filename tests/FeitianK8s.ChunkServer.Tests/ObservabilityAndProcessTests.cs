@@ -1,3 +1,5 @@
+using FeitianK8s.Core.Cluster;
+using FeitianK8s.Core.Common;
 using System.Diagnostics;
 using System.Text.Json;
 using FeitianK8s.ChunkServer.Hosting;
@@ -61,10 +63,10 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
         var data = _dir.Sub("proc-a");
         await using var master = await RecordingMasterDouble.StartAsync(_loggers);
         using var process = StartExecutable($"--data {data},{_dir.Sub("proc-b")} --master {master.Address} --node n1 --rack r1 --chunk-size 1MiB --block-size 4KiB");
-        var endpointsPath = Path.Combine(data, EndpointsFile.FileName);
+        var endpointsPath = Path.Combine(data, ServerEndpoints.FileName);
         await Eventually.HoldsAsync(() => File.Exists(endpointsPath) || process.HasExited, "endpoints.json");
         Assert.False(process.HasExited);
-        var endpoints = EndpointsFile.Read(data);
+        var endpoints = (ServerEndpoints.TryRead(data) ?? throw new InvalidDataException("endpoints.json unreadable"));
         output.WriteLine($"endpoints: {endpoints}");
         Assert.StartsWith("http://127.0.0.1:", endpoints.Grpc);
         Assert.StartsWith("http://127.0.0.1:", endpoints.Http);
@@ -106,14 +108,14 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
     [Fact]
     public void Sizes_accept_unit_suffixes()
     {
-        Assert.Equal(4096, SizeParser.Parse("4KiB"));
-        Assert.Equal(64L << 20, SizeParser.Parse("64MiB"));
-        Assert.Equal(3L << 30, SizeParser.Parse("3GiB"));
-        Assert.Equal(100, SizeParser.Parse("100B"));
-        Assert.Equal(12345, SizeParser.Parse("12345"));
-        Assert.Throws<FormatException>(() => SizeParser.Parse("-1MiB"));
-        Assert.Throws<FormatException>(() => SizeParser.Parse("lots"));
-        Assert.Throws<FormatException>(() => SizeParser.Parse("99999999999GiB"));
+        Assert.Equal(4096, ByteSize.Parse("4KiB"));
+        Assert.Equal(64L << 20, ByteSize.Parse("64MiB"));
+        Assert.Equal(3L << 30, ByteSize.Parse("3GiB"));
+        Assert.Equal(100, ByteSize.Parse("100B"));
+        Assert.Equal(12345, ByteSize.Parse("12345"));
+        Assert.Throws<FormatException>(() => ByteSize.Parse("-1MiB"));
+        Assert.Throws<FormatException>(() => ByteSize.Parse("lots"));
+        Assert.Throws<FormatException>(() => ByteSize.Parse("99999999999GiB"));
     }
 
     [Fact]
@@ -123,9 +125,9 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
         var acknowledged = new MemoryStream();
         using (var process = StartExecutable($"--data {data} --master http://127.0.0.1:1 --node n1 --rack r1 --chunk-size 64MiB"))
         {
-            var endpointsPath = Path.Combine(data, EndpointsFile.FileName);
+            var endpointsPath = Path.Combine(data, ServerEndpoints.FileName);
             await Eventually.HoldsAsync(() => File.Exists(endpointsPath) || process.HasExited, "endpoints.json");
-            var endpoints = EndpointsFile.Read(data);
+            var endpoints = (ServerEndpoints.TryRead(data) ?? throw new InvalidDataException("endpoints.json unreadable"));
             using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(endpoints.Grpc);
             var client = new Proto.ChunkServer.ChunkServer.ChunkServerClient(channel);
             await client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 9, Epoch = 1 });

@@ -31,7 +31,7 @@ public sealed class ProgramTests(ITestOutputHelper output) : IDisposable
         using var process = Start("--data", _dir.Path, "--chunk-size", "1MiB", "--replicas", "1", "--heartbeat-timeout", "2s");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        var endpoints = Path.Combine(_dir.Path, EndpointsFile.FileName);
+        var endpoints = Path.Combine(_dir.Path, FeitianK8s.Core.Cluster.ServerEndpoints.FileName);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (!File.Exists(endpoints) && DateTime.UtcNow < deadline && !process.HasExited)
         {
@@ -104,7 +104,7 @@ public sealed class ProgramTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(stderr);
         Assert.Equal(1, process.ExitCode);
         Assert.Contains("failed to start", stderr);
-        Assert.False(File.Exists(Path.Combine(_dir.Path, EndpointsFile.FileName)));
+        Assert.False(File.Exists(Path.Combine(_dir.Path, FeitianK8s.Core.Cluster.ServerEndpoints.FileName)));
     }
 
     [Fact]
