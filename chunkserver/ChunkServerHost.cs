@@ -153,7 +153,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var httpAddress = AddressOf(httpListen!);
             masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log);
-            new EndpointsFile(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
+            new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             if (masterChannel is not null)
             {
                 var advertised = options.AdvertiseAddress ?? (listenIp.Equals(IPAddress.Any) || listenIp.Equals(IPAddress.IPv6Any)

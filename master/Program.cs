@@ -37,7 +37,7 @@ MasterHost host;
 try
 {
     host = await MasterHost.StartAsync(options, loggers, stop.Token);
-    var endpoints = EndpointsFile.Write(options.DataDirectory, host.GrpcAddress, host.HttpAddress);
+    var endpoints = new FeitianK8s.Core.Cluster.ServerEndpoints("master", host.GrpcAddress, host.HttpAddress).Write(options.DataDirectory);
     logger.LogInformation("Master ready: grpc {GrpcAddress}, http {HttpAddress} (written to {Endpoints})", host.GrpcAddress, host.HttpAddress, endpoints);
 }
 catch (Exception error)

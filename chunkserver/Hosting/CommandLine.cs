@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using System.Globalization;
 
 namespace FeitianK8s.ChunkServer.Hosting;
@@ -49,7 +50,7 @@ public static class CommandLine
         {
             throw new FormatException("--data needs at least one directory");
         }
-        var blockSize = Optional("block-size") is { } b ? SizeParser.Parse(b) : 4096;
+        var blockSize = Optional("block-size") is { } b ? ByteSize.Parse(b) : 4096;
         if (blockSize is < 512 or > 1 << 20)
         {
             throw new FormatException($"--block-size {blockSize} must be between 512 B and 1 MiB");
@@ -64,10 +65,10 @@ public static class CommandLine
             GrpcPort = Port(Optional("port"), "port"),
             HttpPort = Port(Optional("http-port"), "http-port"),
             AdvertiseAddress = Optional("advertise"),
-            ChunkSize = Optional("chunk-size") is { } c ? SizeParser.Parse(c) : 64L << 20,
+            ChunkSize = Optional("chunk-size") is { } c ? ByteSize.Parse(c) : 64L << 20,
             BlockSize = (int)blockSize,
-            CapacityBytes = Optional("capacity") is { } cap ? SizeParser.Parse(cap) : null,
-            DiskReserveBytes = Optional("reserve") is { } r ? SizeParser.Parse(r) : 1L << 20,
+            CapacityBytes = Optional("capacity") is { } cap ? ByteSize.Parse(cap) : null,
+            DiskReserveBytes = Optional("reserve") is { } r ? ByteSize.Parse(r) : 1L << 20,
             HeartbeatInterval = TimeSpan.FromMilliseconds(Optional("heartbeat-ms") is { } h ? int.Parse(h, CultureInfo.InvariantCulture) : 1000),
         };
     }

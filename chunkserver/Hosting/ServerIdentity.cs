@@ -23,7 +23,7 @@ internal static class ServerIdentity
     }
 }
 
-/// <summary>Writes a small file atomically and durably: temp file, fsync, rename.</summary>
+/// <summary>Writes a small file atomically and durably: temp file, fsync, rename, fsync the directory.</summary>
 internal static class AtomicFile
 {
     public static void Write(string path, string contents)
@@ -35,5 +35,6 @@ internal static class AtomicFile
             stream.Flush(flushToDisk: true);
         }
         File.Move(tmp, path, overwrite: true);
+        Storage.DirectorySync.Flush(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 }

@@ -20,6 +20,7 @@ public sealed class ChunkServerInterceptor(ChunkServerMetrics metrics, ILogger<C
         var method = context.Method[(context.Method.LastIndexOf('/') + 1)..];
         var started = Stopwatch.GetTimestamp();
         var reason = "ok";
+        using var scope = log.BeginScope("{Method} from {Peer}", method, context.Peer);
         try
         {
             return await continuation(request, context).ConfigureAwait(false);

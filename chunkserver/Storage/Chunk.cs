@@ -24,10 +24,16 @@ internal sealed class Chunk : IDisposable
     private ChunkMeta _meta;
     private long _length;
     private bool _deleted;
+    // Tail slot holding the last durable (synced) state, and the slot holding the latest state.
+    // Appends never write the durable slot (see ChecksumFileLayout).
+    private int _durableSlot;
+    private int _latestSlot;
 
     private Chunk(ulong id, DataDirectory directory, ChunkFiles files, SafeFileHandle data, SafeFileHandle checksumFile,
-        BlockChecksums checksums, ChunkMeta meta, long length, long diskReserve, ILogger log)
+        BlockChecksums checksums, ChunkMeta meta, long length, int slot, long diskReserve, ILogger log)
     {
+        _durableSlot = slot;
+        _latestSlot = slot;
         Id = id;
         Directory = directory;
         _files = files;
@@ -48,7 +54,7 @@ internal sealed class Chunk : IDisposable
     public ChunkState State => new(Id, Volatile.Read(ref _length), _meta.Sealed, _meta.Epoch, _meta.MaxLength);
 
     /// <summary>Bytes this chunk holds on disk (data and checksums).</summary>
-    public long DiskBytes => Volatile.Read(ref _length) + (long)_checksums.Count * BlockChecksums.EntrySize;
+    public long DiskBytes => Volatile.Read(ref _length) + ChecksumFileLayout.EntryOffset(_checksums.FullCount);
 
     public static Chunk Create(DataDirectory directory, ulong id, ulong epoch, long maxLength, int blockSize, long diskReserve, ILogger log)
     {
@@ -63,9 +69,11 @@ internal sealed class Chunk : IDisposable
         {
             data = OpenFile(files.Data, FileMode.Create);
             checksums = OpenFile(files.Checksums, FileMode.Create);
-            var meta = new ChunkMeta(epoch, Sealed: false, SealedLength: 0, maxLength);
+            var empty = ChecksumFileLayout.EncodeSlot(new TailSlot(0, 0));
+            RandomAccess.Write(checksums, [.. empty, .. empty], 0);
+            var meta = new ChunkMeta(epoch, Sealed: false, SealedLength: 0, maxLength, blockSize);
             meta.Save(files.Meta);
-            return new Chunk(id, directory, files, data, checksums, new BlockChecksums(blockSize, []), meta, 0, diskReserve, log);
+            return new Chunk(id, directory, files, data, checksums, new BlockChecksums(blockSize, [], 0), meta, 0, slot: 0, diskReserve, log);
         }
         catch (IOException error)
         {
@@ -79,17 +87,19 @@ internal sealed class Chunk : IDisposable
     }
 
     /// <summary>Opens a chunk found on disk, cutting back a torn tail left by a crash.</summary>
-    public static Chunk Open(DataDirectory directory, ChunkFiles files, int blockSize, int maxAppendBytes, long diskReserve, ILogger log)
+    public static Chunk Open(DataDirectory directory, ChunkFiles files, long diskReserve, ILogger log)
     {
         var meta = ChunkMeta.Load(files.Meta);
+        var blockSize = meta.BlockSize;
         var data = OpenFile(files.Data, FileMode.OpenOrCreate);
         try
         {
             var checksumFile = OpenFile(files.Checksums, FileMode.OpenOrCreate);
             try
             {
-                var (length, entries) = ChunkRecovery.Recover(files.ChunkId, meta, data, checksumFile, blockSize, maxAppendBytes, log);
-                return new Chunk(files.ChunkId, directory, files, data, checksumFile, new BlockChecksums(blockSize, entries), meta, length, diskReserve, log);
+                var recovered = ChunkRecovery.Recover(files.ChunkId, meta, data, checksumFile, blockSize, log);
+                return new Chunk(files.ChunkId, directory, files, data, checksumFile,
+                    new BlockChecksums(blockSize, recovered.FullBlocks, recovered.TailCrc), meta, recovered.Length, recovered.Slot, diskReserve, log);
             }
             catch
             {
@@ -113,7 +123,15 @@ internal sealed class Chunk : IDisposable
 
     public Task<long> SyncAsync() => LockedAsync(() =>
     {
-        Flush();
+        try
+        {
+            Flush();
+        }
+        catch (IOException error)
+        {
+            throw Classify(error, $"chunk {Id}: sync");
+        }
+        _durableSlot = _latestSlot;
         return _length;
     });
 
@@ -155,15 +173,23 @@ internal sealed class Chunk : IDisposable
                 $"chunk {Id}: append of {data.Length} bytes at {_length} passes the chunk's max length {_meta.MaxLength}", _length);
         }
         var update = _checksums.PlanAppend(_length, data);
-        var checksumBytes = BlockChecksums.Encode(update.Entries);
-        EnsureSpace(data.Length + checksumBytes.Length, "append");
+        var entryBytes = ChecksumFileLayout.EncodeEntries(update.FullBlocks);
+        var oldLength = _length;
+        var newLength = oldLength + data.Length;
+        var slot = 1 - _durableSlot;
+        EnsureSpace(data.Length + entryBytes.Length, "append");
         RaiseEpoch(epoch);
 
-        var oldLength = _length;
+        // Order: data, then the CRCs of blocks that became full, then the tail slot that makes the
+        // new length visible to recovery. A crash anywhere in between recovers to an earlier length.
         try
         {
             RandomAccess.Write(_data, data, oldLength);
-            RandomAccess.Write(_checksumFile, checksumBytes, (long)update.FirstBlock * BlockChecksums.EntrySize);
+            if (entryBytes.Length > 0)
+            {
+                RandomAccess.Write(_checksumFile, entryBytes, ChecksumFileLayout.EntryOffset(update.FirstFull));
+            }
+            RandomAccess.Write(_checksumFile, ChecksumFileLayout.EncodeSlot(new TailSlot(newLength, update.TailCrc)), ChecksumFileLayout.SlotOffset(slot));
             if (fua)
             {
                 Flush();
@@ -171,12 +197,17 @@ internal sealed class Chunk : IDisposable
         }
         catch (IOException error)
         {
-            RollBack(oldLength);
+            RollBack();
             throw Classify(error, $"chunk {Id}: append of {data.Length} bytes at {oldLength}");
         }
         _checksums.Apply(update);
-        Volatile.Write(ref _length, oldLength + data.Length);
-        return _length;
+        _latestSlot = slot;
+        if (fua)
+        {
+            _durableSlot = slot;
+        }
+        Volatile.Write(ref _length, newLength);
+        return newLength;
     }
 
     private ChunkReadResult Read(ulong offset, int length)
@@ -223,6 +254,7 @@ internal sealed class Chunk : IDisposable
                 Truncate((long)length);
             }
             Flush();
+            _durableSlot = _latestSlot;
             SaveMeta(_meta with { Epoch = Math.Max(epoch, _meta.Epoch), Sealed = true, SealedLength = _length });
         }
         catch (IOException error)
@@ -233,30 +265,30 @@ internal sealed class Chunk : IDisposable
         return _length;
     }
 
-    /// <summary>Cuts the chunk to a shorter length; the cut block's CRC is recomputed from verified bytes.</summary>
+    /// <summary>
+    /// Cuts the chunk to a shorter length; the cut block's CRC is recomputed from verified bytes. The
+    /// new tail slot is made durable before the files shrink, so a crash leaves one verifiable state.
+    /// </summary>
     private void Truncate(long length)
     {
         var blockSize = _checksums.BlockSize;
-        var blocks = BlockChecksums.BlocksFor(length, blockSize);
-        uint? tailCrc = null;
-        if (length % blockSize != 0)
+        var full = (int)(length / blockSize);
+        var tailLength = (int)(length % blockSize);
+        var tailCrc = 0u;
+        if (tailLength > 0)
         {
-            var blockStart = (long)(blocks - 1) * blockSize;
+            var blockStart = (long)full * blockSize;
             var block = ReadVerified(blockStart, Math.Min(blockStart + blockSize, _length));
-            tailCrc = Crc32C.Compute(block.AsSpan(0, (int)(length - blockStart)));
+            tailCrc = Crc32C.Compute(block.AsSpan(0, tailLength));
         }
-        RandomAccess.SetLength(_data, length);
-        _checksums.Truncate(blocks);
-        if (tailCrc is { } crc)
-        {
-            _checksums.Set(blocks - 1, crc);
-        }
+        var slot = 1 - _durableSlot;
+        RandomAccess.Write(_checksumFile, ChecksumFileLayout.EncodeSlot(new TailSlot(length, tailCrc)), ChecksumFileLayout.SlotOffset(slot));
+        Flush();
+        _checksums.Truncate(full, tailCrc);
+        _durableSlot = _latestSlot = slot;
         Volatile.Write(ref _length, length);
-        RandomAccess.SetLength(_checksumFile, (long)blocks * BlockChecksums.EntrySize);
-        if (tailCrc is { } tail)
-        {
-            RandomAccess.Write(_checksumFile, BlockChecksums.Encode([tail]), (long)(blocks - 1) * BlockChecksums.EntrySize);
-        }
+        RandomAccess.SetLength(_data, length);
+        RandomAccess.SetLength(_checksumFile, ChecksumFileLayout.EntryOffset(full));
     }
 
     /// <summary>Reads [start, end) (block aligned at start) and checks every block against its CRC.</summary>
@@ -279,7 +311,7 @@ internal sealed class Chunk : IDisposable
         {
             var block = (int)((start + position) / blockSize);
             var size = Math.Min(blockSize, buffer.Length - position);
-            if (block >= _checksums.Count || Crc32C.Compute(buffer.AsSpan(position, size)) != _checksums[block])
+            if (Crc32C.Compute(buffer.AsSpan(position, size)) != _checksums.CrcOf(block))
             {
                 _log.LogError("Checksum mismatch in chunk {ChunkId} block {Block} at offset {Offset} ({Path})", Id, block, start + position, _files.Data);
                 throw new ChunkStoreException(ChunkError.Corrupt,
@@ -337,23 +369,21 @@ internal sealed class Chunk : IDisposable
     }
 
     /// <summary>Puts the files back to the last acknowledged state after a failed write.</summary>
-    private void RollBack(long length)
+    private void RollBack()
     {
         try
         {
-            RandomAccess.SetLength(_data, length);
-            RandomAccess.SetLength(_checksumFile, (long)_checksums.Count * BlockChecksums.EntrySize);
-            if (_checksums.Count > 0)
-            {
-                var last = _checksums.Count - 1;
-                RandomAccess.Write(_checksumFile, BlockChecksums.Encode([_checksums[last]]), (long)last * BlockChecksums.EntrySize);
-            }
+            RandomAccess.SetLength(_data, _length);
+            RandomAccess.SetLength(_checksumFile, ChecksumFileLayout.EntryOffset(_checksums.FullCount));
+            var slot = 1 - _durableSlot;
+            RandomAccess.Write(_checksumFile, ChecksumFileLayout.EncodeSlot(new TailSlot(_length, _checksums.TailCrc)), ChecksumFileLayout.SlotOffset(slot));
+            _latestSlot = slot;
         }
         catch (IOException error)
         {
             // Memory still holds the acknowledged state; the next append overwrites the tail, and
-            // restart recovery cuts what does not verify.
-            _log.LogCritical(error, "Chunk {ChunkId}: could not roll back a failed append to length {Length}", Id, length);
+            // restart recovery picks the newest slot that verifies.
+            _log.LogCritical(error, "Chunk {ChunkId}: could not roll back a failed append to length {Length}", Id, _length);
         }
     }
 

@@ -3,8 +3,8 @@ using System.Globalization;
 namespace FeitianK8s.ChunkServer.Storage;
 
 /// <summary>
-/// Where a chunk lives: <c>DIR/chunks/ID.data</c> (the bytes), <c>ID.crc</c> (uint32 CRC32C per block,
-/// little endian) and <c>ID.meta</c> (epoch, sealed flag). The meta file is the commit point: a chunk
+/// Where a chunk lives: <c>DIR/chunks/ID.data</c> (the bytes), <c>ID.crc</c> (two tail slots, then a
+/// uint32 CRC32C per full block; see ChecksumFileLayout) and <c>ID.meta</c> (epoch, sealed flag). The meta file is the commit point: a chunk
 /// exists exactly when its meta file exists; data or crc files without one are leftovers.
 /// </summary>
 internal sealed record ChunkFiles(string Directory, ulong ChunkId)

@@ -4,108 +4,94 @@ using Microsoft.Win32.SafeHandles;
 
 namespace FeitianK8s.ChunkServer.Storage;
 
+/// <summary>What recovery found: the chunk's length, its checksums, and the tail slot that describes it.</summary>
+internal sealed record RecoveredChunk(long Length, List<uint> FullBlocks, uint TailCrc, int Slot);
+
 /// <summary>
 /// Brings a chunk's data and checksum files back into agreement after a crash. An append writes the
-/// data first and the checksums second, so a crash can leave data that no checksum covers, or a tail
-/// block whose checksum still describes a shorter prefix. Recovery cuts the chunk back to the longest
-/// length whose tail block verifies. It only looks at the blocks one append can touch: a mismatch
-/// further back is corruption, not a torn write, and is left for reads and the scrubber to report.
+/// data, then the CRCs of blocks it filled, then a tail slot with the new length; a crash can leave
+/// data or CRCs that no slot describes yet. Recovery takes the longest tail slot whose tail block and
+/// last full block verify against the data, and cuts both files back to it. A sealed chunk keeps its
+/// sealed length. When no slot verifies, that is corruption rather than a torn write: the chunk is
+/// left as found and reads report it.
 /// </summary>
 internal static class ChunkRecovery
 {
-    public static (long Length, List<uint> Checksums) Recover(ulong chunkId, ChunkMeta meta, SafeFileHandle data,
-        SafeFileHandle checksumFile, int blockSize, int maxAppendBytes, ILogger log)
+    public static RecoveredChunk Recover(ulong chunkId, ChunkMeta meta, SafeFileHandle data, SafeFileHandle checksumFile, int blockSize, ILogger log)
     {
         var dataLength = RandomAccess.GetLength(data);
-        var entries = BlockChecksums.Decode(ReadAll(checksumFile));
-
-        if (meta.Sealed)
+        var file = ReadRange(checksumFile, 0, RandomAccess.GetLength(checksumFile));
+        var slots = new TailSlot?[]
         {
-            return RecoverSealed(chunkId, meta, data, checksumFile, dataLength, entries, blockSize, log);
-        }
+            ChecksumFileLayout.DecodeSlot(file.AsSpan(0, Math.Min(file.Length, ChecksumFileLayout.SlotSize))),
+            file.Length >= ChecksumFileLayout.HeaderSize ? ChecksumFileLayout.DecodeSlot(file.AsSpan(ChecksumFileLayout.SlotSize, ChecksumFileLayout.SlotSize)) : null,
+        };
+        var entries = file.Length > ChecksumFileLayout.HeaderSize
+            ? ChecksumFileLayout.DecodeEntries(file.AsSpan(ChecksumFileLayout.HeaderSize))
+            : [];
+        var candidates = Enumerable.Range(0, 2)
+            .Where(i => slots[i] is { } slot && (!meta.Sealed || slot.Length == meta.SealedLength))
+            .OrderByDescending(i => slots[i]!.Value.Length)
+            .ToList();
 
-        var blocks = Math.Min(BlockChecksums.BlocksFor(dataLength, blockSize), entries.Count);
-        var length = Math.Min(dataLength, (long)blocks * blockSize);
-        var window = maxAppendBytes / blockSize + 2;
-        var verified = false;
-        for (var tried = 0; blocks > 0 && tried < window; tried++)
+        foreach (var index in candidates)
         {
-            var blockStart = (long)(blocks - 1) * blockSize;
-            var bytes = ReadRange(data, blockStart, length);
-            var prefix = LongestVerifiedPrefix(bytes, entries[blocks - 1]);
-            if (prefix > 0)
+            var slot = slots[index]!.Value;
+            if (Verifies(slot, data, dataLength, entries, blockSize))
             {
-                length = blockStart + prefix;
-                verified = true;
-                break;
+                return Adopt(chunkId, slot, index, data, checksumFile, dataLength, file.Length, entries, blockSize, log);
             }
-            blocks--;
-            length = blockStart;
-        }
-        if (!verified && blocks > 0)
-        {
-            log.LogError("Chunk {ChunkId}: no block near the tail verifies; leaving it as found ({DataLength} bytes) for reads to report", chunkId, dataLength);
-            var covered = Math.Min(BlockChecksums.BlocksFor(dataLength, blockSize), entries.Count);
-            return (Math.Min(dataLength, (long)covered * blockSize), entries.GetRange(0, covered));
         }
 
-        var checksumBytes = (long)entries.Count * BlockChecksums.EntrySize;
-        if (length != dataLength || blocks != entries.Count || RandomAccess.GetLength(checksumFile) != checksumBytes)
+        // Corruption, not a torn write: keep the newest state the files can hold, unverified.
+        var fallback = candidates.FirstOrDefault(i => slots[i]!.Value.Length <= dataLength && slots[i]!.Value.Length / blockSize <= entries.Count, -1);
+        if (fallback >= 0)
         {
-            log.LogWarning("Chunk {ChunkId}: torn tail cut back from {DataLength} bytes / {Checksums} checksums to {Length} bytes / {Blocks} checksums",
-                chunkId, dataLength, entries.Count, length, blocks);
-            entries.RemoveRange(blocks, entries.Count - blocks);
-            RandomAccess.SetLength(data, length);
-            RandomAccess.SetLength(checksumFile, (long)blocks * BlockChecksums.EntrySize);
+            var slot = slots[fallback]!.Value;
+            log.LogError("Chunk {ChunkId}: its tail does not verify at length {Length}; keeping it as found for reads to report", chunkId, slot.Length);
+            return new RecoveredChunk(slot.Length, entries.GetRange(0, (int)(slot.Length / blockSize)), slot.TailCrc, fallback);
+        }
+        var covered = Math.Min((int)(dataLength / blockSize), entries.Count);
+        if (dataLength > 0 || meta.Sealed)
+        {
+            log.LogError("Chunk {ChunkId}: no usable tail slot ({DataLength} bytes of data); keeping {Covered} full blocks", chunkId, dataLength, covered);
+        }
+        var length = (long)covered * blockSize;
+        RandomAccess.Write(checksumFile, ChecksumFileLayout.EncodeSlot(new TailSlot(length, 0)), ChecksumFileLayout.SlotOffset(0));
+        return new RecoveredChunk(length, entries.GetRange(0, covered), 0, 0);
+    }
+
+    private static bool Verifies(TailSlot slot, SafeFileHandle data, long dataLength, List<uint> entries, int blockSize)
+    {
+        var full = slot.Length / blockSize;
+        if (slot.Length > dataLength || full > entries.Count)
+        {
+            return false;
+        }
+        var tailStart = full * blockSize;
+        if (slot.Length > tailStart && Crc32C.Compute(ReadRange(data, tailStart, slot.Length)) != slot.TailCrc)
+        {
+            return false;
+        }
+        return full == 0 || Crc32C.Compute(ReadRange(data, tailStart - blockSize, tailStart)) == entries[(int)full - 1];
+    }
+
+    private static RecoveredChunk Adopt(ulong chunkId, TailSlot slot, int index, SafeFileHandle data, SafeFileHandle checksumFile,
+        long dataLength, long checksumFileLength, List<uint> entries, int blockSize, ILogger log)
+    {
+        var full = (int)(slot.Length / blockSize);
+        var entriesEnd = ChecksumFileLayout.EntryOffset(full);
+        if (dataLength != slot.Length || checksumFileLength != entriesEnd)
+        {
+            log.LogWarning("Chunk {ChunkId}: torn tail cut back from {DataLength} bytes to the last verified length {Length}",
+                chunkId, dataLength, slot.Length);
+            RandomAccess.SetLength(data, slot.Length);
+            RandomAccess.SetLength(checksumFile, entriesEnd);
             RandomAccess.FlushToDisk(data);
             RandomAccess.FlushToDisk(checksumFile);
         }
-        return (length, entries);
+        return new RecoveredChunk(slot.Length, entries.GetRange(0, full), slot.TailCrc, index);
     }
-
-    /// <summary>A sealed chunk was truncated before its meta said sealed, so its files should already match.</summary>
-    private static (long Length, List<uint> Checksums) RecoverSealed(ulong chunkId, ChunkMeta meta, SafeFileHandle data,
-        SafeFileHandle checksumFile, long dataLength, List<uint> entries, int blockSize, ILogger log)
-    {
-        var blocks = BlockChecksums.BlocksFor(meta.SealedLength, blockSize);
-        if (dataLength < meta.SealedLength || entries.Count < blocks)
-        {
-            log.LogError("Sealed chunk {ChunkId}: files hold {DataLength} bytes / {Checksums} checksums, less than its sealed length {SealedLength}",
-                chunkId, dataLength, entries.Count, meta.SealedLength);
-            var covered = Math.Min(BlockChecksums.BlocksFor(dataLength, blockSize), entries.Count);
-            return (Math.Min(dataLength, meta.SealedLength), entries.GetRange(0, covered));
-        }
-        if (dataLength > meta.SealedLength || entries.Count > blocks)
-        {
-            log.LogWarning("Sealed chunk {ChunkId}: cutting files back to the sealed length {SealedLength}", chunkId, meta.SealedLength);
-            RandomAccess.SetLength(data, meta.SealedLength);
-            RandomAccess.SetLength(checksumFile, (long)blocks * BlockChecksums.EntrySize);
-            entries.RemoveRange(blocks, entries.Count - blocks);
-        }
-        return (meta.SealedLength, entries);
-    }
-
-    /// <summary>Length of the longest non-empty prefix of <paramref name="block"/> whose CRC equals <paramref name="crc"/>; 0 if none.</summary>
-    private static int LongestVerifiedPrefix(ReadOnlySpan<byte> block, uint crc)
-    {
-        if (Crc32C.Compute(block) == crc)
-        {
-            return block.Length;
-        }
-        var state = Crc32C.Begin();
-        var longest = 0;
-        for (var i = 0; i < block.Length - 1; i++)
-        {
-            state = Crc32C.Update(state, block.Slice(i, 1));
-            if (Crc32C.Finish(state) == crc)
-            {
-                longest = i + 1;
-            }
-        }
-        return longest;
-    }
-
-    private static byte[] ReadAll(SafeFileHandle file) => ReadRange(file, 0, RandomAccess.GetLength(file));
 
     private static byte[] ReadRange(SafeFileHandle file, long start, long end)
     {

@@ -192,7 +192,7 @@ public sealed class ChunkStore : IDisposable
     {
         lock (_membership)
         {
-            var chunk = Chunk.Open(incoming.Directory, files, Options.BlockSize, Options.MaxIoBytes, Options.DiskReserveBytes, _loggers.CreateLogger<Chunk>());
+            var chunk = Chunk.Open(incoming.Directory, files, Options.DiskReserveBytes, _loggers.CreateLogger<Chunk>());
             _chunks[incoming.ChunkId] = chunk;
             _incoming.Remove(incoming.ChunkId);
         }
@@ -261,7 +261,7 @@ public sealed class ChunkStore : IDisposable
         }
         try
         {
-            _chunks[files.ChunkId] = Chunk.Open(directory, files, Options.BlockSize, Options.MaxIoBytes, Options.DiskReserveBytes, _loggers.CreateLogger<Chunk>());
+            _chunks[files.ChunkId] = Chunk.Open(directory, files, Options.DiskReserveBytes, _loggers.CreateLogger<Chunk>());
         }
         catch (Exception error) when (error is IOException or InvalidDataException or System.Text.Json.JsonException)
         {

@@ -48,7 +48,7 @@ internal sealed class IncomingChunk : IDisposable
     /// <summary>Refuses the copy up front when the data dir cannot hold <paramref name="bytes"/> more.</summary>
     public void EnsureSpace(long bytes)
     {
-        var needed = bytes + (bytes / _blockSize + 1) * BlockChecksums.EntrySize + _store.Options.DiskReserveBytes;
+        var needed = bytes + ChecksumFileLayout.EntryOffset((int)(bytes / _blockSize) + 1) + _store.Options.DiskReserveBytes;
         if (Directory.AvailableBytes < needed)
         {
             throw new ChunkStoreException(ChunkError.DiskFull, $"chunk {ChunkId}: copy of {bytes} bytes does not fit in {Directory.Path}");
@@ -85,21 +85,18 @@ internal sealed class IncomingChunk : IDisposable
     {
         try
         {
-            if (_blockFilled > 0)
-            {
-                _checksums.Add(Crc32C.Finish(_blockState));
-                _blockFilled = 0;
-            }
+            var tailCrc = _blockFilled > 0 ? Crc32C.Finish(_blockState) : 0u;
             RandomAccess.FlushToDisk(_data);
             _data.Dispose();
             using (var checksums = File.OpenHandle(_files.CopyChecksums, FileMode.Create, FileAccess.ReadWrite))
             {
-                RandomAccess.Write(checksums, BlockChecksums.Encode([.. _checksums]), 0);
+                var slot = ChecksumFileLayout.EncodeSlot(new TailSlot(_length, tailCrc));
+                RandomAccess.Write(checksums, [.. slot, .. slot, .. ChecksumFileLayout.EncodeEntries([.. _checksums])], 0);
                 RandomAccess.FlushToDisk(checksums);
             }
             File.Move(_files.CopyData, _files.Data, overwrite: true);
             File.Move(_files.CopyChecksums, _files.Checksums, overwrite: true);
-            new ChunkMeta(epoch, Sealed: true, SealedLength: _length, MaxLength: Math.Max(_length, 1)).Save(_files.Meta);
+            new ChunkMeta(epoch, Sealed: true, SealedLength: _length, MaxLength: Math.Max(_length, 1), _blockSize).Save(_files.Meta);
         }
         catch (IOException error)
         {

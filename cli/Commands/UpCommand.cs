@@ -34,6 +34,14 @@ public sealed class UpSettings : CommandSettings
     [Description("Master gRPC port (default: the port of the last run on DIR, else one the OS picks).")]
     public int? MasterPort { get; init; }
 
+    [CommandOption("--segment-size <SIZE>")]
+    [Description("RAF log segment size of every volume, e.g. 256MiB; GC only rewrites sealed segments.")]
+    public string SegmentSize { get; init; } = "256MiB";
+
+    [CommandOption("--gc-interval <SECONDS>")]
+    [Description("Seconds between background GC passes of every open volume (0 disables GC).")]
+    public double GcIntervalSeconds { get; init; } = 30;
+
     [CommandOption("-v|--verbose")]
     [Description("Log the servers' information messages, not only warnings.")]
     public bool Verbose { get; init; }
@@ -47,6 +55,14 @@ public sealed class UpSettings : CommandSettings
         if (NbdPort is < 0 or > 65535)
         {
             return Spectre.Console.ValidationResult.Error("--nbd-port must be a TCP port (0 lets the OS choose)");
+        }
+        if (GcIntervalSeconds < 0 || double.IsNaN(GcIntervalSeconds))
+        {
+            return Spectre.Console.ValidationResult.Error("--gc-interval must be 0 (off) or a positive number of seconds");
+        }
+        if (!ByteSize.TryParse(SegmentSize, out var segment) || segment < 1 << 20)
+        {
+            return Spectre.Console.ValidationResult.Error($"--segment-size '{SegmentSize}' is not a size of at least 1MiB");
         }
         return ByteSize.TryParse(ChunkSize, out var size) && size >= 64 << 10
             ? Spectre.Console.ValidationResult.Success()
@@ -80,7 +96,12 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
 
         using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = [cluster.MasterAddress], ClientNode = "node-1" }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
-        await using var volumes = new RafVolumeProvider(fs, catalog, new RafOptions { Holder = $"feitian-up@{Environment.MachineName}" }, loggers);
+        await using var volumes = new RafVolumeProvider(fs, catalog, new RafOptions
+        {
+            Holder = $"feitian-up@{Environment.MachineName}",
+            SegmentSizeBytes = ByteSize.Parse(settings.SegmentSize),
+            GcInterval = settings.GcIntervalSeconds > 0 ? TimeSpan.FromSeconds(settings.GcIntervalSeconds) : null,
+        }, loggers);
         await using var nbd = new NbdServer(volumes, new NbdServerOptions
         {
             TcpPort = settings.NbdPort,

@@ -56,6 +56,7 @@ public sealed partial class ChildProcess : IDisposable
             RedirectStandardInput = false,
             UseShellExecute = false,
         };
+        // Lets the child stop itself when this process dies without a chance to stop it (see ParentProcessWatch).
         info.Environment[ParentProcessWatch.EnvironmentVariable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         foreach (var a in arguments)
         {

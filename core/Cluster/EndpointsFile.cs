@@ -48,6 +48,20 @@ public sealed record ServerEndpoints(string Id, string Grpc, string Http)
         return text.Contains("://", StringComparison.Ordinal) ? text : $"http://{text}";
     }
 
+    /// <summary>Writes the file atomically and durably (tmp + fsync + rename), so a reader never sees half of it.</summary>
+    public string Write(string dataDir)
+    {
+        var path = Path.Combine(dataDir, FileName);
+        var temp = path + ".tmp";
+        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            JsonSerializer.Serialize(file, new Dictionary<string, string> { ["id"] = Id, ["grpc"] = Grpc, ["http"] = Http });
+            file.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: true);
+        return path;
+    }
+
     public int GrpcPort => new Uri(Grpc).Port;
 
     public int HttpPort => string.IsNullOrEmpty(Http) ? 0 : new Uri(Http).Port;

@@ -18,6 +18,7 @@ public sealed class NbdServer(IBlockDeviceProvider exports, NbdServerOptions opt
     private readonly CancellationTokenSource _stopping = new();
     private long _nextConnectionId;
     private int _state; // 0 new, 1 started, 2 stopped
+    private string? _boundUnixSocket;
 
     /// <summary>The bound TCP endpoint (with the OS-chosen port when the options said 0); null without TCP.</summary>
     public IPEndPoint? TcpEndPoint { get; private set; }
@@ -28,9 +29,9 @@ public sealed class NbdServer(IBlockDeviceProvider exports, NbdServerOptions opt
 
     public Task StartAsync(CancellationToken ct = default)
     {
+        options.Validate();
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
             throw new InvalidOperationException("NBD server already started");
-        options.Validate();
         try
         {
             if (options.TcpPort is int port)
@@ -46,11 +47,11 @@ public sealed class NbdServer(IBlockDeviceProvider exports, NbdServerOptions opt
             }
             if (options.UnixSocketPath is string path)
             {
-                if (File.Exists(path))
-                    File.Delete(path); // a stale socket from a previous run
+                RemoveStaleSocket(path);
                 var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
                 _listeners.Add(unix);
                 unix.Bind(new UnixDomainSocketEndPoint(path));
+                _boundUnixSocket = path;
                 unix.Listen(128);
                 _acceptLoops.Add(AcceptLoopAsync(unix, isTcp: false));
                 logger.LogInformation("NBD server listening on unix socket {Path}", path);
@@ -58,11 +59,33 @@ public sealed class NbdServer(IBlockDeviceProvider exports, NbdServerOptions opt
         }
         catch
         {
+            _stopping.Cancel();
             foreach (var listener in _listeners)
                 listener.Dispose();
+            if (_boundUnixSocket is not null)
+                File.Delete(_boundUnixSocket);
+            _state = 2;
             throw;
         }
         return Task.CompletedTask;
+    }
+
+    /// <summary>A socket file left by a previous run is removed; one a live server still answers on is an error.</summary>
+    private static void RemoveStaleSocket(string path)
+    {
+        if (!File.Exists(path))
+            return;
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+        }
+        catch (SocketException)
+        {
+            File.Delete(path);
+            return;
+        }
+        throw new IOException($"unix socket {path} is in use by a running server");
     }
 
     private async Task AcceptLoopAsync(Socket listener, bool isTcp)
@@ -105,8 +128,8 @@ public sealed class NbdServer(IBlockDeviceProvider exports, NbdServerOptions opt
             listener.Dispose();
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
         await Task.WhenAll(_connections.Values).WaitAsync(ct).ConfigureAwait(false);
-        if (options.UnixSocketPath is string path && File.Exists(path))
-            File.Delete(path);
+        if (_boundUnixSocket is not null)
+            File.Delete(_boundUnixSocket); // only the socket this server created; never a rival's
         logger.LogInformation("NBD server stopped");
     }
 

@@ -22,10 +22,17 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
     private readonly string _exportLabel = export.Device.Name;
     private readonly CancellationTokenSource _broken = new();
 
+    /// <summary>
+    /// Cancelled when the server stops or the client is gone. In-flight device operations see it too:
+    /// on shutdown they end early with ESHUTDOWN (the spec allows erroring in-flight requests) rather
+    /// than holding the shutdown hostage to a stuck device.
+    /// </summary>
+    private CancellationTokenSource _operations = new();
+
     public async Task RunAsync(CancellationToken ct)
     {
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _broken.Token);
-        CancellationToken token = linked.Token;
+        _operations = CancellationTokenSource.CreateLinkedTokenSource(ct, _broken.Token);
+        CancellationToken token = _operations.Token;
         try
         {
             while (true)
@@ -51,6 +58,7 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
         {
             // The spec: handle all outstanding requests before closing.
             await _budget.WaitForDrainAsync().ConfigureAwait(false);
+            _operations.Dispose();
         }
     }
 
@@ -120,7 +128,7 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
         NbdError error = NbdError.None;
         try
         {
-            CancellationToken ct = _broken.Token;
+            CancellationToken ct = _operations.Token;
             bool fua = request.Flags.HasFlag(NbdCommandFlags.Fua);
             long offset = (long)request.Offset;
             int length = (int)request.Length;

@@ -23,6 +23,7 @@ public sealed class PanguAppender : IPanguAppender
     private readonly Dictionary<string, DateTime> _excluded = new(StringComparer.Ordinal);
     private bool _draining;
     private bool _closed;
+    private PendingOperation? _closeOperation;
     private OpenChunk? _open;
     private Exception? _fenced;
     private long _length;
@@ -52,14 +53,17 @@ public sealed class PanguAppender : IPanguAppender
         var reply = await PanguClient.CallMasterAsync(ctx.Master, "open for append", path,
             (m, o) => m.OpenForAppendAsync(request, o).ResponseAsync, ct, guard?.Epoch ?? 0);
         var chunks = reply.File.Chunks.Select(ProtoMapping.ToChunk).ToList();
+        IReadOnlyList<string> unreachable = [];
         if (chunks.Count > 0 && !chunks[^1].Sealed)
         {
             var last = chunks[^1];
-            var length = await new TakeoverSealer(ctx.FanOut, ctx.LoggerFactory.CreateLogger<TakeoverSealer>()).SealAsync(path, last, reply.Epoch, ct);
+            (var length, unreachable) = await new TakeoverSealer(ctx.FanOut, ctx.LoggerFactory.CreateLogger<TakeoverSealer>()).SealAsync(path, last, reply.Epoch, ct);
             await CommitAsync(ctx, path, reply.Epoch, last.Id, length, true, ct);
             chunks[^1] = last with { Length = length, Sealed = true };
         }
-        return new PanguAppender(ctx, path, reply.Epoch, chunks);
+        var appender = new PanguAppender(ctx, path, reply.Epoch, chunks);
+        appender.Exclude(unreachable);
+        return appender;
     }
 
     public async Task<long> AppendAsync(ReadOnlyMemory<byte> data, bool durable = false, CancellationToken ct = default)
@@ -113,24 +117,36 @@ public sealed class PanguAppender : IPanguAppender
 
     private async Task<long> EnqueueAsync(PendingOperation op)
     {
-        bool drain;
-        lock (_queueLock)
-        {
-            ThrowIfUnusable();
-            if (op.Kind == OperationKind.Close)
-            {
-                _closed = true;
-            }
-            _queue.Enqueue(op);
-            drain = !_draining;
-            _draining = true;
-        }
+        var (admitted, drain) = Admit(op);
         if (drain)
         {
             // The drain runs on its own so that no caller waits for later callers' work.
             _ = Task.Run(DrainAsync);
         }
-        return await op.Completion.Task;
+        return await admitted.Completion.Task;
+    }
+
+    /// <summary>Queues the operation; returns the one to wait for and whether the caller must start the drain.</summary>
+    private (PendingOperation Admitted, bool Drain) Admit(PendingOperation op)
+    {
+        lock (_queueLock)
+        {
+            if (op.Kind == OperationKind.Close && _closeOperation is not null)
+            {
+                // Closing twice is harmless: the second call waits for the first.
+                return (_closeOperation, false);
+            }
+            ThrowIfUnusable();
+            if (op.Kind == OperationKind.Close)
+            {
+                _closed = true;
+                _closeOperation = op;
+            }
+            _queue.Enqueue(op);
+            var drain = !_draining;
+            _draining = true;
+            return (op, drain);
+        }
     }
 
     private void ThrowIfUnusable()

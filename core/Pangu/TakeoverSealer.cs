@@ -10,8 +10,11 @@ namespace FeitianK8s.Core.Pangu;
 /// </summary>
 public sealed class TakeoverSealer(ReplicaFanOut fanOut, ILogger logger)
 {
-    /// <summary>Returns the sealed length. Throws <see cref="PanguException"/> (Unavailable) when no replica answers.</summary>
-    public async Task<long> SealAsync(string path, PanguChunk chunk, ulong epoch, CancellationToken ct)
+    /// <summary>
+    /// Returns the sealed length and the chunk servers that did not answer. Throws
+    /// <see cref="PanguException"/> (Unavailable) when no replica answers.
+    /// </summary>
+    public async Task<(long Length, IReadOnlyList<string> Unreachable)> SealAsync(string path, PanguChunk chunk, ulong epoch, CancellationToken ct)
     {
         var infos = await fanOut.CallAsync(chunk.Replicas, (c, o) => c.GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = chunk.Id }, o).ResponseAsync, ct);
         var answered = infos.Where(r => r.Ok).ToArray();
@@ -21,7 +24,7 @@ public sealed class TakeoverSealer(ReplicaFanOut fanOut, ILogger logger)
             if (infos.Any(r => r.Error is { } e && e.StatusCode == Grpc.Core.StatusCode.NotFound))
             {
                 logger.LogWarning("open chunk {ChunkId} of {Path} exists on no replica: sealing it empty", chunk.Id, path);
-                return 0;
+                return (0, Unreachable(infos));
             }
             throw new PanguException(PanguErrorKind.Unavailable,
                 $"cannot take over {path}: no replica of open chunk {chunk.Id} answers ({string.Join("; ", infos.Select(i => $"{i.Replica.ChunkServerId}: {i.Error?.StatusCode}"))})");
@@ -42,6 +45,9 @@ public sealed class TakeoverSealer(ReplicaFanOut fanOut, ILogger logger)
         {
             throw new PanguException(PanguErrorKind.Unavailable, $"cannot take over {path}: sealing chunk {chunk.Id} at {length} failed on every replica");
         }
-        return length;
+        return (length, Unreachable(infos));
     }
+
+    private static string[] Unreachable<T>(IReadOnlyList<ReplicaResult<T>> results) =>
+        results.Where(r => r.Error is { } e && RpcErrors.IsUnavailable(e)).Select(r => r.Replica.ChunkServerId).ToArray();
 }

@@ -71,16 +71,13 @@ public sealed class RafCheckpointer(
 
     private async Task PruneAsync(ulong newest, bool all, CancellationToken ct)
     {
-        var older = (await fs.ListAsync(layout.CheckpointDirectory, ct: ct))
-            .Where(e => !e.IsDirectory)
-            .Select(e => RafLayout.TryParseNumber(e.Path, out var n) ? n : (ulong?)null)
-            .OfType<ulong>()
+        var older = (await RafLayout.ListNumbersAsync(fs, layout.CheckpointDirectory, ct))
             .Where(n => n < newest)
             .OrderDescending()
             .Skip(all ? 0 : Math.Max(0, options.CheckpointsToKeep - 1));
         foreach (var seq in older)
         {
-            await fs.DeleteAsync(layout.CheckpointPath(seq), guard, ct);
+            await RafLayout.DeleteIfExistsAsync(fs, layout.CheckpointPath(seq), guard, ct);
         }
     }
 }

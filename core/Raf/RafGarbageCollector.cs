@@ -42,6 +42,10 @@ public sealed class RafGarbageCollector(
 
     private async Task<RafGcResult> CollectAsync(CancellationToken ct)
     {
+        if (HeadIsMostlyDead())
+        {
+            await writer.SealHeadAsync();
+        }
         var victims = PickVictims();
         if (victims.Count == 0)
         {
@@ -67,7 +71,7 @@ public sealed class RafGarbageCollector(
         {
             await WaitForReadsAsync(segment, ct);
             readers.Invalidate(segment);
-            await fs.DeleteAsync(layout.SegmentPath(segment), guard, ct);
+            await RafLayout.DeleteIfExistsAsync(fs, layout.SegmentPath(segment), guard, ct);
             lock (state.Gate)
             {
                 freed += state.SegmentLengths[segment];
@@ -79,6 +83,19 @@ public sealed class RafGarbageCollector(
         logger.LogInformation("Volume {Volume}: GC collected {Segments} segments, rewrote {Rewritten} live bytes, freed {Freed} bytes",
             guard.Volume, emptied.Count, rewritten, freed);
         return new RafGcResult(emptied.Count, rewritten, freed);
+    }
+
+    private bool HeadIsMostlyDead()
+    {
+        lock (state.Gate)
+        {
+            if (state.Head is not { } head)
+            {
+                return false;
+            }
+            var length = state.SegmentLengths.GetValueOrDefault(head.Segment);
+            return length >= options.GcSealHeadMinBytes && state.Index.LiveBytes(head.Segment) < options.GcLiveThreshold * length;
+        }
     }
 
     /// <summary>Sealed segments (never the head) under the live threshold, emptiest first.</summary>

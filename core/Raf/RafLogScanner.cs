@@ -6,10 +6,10 @@ namespace FeitianK8s.Core.Raf;
 /// <summary>How a segment scan ended: <see cref="EndOffset"/> is just past the last valid record; <see cref="TrailingBytes"/> follow it unparsed (a torn record or garbage).</summary>
 public readonly record struct ScanResult(long EndOffset, long TrailingBytes, int Records);
 
-/// <summary>Reads a log segment record by record from an offset, verifying both CRCs of each; stops at the end or at the first invalid record.</summary>
-public sealed class RafLogScanner(IPanguReader reader, int maxRecordDataBytes)
+/// <summary>Reads a log segment record by record from an offset, verifying both CRCs of each; stops at the end or at the first invalid record. The buffer starts at the typical record size and grows for larger records.</summary>
+public sealed class RafLogScanner(IPanguReader reader, int typicalRecordDataBytes)
 {
-    private readonly byte[] _buffer = new byte[Math.Max(4 << 20, maxRecordDataBytes + RafRecordHeader.Size)];
+    private byte[] _buffer = new byte[Math.Max(1 << 20, typicalRecordDataBytes + RafRecordHeader.Size)];
     private long _bufferStart;
     private int _bufferLength;
 
@@ -23,7 +23,7 @@ public sealed class RafLogScanner(IPanguReader reader, int maxRecordDataBytes)
         while (true)
         {
             if (!await EnsureAsync(position, RafRecordHeader.Size, ct)
-                || !RafRecordHeader.TryRead(Slice(position, RafRecordHeader.Size), maxRecordDataBytes, out var header)
+                || !RafRecordHeader.TryRead(Slice(position, RafRecordHeader.Size), RafRecordHeader.MaxDataLength, out var header)
                 || !await EnsureAsync(position, header.RecordLength, ct)
                 || Crc32C.Compute(Slice(position + RafRecordHeader.Size, header.DataLength)) != header.DataCrc
                 || !onRecord(header, position + RafRecordHeader.Size))
@@ -43,6 +43,10 @@ public sealed class RafLogScanner(IPanguReader reader, int maxRecordDataBytes)
         if (offset >= _bufferStart && offset + length <= _bufferStart + _bufferLength)
         {
             return true;
+        }
+        if (length > _buffer.Length)
+        {
+            Array.Resize(ref _buffer, length);
         }
         var keep = (int)Math.Max(0, _bufferStart + _bufferLength - offset);
         if (keep > 0)

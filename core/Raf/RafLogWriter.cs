@@ -5,38 +5,14 @@ using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Core.Raf;
 
-public enum LogOpKind { Write, Trim, Zero, Relocate, Flush }
-
-/// <summary>One queued request to the log. <see cref="Done"/> completes when it is acknowledged (result: bytes relocated, for Relocate).</summary>
-public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemory<byte> data = default, bool fua = false, ulong sourceSegment = 0, long sourceOffset = 0)
-{
-    public LogOpKind Kind { get; } = kind;
-    public long Offset { get; } = offset;
-    public long Length { get; } = length;
-    public ReadOnlyMemory<byte> Data { get; } = data;
-    public bool Fua { get; } = fua;
-    public ulong SourceSegment { get; } = sourceSegment;
-    public long SourceOffset { get; } = sourceOffset;
-    public long Relocated { get; set; }
-    public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    public int RecordCount(int maxRecordData) => Kind switch
-    {
-        LogOpKind.Flush => 0,
-        LogOpKind.Write or LogOpKind.Relocate => Math.Max(1, (Data.Length + maxRecordData - 1) / maxRecordData),
-        _ => 1,
-    };
-
-    public long LogBytes(int maxRecordData) => (RecordCount(maxRecordData) * (long)RafRecordHeader.Size) + Data.Length;
-}
-
 /// <summary>
 /// The single writer of a volume's log with group commit: requests queued while an
 /// append is in flight go into the next append together. One append is in flight at a
 /// time, and its records are applied to the index in log order only after the file
-/// system acknowledged it; then its requests are acknowledged. A FUA request makes the
-/// whole append durable; a flush request flushes the head segment after the append
-/// (earlier segments were flushed when the head rolled past them).
+/// system acknowledged it; then its requests are acknowledged. A FUA or flush request
+/// flushes the head segment after the append, which makes every earlier acknowledged
+/// record durable on every replica (earlier segments were flushed when the head rolled
+/// past them).
 /// After a failed append the next one starts a new segment, so an acknowledged record
 /// never follows bytes that may be torn.
 /// </summary>
@@ -97,6 +73,9 @@ public sealed class RafLogWriter : IAsyncDisposable
     /// <summary>Makes every acknowledged record durable (used before a checkpoint names a log position).</summary>
     public Task FlushAsync() => SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0));
 
+    /// <summary>Seals the head segment (the next record starts a new one) so GC may collect it.</summary>
+    public Task SealHeadAsync() => SubmitAsync(new LogOp(LogOpKind.Seal, 0, 0));
+
     private BlockDeviceException FencedError(Exception? inner = null) =>
         new(BlockErrorKind.Fenced, $"volume {_guard.Volume} (epoch {_guard.Epoch}) was opened by a newer engine; this engine is fenced", inner);
 
@@ -130,9 +109,13 @@ public sealed class RafLogWriter : IAsyncDisposable
         }
         try
         {
-            var hasRecords = batch.Any(op => op.Kind != LogOpKind.Flush);
+            var hasRecords = batch.Any(op => op.Kind is not (LogOpKind.Flush or LogOpKind.Seal));
             var head = _state.Head;
-            if (hasRecords && (_needsNewSegment || head is null || (head.Appender.Length > 0 && head.Appender.Length + bytes > _options.SegmentSizeBytes)))
+            if (head is not null && batch.Any(op => op.Kind == LogOpKind.Seal))
+            {
+                head = await RollAsync(head);
+            }
+            else if (hasRecords && (_needsNewSegment || head is null || (head.Appender.Length > 0 && head.Appender.Length + bytes > _options.SegmentSizeBytes)))
             {
                 head = await RollAsync(head);
             }
@@ -146,17 +129,14 @@ public sealed class RafLogWriter : IAsyncDisposable
             long baseOffset = 0;
             if (buffer.Length > 0)
             {
-                baseOffset = await head.Appender.AppendAsync(buffer, durable: batch.Any(op => op.Fua));
+                baseOffset = await head.Appender.AppendAsync(buffer);
                 _metrics.Appends.Inc();
                 _metrics.AppendBytes.Inc(buffer.Length);
                 _metrics.Records.Inc(records.Count);
             }
             if (batch.Any(op => op.Kind == LogOpKind.Flush || op.Fua))
             {
-                if (batch.Any(op => op.Kind == LogOpKind.Flush))
-                {
-                    await head.Appender.FlushAsync();
-                }
+                await head.Appender.FlushAsync();
                 _metrics.FlushesTotal.Inc();
             }
             if (buffer.Length > 0)
@@ -197,6 +177,7 @@ public sealed class RafLogWriter : IAsyncDisposable
             switch (op.Kind)
             {
                 case LogOpKind.Flush:
+                case LogOpKind.Seal:
                     break;
                 case LogOpKind.Trim:
                 case LogOpKind.Zero:

@@ -20,6 +20,9 @@ public sealed class RafOptions
     /// <summary>Sealed segments whose live fraction is below this are rewritten by GC.</summary>
     public double GcLiveThreshold { get; init; } = 0.5;
 
+    /// <summary>GC seals a mostly-dead head segment of at least this size early so it can be collected (small volumes never fill a segment).</summary>
+    public long GcSealHeadMinBytes { get; init; } = 16L << 20;
+
     /// <summary>GC read+rewrite budget in bytes per second; 0 means unlimited.</summary>
     public long GcBandwidthBytesPerSecond { get; init; } = 64L << 20;
 
@@ -31,4 +34,14 @@ public sealed class RafOptions
 
     /// <summary>Lease holder name given to the catalog (node / process identity).</summary>
     public string Holder { get; init; } = Environment.MachineName;
+
+    public void Validate()
+    {
+        if (SegmentSizeBytes <= 0 || MaxRecordDataBytes <= 0 || MaxRecordDataBytes > RafRecordHeader.MaxDataLength || MaxBatchBytes <= 0 || CheckpointIntervalBytes <= 0
+            || CheckpointsToKeep < 1 || GcLiveThreshold is < 0 or > 1 || GcBandwidthBytesPerSecond < 0 || ReaderCacheSize < 1 || GcSealHeadMinBytes < 0
+            || GcInterval is { } interval && interval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"invalid RAF options: segment {SegmentSizeBytes}, record {MaxRecordDataBytes}, batch {MaxBatchBytes}, checkpoint interval {CheckpointIntervalBytes}, keep {CheckpointsToKeep}, GC threshold {GcLiveThreshold}, GC bandwidth {GcBandwidthBytesPerSecond}, reader cache {ReaderCacheSize}, GC interval {GcInterval}");
+        }
+    }
 }

@@ -25,6 +25,9 @@ public readonly record struct RafRecordHeader(
     RafRecordKind Kind, ulong Seq, long VolumeOffset, long Length, int DataLength, uint DataCrc, ulong SourceSegment, long SourceOffset)
 {
     public const int Size = 64;
+
+    /// <summary>Largest data payload the format accepts, whatever the options of the engine that wrote it.</summary>
+    public const int MaxDataLength = 64 << 20;
     public const uint Magic = 0x31464152; // "RAF1"
     private const byte Version = 1;
 

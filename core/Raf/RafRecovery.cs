@@ -163,11 +163,5 @@ public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolu
         }
     }
 
-    private async Task<List<ulong>> ListNumbersAsync(string directory, CancellationToken ct) =>
-        (await fs.ListAsync(directory, ct: ct))
-            .Where(e => !e.IsDirectory)
-            .Select(e => RafLayout.TryParseNumber(e.Path, out var n) ? n : (ulong?)null)
-            .OfType<ulong>()
-            .Order()
-            .ToList();
+    private Task<List<ulong>> ListNumbersAsync(string directory, CancellationToken ct) => RafLayout.ListNumbersAsync(fs, directory, ct);
 }

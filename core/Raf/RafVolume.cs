@@ -24,7 +24,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     private readonly RafMetrics _metrics;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _gcLoop;
-    private Task _backgroundCheckpoint = Task.CompletedTask;
+    private volatile Task _backgroundCheckpoint = Task.CompletedTask;
     private long _size;
     private int _closed;
 
@@ -67,6 +67,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     /// <summary>Opens (and recovers) a volume: takes its lease, fences the previous engine, loads the newest valid checkpoint and replays the log after it.</summary>
     public static async Task<RafVolume> OpenAsync(IPanguFileSystem fs, IVolumeCatalog catalog, string volumeName, RafOptions options, ILogger logger, CancellationToken ct)
     {
+        options.Validate();
         var started = Stopwatch.GetTimestamp();
         var info = await catalog.StatAsync(volumeName, ct);
         var epoch = await catalog.AcquireLeaseAsync(volumeName, options.Holder, ct);
@@ -87,6 +88,11 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         if (Volatile.Read(ref _closed) != 0)
         {
             throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name} is closed");
+        }
+        if (_writer.IsFenced)
+        {
+            // A newer engine owns the volume: this index may be stale, so serve nothing from it.
+            throw new BlockDeviceException(BlockErrorKind.Fenced, $"volume {Name}: engine with epoch {Guard.Epoch} is fenced");
         }
         var started = Stopwatch.GetTimestamp();
         List<ReadPiece> pieces;
@@ -227,10 +233,6 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
             throw new BlockDeviceException(BlockErrorKind.InvalidArgument,
                 $"volume {Name}: {operation} of {length} bytes at offset {offset} is outside the volume of {size} bytes");
         }
-        if (length > int.MaxValue && operation is "read" or "write")
-        {
-            throw new BlockDeviceException(BlockErrorKind.InvalidArgument, $"volume {Name}: {operation} of {length} bytes is too large");
-        }
     }
 
     /// <summary>Re-reads the size from the catalog (after the volume was grown).</summary>
@@ -364,6 +366,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         {
             _logger.LogWarning(e, "Volume {Volume}: closing the log failed", Name);
         }
+        await _backgroundCheckpoint;
         await _readers.DisposeAsync();
         _metrics.Dispose();
         _stopping.Dispose();

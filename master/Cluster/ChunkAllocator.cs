@@ -6,7 +6,7 @@ namespace FeitianK8s.Master.Cluster;
 
 /// <summary>
 /// Turns an allocation request into an <see cref="AllocateChunkCommand"/>: checks the file
-/// and epoch, picks replicas among alive chunk servers with <see cref="PlacementPolicy"/>.
+/// and epoch, picks replicas (first on the preferred node, else on the writer's node) among alive chunk servers with <see cref="PlacementPolicy"/>.
 /// The chunk id is filled in by the single writer; the state re-checks everything on apply.
 /// </summary>
 public sealed class ChunkAllocator(MasterMetadata metadata, ChunkServerLiveness liveness, ulong chunkSizeBytes)
@@ -18,7 +18,7 @@ public sealed class ChunkAllocator(MasterMetadata metadata, ChunkServerLiveness 
         {
             throw new MasterException(error);
         }
-        var (replicas, candidates) = metadata.Read(state =>
+        var (replicas, writerNode, candidates) = metadata.Read(state =>
         {
             var lease = state.FileLease(path) ?? throw new MasterException(MasterError.NotFound($"file '{path}' does not exist"));
             if (lease.Epoch != epoch)
@@ -34,9 +34,9 @@ public sealed class ChunkAllocator(MasterMetadata metadata, ChunkServerLiveness 
                     alive.Add(new PlacementCandidate(server.Id, server.Node, server.Rack, sample.UsedBytes, sample.CapacityBytes, state.ReplicaCountOn(server.Id)));
                 }
             }
-            return (lease.Replicas, alive);
+            return (lease.Replicas, lease.WriterNode, alive);
         });
-        var placement = PlacementPolicy.Choose(candidates, new PlacementRequest((int)replicas, preferredNode, excluded.ToHashSet(StringComparer.Ordinal)))
+        var placement = PlacementPolicy.Choose(candidates, new PlacementRequest((int)replicas, string.IsNullOrEmpty(preferredNode) ? writerNode : preferredNode, excluded.ToHashSet(StringComparer.Ordinal)))
             ?? throw new MasterException(MasterError.NoChunkServers($"no alive chunk server can take a replica of a chunk of '{path}'"));
         var command = new AllocateChunkCommand
         {

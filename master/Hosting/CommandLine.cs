@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using System.Globalization;
 
 namespace FeitianK8s.Master.Hosting;
@@ -53,25 +54,11 @@ public static class CommandLine
         : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value
         : throw new ArgumentException($"--{name} '{text}' is not a number");
 
-    /// <summary>Sizes such as 4096, 64MiB, 1GiB, 512KiB (binary units; K/M/G accepted as the same).</summary>
-    public static ulong ParseSize(string text)
-    {
-        var units = new (string Suffix, ulong Factor)[]
-        {
-            ("KiB", 1UL << 10), ("MiB", 1UL << 20), ("GiB", 1UL << 30), ("K", 1UL << 10), ("M", 1UL << 20), ("G", 1UL << 30), ("B", 1),
-        };
-        foreach (var (suffix, factor) in units)
-        {
-            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
-                && ulong.TryParse(text[..^suffix.Length], NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 && n <= ulong.MaxValue / factor)
-            {
-                return n * factor;
-            }
-        }
-        return ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) && bytes > 0
-            ? bytes
+    /// <summary>A positive size such as 4096, 64MiB or 1GiB (<see cref="ByteSize"/>).</summary>
+    public static ulong ParseSize(string text) =>
+        ByteSize.TryParse(text, out var bytes) && bytes > 0
+            ? (ulong)bytes
             : throw new ArgumentException($"size '{text}' is not a positive size such as 64MiB");
-    }
 
     /// <summary>Durations such as 5s, 500ms, 2m.</summary>
     public static TimeSpan ParseDuration(string text)

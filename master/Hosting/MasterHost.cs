@@ -1,6 +1,6 @@
 using System.Net;
 using FeitianK8s.Master.Cluster;
-using FeitianK8s.Master.Grpc;
+using FeitianK8s.Master.Api;
 using FeitianK8s.Master.State;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -44,6 +44,7 @@ public sealed class MasterHost : IAsyncDisposable
         var logger = loggers.CreateLogger<MasterHost>();
         var address = IPAddress.Parse(options.ListenAddress);
         var metadata = MasterMetadata.Open(options.DataDirectory, options.Clock, options.SnapshotEveryCommands, loggers.CreateLogger<MasterMetadata>());
+        WebApplication? app = null;
         try
         {
             var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout);
@@ -84,9 +85,11 @@ public sealed class MasterHost : IAsyncDisposable
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
-            var app = builder.Build();
+            app = builder.Build();
             app.MapGrpcService<MasterService>();
-            app.MapGet("/healthz", () => Results.Text("ok\n"));
+            app.MapGet("/healthz", () => metadata.IsHealthy
+                ? Results.Text("ok\n")
+                : Results.Text("master log failed\n", statusCode: StatusCodes.Status503ServiceUnavailable));
             app.MapMetrics("/metrics", metrics.Registry);
             await app.StartAsync(ct).ConfigureAwait(false);
 
@@ -99,6 +102,10 @@ public sealed class MasterHost : IAsyncDisposable
         }
         catch
         {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
             await metadata.DisposeAsync().ConfigureAwait(false);
             throw;
         }

@@ -25,11 +25,17 @@ public sealed class MasterLogStore : IDisposable
     private readonly string _directory;
     private readonly ILogger _logger;
     private FileStream _segment;
+    private Stream _writer;
+    private readonly Func<Stream, Stream> _decorate;
     private readonly MemoryStream _buffer = new();
+    private readonly FileStream _lock;
 
-    private MasterLogStore(string directory, FileStream segment, ILogger logger)
+    private MasterLogStore(string directory, FileStream lockFile, FileStream segment, Func<Stream, Stream>? decorate, ILogger logger)
     {
+        _decorate = decorate ?? (stream => stream);
+        _writer = _decorate(segment);
         _directory = directory;
+        _lock = lockFile;
         _segment = segment;
         _logger = logger;
     }
@@ -42,9 +48,38 @@ public sealed class MasterLogStore : IDisposable
     /// off; corruption anywhere else stops recovery with an error (never silently drops
     /// acknowledged commands).
     /// </summary>
-    public static (MasterLogStore Store, MasterStateMachine State) Open(string directory, ILogger logger)
+    /// <param name="decorateWrites">Wraps the stream appends are written through (tests inject faults here).</param>
+    public static (MasterLogStore Store, MasterStateMachine State) Open(string directory, ILogger logger, Func<Stream, Stream>? decorateWrites = null)
     {
         Directory.CreateDirectory(directory);
+        var lockFile = Lock(directory);
+        try
+        {
+            return Recover(directory, lockFile, decorateWrites, logger);
+        }
+        catch
+        {
+            lockFile.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>One master per data directory: an exclusive lock on a file held while open.</summary>
+    private static FileStream Lock(string directory)
+    {
+        var path = Path.Combine(directory, "LOCK");
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException error)
+        {
+            throw new IOException($"data directory {directory} is in use by another master ({path} is locked)", error);
+        }
+    }
+
+    private static (MasterLogStore Store, MasterStateMachine State) Recover(string directory, FileStream lockFile, Func<Stream, Stream>? decorate, ILogger logger)
+    {
         foreach (var tmp in Directory.EnumerateFiles(directory, "*.tmp"))
         {
             File.Delete(tmp);
@@ -73,7 +108,7 @@ public sealed class MasterLogStore : IDisposable
             try
             {
                 var tailLength = Replay(state, segments, logger);
-                var store = OpenForAppend(directory, segments, state.LastIndex, tailLength, logger);
+                var store = OpenForAppend(directory, lockFile, decorate, segments, state.LastIndex, tailLength, logger);
                 logger.LogInformation("Recovered master state at log index {Index} from {Snapshot} and {Segments} log segment(s)",
                     state.LastIndex, snapshotPath ?? "no snapshot", segments.Count);
                 return (store, state);
@@ -129,7 +164,7 @@ public sealed class MasterLogStore : IDisposable
         return tailLength;
     }
 
-    private static MasterLogStore OpenForAppend(string directory, List<(ulong Index, string Path)> segments, ulong lastIndex, long tailLength, ILogger logger)
+    private static MasterLogStore OpenForAppend(string directory, FileStream lockFile, Func<Stream, Stream>? decorate, List<(ulong Index, string Path)> segments, ulong lastIndex, long tailLength, ILogger logger)
     {
         FileStream stream;
         if (segments.Count == 0)
@@ -147,7 +182,7 @@ public sealed class MasterLogStore : IDisposable
             }
             stream.Seek(0, SeekOrigin.End);
         }
-        return new MasterLogStore(directory, stream, logger);
+        return new MasterLogStore(directory, lockFile, stream, decorate, logger);
     }
 
     /// <summary>Writes the entries and fsyncs them: one write and one fsync per batch (group commit).</summary>
@@ -158,7 +193,8 @@ public sealed class MasterLogStore : IDisposable
         {
             RecordFraming.Write(_buffer, entry.ToByteArray());
         }
-        _segment.Write(_buffer.GetBuffer(), 0, (int)_buffer.Length);
+        _writer.Write(_buffer.GetBuffer(), 0, (int)_buffer.Length);
+        _writer.Flush();
         _segment.Flush(flushToDisk: true);
     }
 
@@ -181,6 +217,7 @@ public sealed class MasterLogStore : IDisposable
         var next = CreateSegment(_directory, snapshot.LastIndex + 1);
         _segment.Dispose();
         _segment = next;
+        _writer = _decorate(next);
         RemoveObsoleteFiles();
         _logger.LogInformation("Wrote snapshot {Path} at log index {Index}", path, snapshot.LastIndex);
     }
@@ -284,6 +321,7 @@ public sealed class MasterLogStore : IDisposable
     {
         _segment.Dispose();
         _buffer.Dispose();
+        _lock.Dispose();
     }
 
     private static class NativeMethods

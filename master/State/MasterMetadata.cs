@@ -44,11 +44,14 @@ public sealed class MasterMetadata : IAsyncDisposable
         _loop = Task.Run(RunAsync);
     }
 
-    public static MasterMetadata Open(string directory, TimeProvider clock, int snapshotEvery, ILogger logger)
+    public static MasterMetadata Open(string directory, TimeProvider clock, int snapshotEvery, ILogger logger, Func<Stream, Stream>? decorateLogWrites = null)
     {
-        var (log, state) = MasterLogStore.Open(directory, logger);
+        var (log, state) = MasterLogStore.Open(directory, logger, decorateLogWrites);
         return new MasterMetadata(state, log, clock, snapshotEvery, logger);
     }
+
+    /// <summary>False once the log failed: the master serves nothing until restarted.</summary>
+    public bool IsHealthy => _failure is null;
 
     /// <summary>Runs a query against the state under the read lock.</summary>
     public T Read<T>(Func<MasterStateMachine, T> query)

@@ -199,8 +199,13 @@ public sealed class MasterStateMachine
         {
             return ApplyResult.Fail(MasterError.NotFound($"file '{command.Path}' does not exist"));
         }
+        if (command.ClientNode.Length > NameRules.MaxIdLength)
+        {
+            return ApplyResult.Fail(MasterError.Invalid($"client node is longer than {NameRules.MaxIdLength} characters"));
+        }
         // Fencing: every new lease gets an epoch greater than every earlier one.
         file.Epoch++;
+        file.WriterNode = command.ClientNode;
         return ApplyResult.Ok(ToFileInfo(file));
     }
 
@@ -545,9 +550,9 @@ public sealed class MasterStateMachine
     public IReadOnlyList<ulong> PendingDeletions(string chunkServerId, int max) =>
         _pendingDeletions.TryGetValue(chunkServerId, out var pending) ? pending.Take(max).ToList() : [];
 
-    /// <summary>File replication and epoch as seen by an allocation (null when the file is missing).</summary>
-    public (uint Replicas, ulong Epoch)? FileLease(string path) =>
-        _files.TryGetValue(path, out var file) ? (file.Replicas, file.Epoch) : null;
+    /// <summary>File replication, epoch and writer node as seen by an allocation (null when the file is missing).</summary>
+    public (uint Replicas, ulong Epoch, string WriterNode)? FileLease(string path) =>
+        _files.TryGetValue(path, out var file) ? (file.Replicas, file.Epoch, file.WriterNode) : null;
 
     public VolumeInfo StatVolume(string name)
     {
@@ -568,14 +573,16 @@ public sealed class MasterStateMachine
     public ulong CountDegradedChunks()
     {
         ulong degraded = 0;
-        foreach (var (chunkId, file) in _chunkOwners)
+        foreach (var file in _files.Values)
         {
-            var chunk = file.Chunks.First(c => c.ChunkId == chunkId);
-            var good = chunk.Replicas.Where(r => !r.Bad).ToList();
-            var racks = good.Select(r => _servers[r.ChunkServerId].Rack).Distinct(StringComparer.Ordinal).Count();
-            if (good.Count < file.Replicas || racks < file.Replicas)
+            foreach (var chunk in file.Chunks)
             {
-                degraded++;
+                var good = chunk.Replicas.Where(r => !r.Bad).ToList();
+                var racks = good.Select(r => _servers[r.ChunkServerId].Rack).Distinct(StringComparer.Ordinal).Count();
+                if (good.Count < file.Replicas || racks < file.Replicas)
+                {
+                    degraded++;
+                }
             }
         }
         return degraded;

@@ -207,4 +207,25 @@ public sealed class ChunkOperationsTests(ITestOutputHelper output) : IAsyncLifet
             Assert.Equal(payloads[id].SelectMany(p => p).ToArray(), await _server.ReadAllAsync(id));
         }
     }
+
+    [Fact]
+    public async Task Racing_appends_at_the_same_offset_apply_exactly_one()
+    {
+        await _server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 9, Epoch = 1 });
+        var candidates = Enumerable.Range(0, 8).Select(i => RandomBytes(50_000, 500 + i)).ToArray();
+        var outcomes = await Task.WhenAll(candidates.Select(async data =>
+        {
+            try
+            {
+                await _server.AppendAsync(9, 1, 0, data);
+                return (Data: data, Won: true);
+            }
+            catch (RpcException error) when (FeitianStatus.HasReason(error, ErrorReasons.WrongOffset))
+            {
+                return (Data: data, Won: false);
+            }
+        }));
+        var winner = Assert.Single(outcomes, o => o.Won);
+        Assert.Equal(winner.Data, await _server.ReadAllAsync(9));
+    }
 }

@@ -1,3 +1,4 @@
+using FeitianK8s.ChunkServer.Storage;
 using FeitianK8s.ChunkServer.Tests.Support;
 using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.ChunkServer;
@@ -19,11 +20,11 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
         _dir.Dispose();
     }
 
-    private Task<ChunkServerUnderTest> StartAsync() =>
-        ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(_dir.Sub("d1"), _dir.Sub("d2")));
+    private Task<ChunkServerUnderTest> StartAsync(int blockSize = 4096) =>
+        ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(_dir.Sub("d1"), _dir.Sub("d2")) with { BlockSize = blockSize });
 
     [Fact]
-    public async Task Restart_on_the_same_dirs_keeps_id_chunks_lengths_seals_and_epochs()
+    public async Task Restart_on_the_same_dirs_keeps_id_chunks_lengths_seals_and_epochs_even_with_another_block_size()
     {
         var open = RandomBytes(300_000, 1);
         var sealedData = RandomBytes(50_000, 2);
@@ -40,7 +41,7 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
             await server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 12, Epoch = 3 });
         }
 
-        await using (var server = await StartAsync())
+        await using (var server = await StartAsync(blockSize: 8192))
         {
             Assert.Equal(id, server.Host.Id);
             var info = await server.InfoAsync(10);
@@ -85,7 +86,7 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
         // A flipped byte in the checksum sidecar is caught the same way (after a restart reloads it).
         FlipByte(path, 9000);
         var crcPath = Path.ChangeExtension(path, ".crc");
-        FlipByte(crcPath, 1);
+        FlipByte(crcPath, ChecksumFileLayout.EntryOffset(0) + 1);
         await server.DisposeAsync();
         await using var restarted = await StartAsync();
         await FailsAsync(StatusCode.DataLoss, ErrorReasons.Corrupt,
@@ -147,7 +148,7 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
         {
             Assert.Equal(8192ul, (await server.InfoAsync(31)).Length);
             Assert.Equal(acked, await server.ReadAllAsync(31));
-            Assert.Equal(8, new FileInfo(Path.ChangeExtension(dataPath, ".crc")).Length);
+            Assert.Equal(ChecksumFileLayout.EntryOffset(2), new FileInfo(Path.ChangeExtension(dataPath, ".crc")).Length);
             await server.AppendAsync(31, 1, 8192, [1, 2, 3]);
             Assert.Equal(8195ul, (await server.InfoAsync(31)).Length);
         }
@@ -176,6 +177,51 @@ public sealed class RestartAndCorruptionTests(ITestOutputHelper output) : IDispo
         {
             Assert.Equal((ulong)acked.Length, (await server.InfoAsync(32)).Length);
             Assert.Equal(acked, await server.ReadAllAsync(32));
+        }
+    }
+
+    [Fact]
+    public async Task A_newer_tail_slot_whose_data_never_landed_falls_back_to_the_synced_state()
+    {
+        var durable = RandomBytes(4096 + 904, 12);
+        string dataPath;
+        await using (var server = await StartAsync())
+        {
+            await server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 33, Epoch = 1 });
+            await server.AppendAsync(33, 1, 0, durable, fua: true);
+            dataPath = FindDataFile(server, 33);
+        }
+        // The power loss: a later append's tail slot (and the CRC of the block it filled) reached the
+        // disk, but only part of its data did. The slot holding the synced state must still be intact.
+        var lost = RandomBytes(6000, 13);
+        var grown = durable.Concat(lost).ToArray();
+        using (var crc = new FileStream(Path.ChangeExtension(dataPath, ".crc"), FileMode.Open, FileAccess.ReadWrite))
+        {
+            var header = new byte[ChecksumFileLayout.HeaderSize];
+            crc.ReadExactly(header);
+            var durableSlot = Enumerable.Range(0, 2).Single(i =>
+                ChecksumFileLayout.DecodeSlot(header.AsSpan(i * ChecksumFileLayout.SlotSize, ChecksumFileLayout.SlotSize))?.Length == durable.Length);
+            crc.Position = ChecksumFileLayout.SlotOffset(1 - durableSlot);
+            crc.Write(ChecksumFileLayout.EncodeSlot(new TailSlot(grown.Length, Crc32C.Compute(grown.AsSpan(8192)))));
+            crc.Position = ChecksumFileLayout.EntryOffset(1);
+            crc.Write(BitConverter.GetBytes(Crc32C.Compute(grown.AsSpan(4096, 4096))));
+        }
+        using (var data = new FileStream(dataPath, FileMode.Append))
+        {
+            data.Write(lost.AsSpan(0, 2000));
+        }
+
+        await using (var server = await StartAsync())
+        {
+            Assert.Equal((ulong)durable.Length, (await server.InfoAsync(33)).Length);
+            Assert.Equal(durable, await server.ReadAllAsync(33));
+            var next = RandomBytes(5000, 14);
+            await server.AppendAsync(33, 1, (ulong)durable.Length, next);
+            Assert.Equal(durable.Concat(next).ToArray(), await server.ReadAllAsync(33));
+        }
+        await using (var server = await StartAsync())
+        {
+            Assert.Equal((ulong)durable.Length + 5000, (await server.InfoAsync(33)).Length);
         }
     }
 

@@ -62,7 +62,8 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
             var killedId = Cluster.Launcher.ChunkServer(1).Id;
             var late = stat.Chunks.Where(c => c.FileOffset >= 40L * MiB).ToArray();
             Assert.All(late, c => Assert.DoesNotContain(c.Replicas, r => r.ChunkServerId == killedId));
-            var (read, length) = await Streams.ReadAllAsync(Cluster.CreateClient(), path);
+            // Read while the killed server is still down, by a client that tries it first (local node).
+            var (read, length) = await Streams.ReadAllAsync(Cluster.CreateClient(clientNode: "node-1"), path);
             Assert.Equal(100L * MiB, length);
             Assert.Equal(written, read);
         }
@@ -91,6 +92,8 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         Assert.NotEmpty(held);
 
         Cluster.Launcher.KillChunkServer(2);
+        // While it is down, a reader on its node fails over to the other replicas.
+        Assert.Equal(Streams.Sha256OfBlocks(32, 10, MiB), (await Streams.ReadAllAsync(Cluster.CreateClient(clientNode: "node-2"), path)).Hash);
         await Cluster.Launcher.RestartChunkServerAsync(2);
         await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
 
@@ -128,9 +131,27 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         await client.CreateAsync("/faults/master/empty.bin");
         var before = (await client.StatAsync(path))!;
 
+        // A writer that is mid-file when the master dies keeps its lease across the restart.
+        const string live = "/faults/master/live.bin";
+        await client.CreateAsync(live);
+        var writer = await client.OpenForAppendAsync(live);
+        await writer.AppendAsync(Streams.Block(39, 0, MiB));
+
         Cluster.Launcher.KillMaster();
+        // Appending inside the open chunk needs no master.
+        Assert.Equal(MiB, await writer.AppendAsync(Streams.Block(39, 1, MiB)));
         await Cluster.Launcher.RestartMasterAsync();
         await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+
+        // Crossing chunk boundaries needs the restarted master; the writer was not fenced.
+        for (var i = 2; i < 8; i++)
+        {
+            Assert.Equal((long)i * MiB, await writer.AppendAsync(Streams.Block(39, i, MiB)));
+        }
+        await writer.CloseAsync();
+        await writer.DisposeAsync();
+        Assert.Equal(8L * MiB, (await client.StatAsync(live))!.Length);
+        Assert.Equal(Streams.Sha256OfBlocks(39, 8, MiB), (await Streams.ReadAllAsync(client, live)).Hash);
 
         // The same client object keeps working: the master came back on its port.
         var after = (await client.StatAsync(path))!;
@@ -146,6 +167,42 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         await next.AppendAsync(TestData.Random(1000, 34));
         await next.CloseAsync();
         Assert.Equal(before.Length + 1000, (await client.StatAsync(path))!.Length);
+    }
+
+    [Fact]
+    public async Task Taking_over_a_file_whose_open_chunk_lost_a_replica_seals_it_on_the_survivors()
+    {
+        var client = Cluster.CreateClient(clientNode: "node-4");
+        const string path = "/faults/takeover-dead-replica.bin";
+        await client.CreateAsync(path);
+        var abandoned = await client.OpenForAppendAsync(path);
+        var acknowledged = TestData.Random(900_000, 36);
+        await abandoned.AppendAsync(acknowledged);
+        var chunk = (await client.StatAsync(path))!.Chunks.Single();
+        Assert.Contains(chunk.Replicas, r => r.Node == "node-4");
+        try
+        {
+            Cluster.Launcher.KillChunkServer(4);
+            await using var successor = await client.OpenForAppendAsync(path);
+            Assert.Equal(acknowledged.Length, successor.Length);
+            foreach (var replica in chunk.Replicas.Where(r => r.Node != "node-4"))
+            {
+                using var raw = new RawChunkServer(replica.Address);
+                var info = await raw.InfoAsync(chunk.Id);
+                Assert.True(info.Sealed);
+                Assert.Equal((ulong)acknowledged.Length, info.Length);
+            }
+            var more = TestData.Random(5000, 37);
+            Assert.Equal(acknowledged.Length, await successor.AppendAsync(more));
+            await successor.CloseAsync();
+            await Assert.ThrowsAsync<FencedException>(() => abandoned.AppendAsync(TestData.Random(10, 38)));
+            Assert.Equal(TestData.Sha256([.. acknowledged, .. more]), (await Streams.ReadAllAsync(client, path)).Hash);
+        }
+        finally
+        {
+            await Cluster.Launcher.RestartChunkServerAsync(4);
+            await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+        }
     }
 
     [Fact]

@@ -130,6 +130,7 @@ public sealed class RoundTripTests : IDisposable
         Assert.Equal(first.Concat(second).ToArray(), buffer);
 
         await appender.CloseAsync();
+        await appender.CloseAsync();
         stat = await client.StatAsync(path);
         Assert.Equal(first.Length + second.Length, stat!.Length);
         Assert.All(stat.Chunks, c => Assert.True(c.Sealed));

@@ -136,6 +136,23 @@ public sealed class ChunkServerTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task HeartbeatWithANewAddressUpdatesTheRegistry()
+    {
+        await _master.RegisterServersAsync(3, 3);
+        var file = await WriteFileAsync("/f", 1);
+        var server = file.Chunks[0].Replicas[0].ChunkServerId;
+        var response = await Client.HeartbeatAsync(new HeartbeatRequest
+        {
+            Id = server, Node = "node-moved", Rack = "rack-9", Address = "http://127.0.0.1:1234", CapacityBytes = 10, UsedBytes = 5, ChunkCount = 1,
+        });
+        Assert.True(response.Known);
+        var replica = (await Client.StatFileAsync(new StatFileRequest { Path = "/f" })).Chunks[0].Replicas[0];
+        Assert.Equal(("node-moved", "rack-9", "http://127.0.0.1:1234"), (replica.Node, replica.Rack, replica.Address));
+        var status = (await Client.GetClusterStatusAsync(new GetClusterStatusRequest())).ChunkServers.Single(s => s.Id == server);
+        Assert.Equal((10UL, 5UL, 1UL), (status.CapacityBytes, status.UsedBytes, status.Chunks));
+    }
+
+    [Fact]
     public async Task BadReplicaReportsAreListedAndCounted()
     {
         await _master.RegisterServersAsync(3, 3);

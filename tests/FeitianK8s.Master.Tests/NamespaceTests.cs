@@ -56,14 +56,19 @@ public sealed class NamespaceTests(ITestOutputHelper output) : IAsyncLifetime
         var second = await Client.AllocateChunkAsync(new AllocateChunkRequest { Path = "/images/a.img", Epoch = 1 });
         Assert.True(second.ChunkId > first.ChunkId);
         Assert.Equal(8192UL, second.FileOffset);
-        await Client.CommitChunkAsync(new CommitChunkRequest { Path = "/images/a.img", Epoch = 1, ChunkId = second.ChunkId, Length = 100 });
+        Assert.Equal("node-1", second.Replicas[0].Node);
+        var elsewhere = await Client.AllocateChunkAsync(new AllocateChunkRequest { Path = "/images/a.img", Epoch = 1, PreferredNode = "node-4" });
+        Assert.Equal("node-4", elsewhere.Replicas[0].Node);
+        await Client.CommitChunkAsync(new CommitChunkRequest { Path = "/images/a.img", Epoch = 1, ChunkId = second.ChunkId, Length = 100, Sealed = true });
 
         var stat = await Client.StatFileAsync(new StatFileRequest { Path = "/images/a.img" });
         Assert.Equal(8292UL, stat.Length);
-        Assert.Equal(2, stat.Chunks.Count);
+        Assert.Equal(3, stat.Chunks.Count);
         Assert.True(stat.Chunks[0].Sealed);
-        Assert.False(stat.Chunks[1].Sealed);
+        Assert.True(stat.Chunks[1].Sealed);
+        Assert.False(stat.Chunks[2].Sealed);
         Assert.Equal(8192UL, stat.Chunks[1].FileOffset);
+        Assert.Equal(8292UL, stat.Chunks[2].FileOffset);
 
         await Client.RenameFileAsync(new RenameFileRequest { From = "/images/a.img", To = "/images/b.img" });
         await RpcAssert.Fails(StatusCode.NotFound, ErrorReasons.NotFound, () => Client.StatFileAsync(new StatFileRequest { Path = "/images/a.img" }));
@@ -152,6 +157,33 @@ public sealed class NamespaceTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(0UL, stat.Length);
         Assert.Equal(writerB.Epoch, stat.Epoch);
         Assert.Single(stat.Chunks);
+    }
+
+    [Fact]
+    public async Task ConcurrentWritersGetDistinctChunksAndConsistentFiles()
+    {
+        const int files = 8;
+        const int chunksPerFile = 10;
+        await Parallel.ForEachAsync(Enumerable.Range(0, files), async (f, ct) =>
+        {
+            var path = $"/parallel/{f}";
+            await Client.CreateFileAsync(new CreateFileRequest { Path = path }, cancellationToken: ct);
+            var epoch = (await Client.OpenForAppendAsync(new OpenForAppendRequest { Path = path }, cancellationToken: ct)).Epoch;
+            for (var c = 0; c < chunksPerFile; c++)
+            {
+                var chunk = await Client.AllocateChunkAsync(new AllocateChunkRequest { Path = path, Epoch = epoch }, cancellationToken: ct);
+                await Client.CommitChunkAsync(new CommitChunkRequest { Path = path, Epoch = epoch, ChunkId = chunk.ChunkId, Length = 1000, Sealed = true }, cancellationToken: ct);
+            }
+        });
+        var all = new List<ulong>();
+        for (var f = 0; f < files; f++)
+        {
+            var stat = await Client.StatFileAsync(new StatFileRequest { Path = $"/parallel/{f}" });
+            Assert.Equal((ulong)(1000 * chunksPerFile), stat.Length);
+            Assert.Equal(Enumerable.Range(0, chunksPerFile).Select(i => (ulong)(1000 * i)), stat.Chunks.Select(c => c.FileOffset));
+            all.AddRange(stat.Chunks.Select(c => c.ChunkId));
+        }
+        Assert.Equal(files * chunksPerFile, all.Distinct().Count());
     }
 
     [Fact]

@@ -37,7 +37,8 @@ public sealed class TestCluster : IAsyncDisposable
                 Racks = racks,
                 ChunkSize = chunkSize,
                 ExtraChunkServerArgs = extraChunkServerArgs ?? [],
-                ExtraMasterArgs = extraMasterArgs ?? [],
+                // Generous, so that a machine busy with other builds does not declare servers dead.
+                ExtraMasterArgs = extraMasterArgs ?? ["--heartbeat-timeout", "15s"],
             }, loggerFactory);
             var cluster = new TestCluster(dir, launcher, loggerFactory);
             await launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));

@@ -33,9 +33,10 @@ public sealed class RecordingMasterDouble : MasterBase, IAsyncDisposable
     /// <summary>Orphans to return from the next registrations.</summary>
     public List<ulong> Orphans { get; } = [];
 
-    public static async Task<RecordingMasterDouble> StartAsync(ILoggerFactory loggers, int port = 0)
+    public static async Task<RecordingMasterDouble> StartAsync(ILoggerFactory loggers, int port = 0, IEnumerable<ulong>? orphans = null)
     {
         var master = new RecordingMasterDouble();
+        master.Orphans.AddRange(orphans ?? []);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(loggers);

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using FeitianK8s.Core.Block;
 using FeitianK8s.Core.Nbd;
+using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Core.Tests.Nbd;
 
@@ -253,6 +254,54 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task An_exception_inside_one_session_ends_only_that_session()
+    {
+        var disk = new MemoryBlockDevice("disk", 1 << 20);
+        var exports = new ExplodingProvider(new DictionaryBlockDeviceProvider(disk), "boom");
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output)));
+        await using var server = new NbdServer(exports, new NbdServerOptions(), loggers.CreateLogger<NbdServer>());
+        await server.StartAsync();
+        int port = server.TcpEndPoint!.Port;
+
+        await using var healthy = await RawNbdClient.OpenAsync(port, "disk");
+        var data = RandomNumberGenerator.GetBytes(4096);
+        Assert.Equal(NbdError.None, (await healthy.RequestAsync(NbdCommand.Write, 1, 0, 4096, data)).Error);
+
+        await using (var doomed = await RawNbdClient.ConnectAsync(port))
+        {
+            await doomed.ReadGreetingAsync();
+            await doomed.SendClientFlagsAsync(NbdClientFlags.FixedNewstyle);
+            await doomed.SendOptionAsync((uint)NbdOption.Go, RawNbdClient.InfoRequest("boom"));
+            Assert.True(await doomed.IsClosedByServerAsync(CloseTimeout), "the failing session is closed");
+        }
+
+        Assert.Equal(data, (await healthy.RequestAsync(NbdCommand.Read, 2, 0, 4096)).Data);
+        await using var another = await RawNbdClient.OpenAsync(port, "disk");
+        Assert.Equal(data, (await another.RequestAsync(NbdCommand.Read, 1, 0, 4096)).Data);
+    }
+
+    [Fact]
+    public async Task A_second_server_refuses_a_live_unix_socket_but_replaces_a_stale_one()
+    {
+        var disk = new MemoryBlockDevice("disk", 1 << 20);
+        await using var host = await NbdTestHost.StartAsync(output, [disk]);
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(new TestOutputLoggerProvider(output)));
+        var options = new NbdServerOptions { TcpPort = null, UnixSocketPath = host.SocketPath };
+        await using (var rival = new NbdServer(new DictionaryBlockDeviceProvider(), options, loggers.CreateLogger<NbdServer>()))
+            await Assert.ThrowsAsync<IOException>(() => rival.StartAsync());
+        await using (var stillServed = await RawNbdClient.ConnectUnixAsync(host.SocketPath))
+            await stillServed.ReadGreetingAsync(); // the rival neither took nor deleted the live socket
+
+        string stale = Path.Combine(host.Directory, "stale.sock");
+        using (var dead = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+            dead.Bind(new UnixDomainSocketEndPoint(stale)); // the file stays, nobody listens
+        await using var replacement = new NbdServer(new DictionaryBlockDeviceProvider(disk), new NbdServerOptions { TcpPort = null, UnixSocketPath = stale }, loggers.CreateLogger<NbdServer>());
+        await replacement.StartAsync();
+        await using var client = await RawNbdClient.ConnectUnixAsync(stale);
+        await client.ReadGreetingAsync();
+    }
+
+    [Fact]
     public async Task Stopping_the_server_closes_sessions_and_removes_the_socket()
     {
         var disk = new MemoryBlockDevice("disk", 1 << 20);
@@ -270,4 +319,13 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
             await host.DisposeAsync();
         }
     }
+}
+
+/// <summary>A provider whose lookup of one name throws, standing in for a bug inside one session.</summary>
+internal sealed class ExplodingProvider(IBlockDeviceProvider inner, string explodingName) : IBlockDeviceProvider
+{
+    public ValueTask<IBlockDevice?> OpenAsync(string name, CancellationToken ct = default) =>
+        name == explodingName ? throw new InvalidOperationException($"injected failure opening '{name}'") : inner.OpenAsync(name, ct);
+
+    public ValueTask<IReadOnlyList<string>> ListAsync(CancellationToken ct = default) => inner.ListAsync(ct);
 }

@@ -26,6 +26,7 @@ internal sealed class NbdTestHost : IAsyncDisposable
     public static async Task<NbdTestHost> StartAsync(ITestOutputHelper output, IEnumerable<IBlockDevice> devices, Action<NbdServerOptions>? configure = null, string? directory = null)
     {
         directory ??= System.IO.Directory.CreateTempSubdirectory("feitian-nbd-").FullName;
+        System.IO.Directory.CreateDirectory(directory);
         var options = new NbdServerOptions { TcpPort = 0, UnixSocketPath = Path.Combine(directory, "nbd.sock") };
         configure?.Invoke(options);
         var host = new NbdTestHost(output, new DictionaryBlockDeviceProvider(devices), options, directory);

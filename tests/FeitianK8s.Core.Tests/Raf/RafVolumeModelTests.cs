@@ -9,6 +9,7 @@ public sealed class RafVolumeModelTests(ITestOutputHelper output)
     [InlineData(1)]
     [InlineData(2)]
     [InlineData(3)]
+    [InlineData(4)]
     public async Task RandomOperationsMatchReferenceModel(int seed)
     {
         const int size = 512 << 10;
@@ -18,7 +19,7 @@ public sealed class RafVolumeModelTests(ITestOutputHelper output)
         var volume = await harness.OpenAsync();
         try
         {
-            for (var step = 0; step < 300; step++)
+            for (var step = 0; step < 400; step++)
             {
                 // A burst of operations submitted without waiting: the engine applies them in submission order.
                 var pending = new List<Task>();

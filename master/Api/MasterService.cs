@@ -7,7 +7,7 @@ using FileInfo = FeitianK8s.Proto.Master.FileInfo;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
-namespace FeitianK8s.Master.Grpc;
+namespace FeitianK8s.Master.Api;
 
 /// <summary>
 /// The Master gRPC service: parses requests into commands or queries, runs them, and maps
@@ -164,7 +164,7 @@ public sealed class MasterService(
     {
         var file = (FileInfo)(await Submit(new MasterCommand
         {
-            OpenForAppend = new OpenForAppendCommand { Path = request.Path, Guard = ToGuard(request.Guard) },
+            OpenForAppend = new OpenForAppendCommand { Path = request.Path, Guard = ToGuard(request.Guard), ClientNode = request.ClientNode },
         }, context))!;
         return new OpenForAppendResponse { Epoch = file.Epoch, File = file };
     }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# NBD benchmark (not a test): fio --ioengine=nbd against a volume of a fresh local cluster
+# (`feitian up`, Release build, 3 replicas) and, in the same run, against `nbdkit file`
+# serving a file on the same filesystem. Prints IOPS, mean and p99 latency per workload
+# for both, and the ratio project/nbdkit.
+#
+# Environment: RUNTIME (seconds per job, default 10), VOLUME_SIZE (default 2GiB),
+# FIO_SIZE (region the jobs touch, prefilled first; default 1G), BENCH_DIR (parent of the
+# temporary directory; default $TMPDIR or /tmp), CHUNKSERVERS (default 6).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNTIME=${RUNTIME:-10}
+VOLUME_SIZE=${VOLUME_SIZE:-2GiB}
+FIO_SIZE=${FIO_SIZE:-1G}
+CHUNKSERVERS=${CHUNKSERVERS:-6}
+for tool in fio nbdkit python3; do
+  command -v "$tool" >/dev/null || { echo "bench/nbd.sh: $tool is not installed (./test.sh installs it)" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/feitian-bench-nbd.XXXXXX")
+up_pid=""
+nbdkit_pid=""
+cleanup() {
+  [ -n "$nbdkit_pid" ] && kill "$nbdkit_pid" 2>/dev/null && wait "$nbdkit_pid" 2>/dev/null || true
+  if [ -n "$up_pid" ] && kill -TERM "$up_pid" 2>/dev/null; then
+    for _ in $(seq 1 600); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$up_pid" 2>/dev/null || true
+    wait "$up_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+echo "building (Release)..." >&2
+dotnet build cli -c Release -nologo -v q >/dev/null
+feitian=cli/bin/Release/net10.0/feitian
+
+"$feitian" up --data "$work/data" --nbd-port 0 --chunkservers "$CHUNKSERVERS" >"$work/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 1 1200); do
+  grep -q '^ready' "$work/up.log" && break
+  kill -0 "$up_pid" 2>/dev/null || { cat "$work/up.log" >&2; echo "bench/nbd.sh: feitian up exited" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q '^ready' "$work/up.log" || { cat "$work/up.log" >&2; echo "bench/nbd.sh: feitian up not ready after 120 s" >&2; exit 1; }
+nbd_port=$(grep -oE '^nbd +nbd://127\.0\.0\.1:[0-9]+' "$work/up.log" | grep -oE '[0-9]+$')
+"$feitian" volume create bench --size "$VOLUME_SIZE" --replicas 3 --data "$work/data" >&2
+project_uri="nbd://127.0.0.1:${nbd_port}/bench"
+
+volume_bytes=$(python3 - "$VOLUME_SIZE" <<'PY'
+import re, sys
+m = re.fullmatch(r"(\d+)(KiB|MiB|GiB|TiB)", sys.argv[1])
+print(int(m.group(1)) << {"KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m.group(2)])
+PY
+)
+truncate -s "$volume_bytes" "$work/nbdkit.img"
+nbdkit_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nbdkit -f -i 127.0.0.1 -p "$nbdkit_port" file "$work/nbdkit.img" &
+nbdkit_pid=$!
+for _ in $(seq 1 100); do nbdinfo --size "nbd://127.0.0.1:${nbdkit_port}/" >/dev/null 2>&1 && break; sleep 0.1; done
+nbdkit_uri="nbd://127.0.0.1:${nbdkit_port}/"
+
+# name rw bs iodepth
+workloads=(
+  "randread-4k-qd1 randread 4k 1"
+  "randread-4k-qd32 randread 4k 32"
+  "randwrite-4k-qd1 randwrite 4k 1"
+  "randwrite-4k-qd32 randwrite 4k 32"
+  "seqwrite-1m-qd32 write 1M 32"
+)
+
+for target in project nbdkit; do
+  uri=$project_uri; [ "$target" = nbdkit ] && uri=$nbdkit_uri
+  echo "prefilling $FIO_SIZE of $target so reads hit data..." >&2
+  fio --name=prefill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=32 --size="$FIO_SIZE" \
+      --output-format=json >"$work/prefill-$target.json"
+  for w in "${workloads[@]}"; do
+    read -r name rw bs depth <<<"$w"
+    echo "$target: $name (${RUNTIME}s)..." >&2
+    fio --name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
+        --size="$FIO_SIZE" --time_based --runtime="$RUNTIME" --ramp_time=1 --randrepeat=0 \
+        --output-format=json >"$work/$target-$name.json"
+  done
+done
+
+python3 - "$work" "${workloads[@]}" <<'PY'
+import json, sys
+work, workloads = sys.argv[1], [w.split()[0] for w in sys.argv[2:]]
+
+def stats(target, name):
+    text = open(f"{work}/{target}-{name}.json").read()
+    job = json.loads(text[text.index("{"):])["jobs"][0]  # fio may print notes before the JSON
+    side = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
+    p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
+    return side["iops"], side["lat_ns"]["mean"] / 1000, p99
+
+head = f"{'workload':<20}{'project IOPS':>14}{'mean us':>10}{'p99 us':>10}{'nbdkit IOPS':>14}{'mean us':>10}{'p99 us':>10}{'IOPS ratio':>12}{'mean lat ratio':>16}"
+print(head)
+print("-" * len(head))
+for name in workloads:
+    p, k = stats("project", name), stats("nbdkit", name)
+    print(f"{name:<20}{p[0]:>14.0f}{p[1]:>10.0f}{p[2]:>10.0f}{k[0]:>14.0f}{k[1]:>10.0f}{k[2]:>10.0f}{p[0] / max(k[0], 1e-9):>12.2f}{p[1] / max(k[1], 1e-9):>16.2f}")
+PY
