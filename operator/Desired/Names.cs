@@ -31,6 +31,9 @@ public static class Names
     public static string MasterAddress(StorageCluster c) =>
         $"{Master(c)}-0.{Master(c)}.{c.Metadata.NamespaceProperty}.svc:{c.Spec.Masters.Port}";
 
+    public static string? Value(IDictionary<string, string>? map, string key) =>
+        map is not null && map.TryGetValue(key, out var v) ? v : null;
+
     public static string OwnerValue(StorageCluster c) => $"{c.Metadata.NamespaceProperty}.{c.Metadata.Name}";
 
     public static Dictionary<string, string> Labels(StorageCluster c, string component) => new()

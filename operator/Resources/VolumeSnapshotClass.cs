@@ -30,3 +30,18 @@ public sealed class VolumeSnapshotClass : IKubernetesObject<V1ObjectMeta>
     [JsonPropertyName("parameters")]
     public IDictionary<string, string>? Parameters { get; set; }
 }
+
+public sealed class SnapshotClassList : IKubernetesObject<V1ListMeta>, IItems<VolumeSnapshotClass>
+{
+    [JsonPropertyName("apiVersion")]
+    public string ApiVersion { get; set; } = VolumeSnapshotClass.Group + "/" + VolumeSnapshotClass.Version;
+
+    [JsonPropertyName("kind")]
+    public string Kind { get; set; } = "VolumeSnapshotClassList";
+
+    [JsonPropertyName("metadata")]
+    public V1ListMeta Metadata { get; set; } = new();
+
+    [JsonPropertyName("items")]
+    public IList<VolumeSnapshotClass> Items { get; set; } = [];
+}
