@@ -41,8 +41,8 @@ public sealed class CrdSchemaTests(ITestOutputHelper output)
         var obj = new JsonObject { ["apiVersion"] = "feitian.io/v1alpha1", ["kind"] = "StorageCluster", ["metadata"] = new JsonObject(), ["spec"] = new JsonObject() };
         Assert.Empty(StructuralSchemaValidator.Validate(schema, obj));
         var models = new Resources.StorageClusterSpec();
-        Assert.Equal(models.Masters.Replicas, obj["spec"]!["masters"]!["replicas"]!.GetValue<long>());
-        Assert.Equal(models.Replication.Factor, obj["spec"]!["replication"]!["factor"]!.GetValue<long>());
+        Assert.Equal(models.Masters.Replicas.ToString(), obj["spec"]!["masters"]!["replicas"]!.ToString());
+        Assert.Equal(models.Replication.Factor.ToString(), obj["spec"]!["replication"]!["factor"]!.ToString());
         Assert.Equal(models.ChunkServers.RackLabel, obj["spec"]!["chunkServers"]!["rackLabel"]!.GetValue<string>());
         Assert.Equal(models.ChunkServers.DataDirs.Single(), obj["spec"]!["chunkServers"]!["dataDirs"]![0]!.GetValue<string>());
         Assert.Equal(models.StorageClass.FsType, obj["spec"]!["storageClass"]!["fsType"]!.GetValue<string>());

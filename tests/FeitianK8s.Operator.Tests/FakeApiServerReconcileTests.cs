@@ -138,9 +138,10 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.NotNull(_api.Get("storage.k8s.io/v1/csidrivers", null, "feitian.csi.k8s.io"));
         Assert.Null(_api.Get("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, "feitian"));
 
-        var creating = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["phase"]?.GetValue<string>() == "Creating" ? c : null, "Creating phase");
-        Assert.Equal("0/3", creating["status"]!["masters"]!["summary"]!.GetValue<string>());
+        var creating = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["masters"]?["summary"]?.GetValue<string>() == "0/3" ? c : null, "status of a creating cluster");
+        Assert.Equal("Creating", creating["status"]!["phase"]!.GetValue<string>());
 
+        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-unracked"), "daemonsets");
         MarkWorkloadsReady();
         var ready = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c
             && c["status"]?["conditions"]?.AsArray().Any(x => x!["type"]!.GetValue<string>() == "Ready" && x["status"]!.GetValue<string>() == "True") == true ? c : null, "Ready");
@@ -157,6 +158,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
     {
         await StartOperatorAsync();
         ApplyCluster();
+        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-unracked"), "daemonsets");
         MarkWorkloadsReady();
         await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod")?["status"]?["masters"]?["summary"]?.GetValue<string>() == "3/3", "status");
         await Task.Delay(1500);

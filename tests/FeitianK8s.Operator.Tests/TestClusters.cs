@@ -12,7 +12,7 @@ public static class TestClusters
         KubernetesJson.Deserialize<StorageCluster>($$"""
             {"apiVersion":"feitian.io/v1alpha1","kind":"StorageCluster",
              "metadata":{"name":"{{name}}","namespace":"{{ns}}","uid":"uid-{{name}}","generation":1 },
-             "spec":{"chunkServers":{"nodeSelector":{"feitian.io/storage":"true"} } }
+             "spec":{"chunkServers":{"nodeSelector":{"feitian.io/storage":"true"} } } }
             """);
 
     public static V1Node Node(string name, string? rack, bool storage = true)

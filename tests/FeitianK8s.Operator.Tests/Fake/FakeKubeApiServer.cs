@@ -58,7 +58,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         var app = builder.Build();
         var server = new FakeKubeApiServer(app, loggerFactory.CreateLogger("FakeKubeApiServer"));
-        app.Run(server.HandleAsync);
+        app.Run(server.HandleGuardedAsync);
         await app.StartAsync();
         server.Url = app.Urls.First();
         return server;
@@ -138,6 +138,22 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
     }
 
     // ---------- HTTP ----------
+
+    private async Task HandleGuardedAsync(HttpContext ctx)
+    {
+        try
+        {
+            await HandleAsync(ctx);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _logger.LogError(e, "Fake API server failed on {Method} {Path}", ctx.Request.Method, ctx.Request.Path);
+            if (!ctx.Response.HasStarted)
+            {
+                await WriteStatusAsync(ctx, HttpStatusCode.InternalServerError, "InternalError", e.Message);
+            }
+        }
+    }
 
     private async Task HandleAsync(HttpContext ctx)
     {
@@ -293,7 +309,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
         }
         meta["uid"] = Guid.NewGuid().ToString();
         meta["creationTimestamp"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ");
-        meta["generation"] = 1;
+        meta["generation"] = 1L;
         meta["resourceVersion"] = (++_resourceVersion).ToString();
         c[Key(ns, name)] = obj;
         Publish(collection, ns, "ADDED", obj);
@@ -332,7 +348,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
             {
                 next["status"] = current["status"]?.DeepClone();
             }
-            meta["generation"] = oldMeta["generation"]!.GetValue<long>() + (SpecChanged(current, next) ? 1 : 0);
+            meta["generation"] = long.Parse(oldMeta["generation"]!.ToJsonString()) + (SpecChanged(current, next) ? 1 : 0);
         }
         next["metadata"]!["resourceVersion"] = (++_resourceVersion).ToString();
         var deleting = next["metadata"]!["deletionTimestamp"] is not null;
@@ -361,7 +377,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
             if (meta["deletionTimestamp"] is null)
             {
                 meta["deletionTimestamp"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ");
-                meta["generation"] = meta["generation"]!.GetValue<long>() + 1;
+                meta["generation"] = long.Parse(meta["generation"]!.ToJsonString()) + 1;
                 meta["resourceVersion"] = (++_resourceVersion).ToString();
                 Publish(collection, ns, "MODIFIED", current);
             }

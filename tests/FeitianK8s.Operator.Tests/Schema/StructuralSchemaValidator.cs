@@ -52,23 +52,23 @@ public static class StructuralSchemaValidator
         switch (kind)
         {
             case JsonValueKind.Number:
-                var n = value.GetValue<double>();
-                if (schema["minimum"] is { } min && n < min.GetValue<double>())
+                var n = Num(value);
+                if (schema["minimum"] is { } min && n < Num(min))
                 {
                     errors.Add($"{at}: Invalid value: {n}: {at} in body should be greater than or equal to {min}");
                 }
-                if (schema["maximum"] is { } max && n > max.GetValue<double>())
+                if (schema["maximum"] is { } max && n > Num(max))
                 {
                     errors.Add($"{at}: Invalid value: {n}: {at} in body should be less than or equal to {max}");
                 }
                 break;
             case JsonValueKind.String:
                 var s = value.GetValue<string>();
-                if (schema["minLength"] is { } minLen && s.Length < minLen.GetValue<int>())
+                if (schema["minLength"] is { } minLen && s.Length < Num(minLen))
                 {
                     errors.Add($"{at}: Invalid value: \"{s}\": should be at least {minLen} chars long");
                 }
-                if (schema["maxLength"] is { } maxLen && s.Length > maxLen.GetValue<int>())
+                if (schema["maxLength"] is { } maxLen && s.Length > Num(maxLen))
                 {
                     errors.Add($"{at}: Too long: may not be longer than {maxLen}");
                 }
@@ -79,7 +79,7 @@ public static class StructuralSchemaValidator
                 break;
             case JsonValueKind.Array:
                 var array = (JsonArray)value;
-                if (schema["minItems"] is { } minItems && array.Count < minItems.GetValue<int>())
+                if (schema["minItems"] is { } minItems && array.Count < Num(minItems))
                 {
                     errors.Add($"{at}: Invalid value: {array.Count}: {at} in body should have at least {minItems} items");
                 }
@@ -136,6 +136,9 @@ public static class StructuralSchemaValidator
             }
         }
     }
+
+    private static double Num(JsonNode n) =>
+        n.AsValue().TryGetValue<long>(out var l) ? l : n.AsValue().TryGetValue<int>(out var i) ? i : n.GetValue<double>();
 
     private static bool IsInteger(JsonNode value) =>
         value.AsValue().TryGetValue<long>(out _) || (value.AsValue().TryGetValue<double>(out var d) && Math.Floor(d) == d);
