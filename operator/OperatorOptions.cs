@@ -17,10 +17,11 @@ public sealed class OperatorOptions
     public int Workers { get; set; } = 2;
     /// <summary>Master gRPC address to use for every cluster instead of the in-cluster service name (out-of-cluster debugging).</summary>
     public string? MasterAddress { get; set; }
+    public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
 
     public const string Usage =
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
-        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT]";
+        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT] [--log-level LEVEL]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)
     {
@@ -43,6 +44,10 @@ public sealed class OperatorOptions
                 case "--identity": o.Identity = Value(); break;
                 case "--workers": o.Workers = Math.Max(1, IntValue("--workers")); break;
                 case "--master-address": o.MasterAddress = Value(); break;
+                case "--log-level":
+                    o.LogLevel = Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(Value(), ignoreCase: true, out var level)
+                        ? level : throw new ArgumentException("--log-level needs Trace, Debug, Information, Warning or Error");
+                    break;
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }

@@ -13,7 +13,7 @@ catch (ArgumentException e)
 }
 
 using var loggerFactory = LoggerFactory.Create(b => b
-    .SetMinimumLevel(LogLevel.Information)
+    .SetMinimumLevel(options.LogLevel)
     .AddFilter("Microsoft", LogLevel.Warning)
     .AddFilter("System.Net.Http", LogLevel.Warning)
     .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }));
