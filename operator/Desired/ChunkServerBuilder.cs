@@ -33,8 +33,10 @@ public static class ChunkServerBuilder
                 "--listen", "0.0.0.0",
                 "--port", spec.Port.ToString(),
                 "--http-port", spec.HttpPort.ToString(),
+                // The address clients dial: the pod IP (listening on 0.0.0.0 says nothing reachable).
+                "--advertise", $"http://$(POD_IP):{spec.Port}",
             ],
-            Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
+            Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), Meta.FieldEnv("POD_IP", "status.podIP")],
             Ports =
             [
                 new V1ContainerPort { Name = "grpc", ContainerPort = spec.Port, HostPort = spec.Port },

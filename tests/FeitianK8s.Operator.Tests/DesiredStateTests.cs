@@ -45,6 +45,7 @@ public sealed class DesiredStateTests
         Assert.Equal("rack-b", args[args.IndexOf("--rack") + 1]);
         Assert.Equal("http://prod-master-0.prod-master.storage.svc:9000", args[args.IndexOf("--master") + 1]);
         Assert.Equal("/data/0", args[args.IndexOf("--data") + 1]);
+        Assert.Equal("http://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
         var terms = b.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions;
         Assert.Contains(terms, t => t.Key == "topology.kubernetes.io/zone" && t.OperatorProperty == "In" && t.Values.SequenceEqual(["rack-b"]));
         Assert.Contains(terms, t => t.Key == "feitian.io/storage" && t.Values.SequenceEqual(["true"]));
