@@ -18,6 +18,23 @@ public static class CsiBuilder
         Metadata = Meta.Owned(c, Names.ServiceAccount(c), ControllerComponent),
     };
 
+    public static V1ServiceAccount NodeServiceAccount(StorageCluster c) => new()
+    {
+        ApiVersion = "v1",
+        Kind = "ServiceAccount",
+        Metadata = Meta.Owned(c, Names.NodeServiceAccount(c), NodeComponent),
+    };
+
+    /// <summary>Binds a CSI ServiceAccount of this cluster to the ClusterRole the chart installed for it.</summary>
+    public static V1ClusterRoleBinding RoleBinding(StorageCluster c, string clusterRole, string serviceAccount, string component) => new()
+    {
+        ApiVersion = "rbac.authorization.k8s.io/v1",
+        Kind = "ClusterRoleBinding",
+        Metadata = Meta.ClusterScoped(c, Names.RoleBinding(c, clusterRole), component),
+        RoleRef = new V1RoleRef { ApiGroup = "rbac.authorization.k8s.io", Kind = "ClusterRole", Name = clusterRole },
+        Subjects = [new Rbacv1Subject { Kind = "ServiceAccount", Name = serviceAccount, NamespaceProperty = c.Metadata.NamespaceProperty }],
+    };
+
     public static V1Deployment ControllerDeployment(StorageCluster c)
     {
         var images = c.Spec.Images;
@@ -162,6 +179,7 @@ public static class CsiBuilder
                     Metadata = new V1ObjectMeta { Labels = labels },
                     Spec = new V1PodSpec
                     {
+                        ServiceAccountName = Names.NodeServiceAccount(c),
                         Affinity = new V1Affinity
                         {
                             NodeAffinity = new V1NodeAffinity

@@ -25,6 +25,9 @@ public static class DesiredState
         };
         list.AddRange(racks.Racks.Select(r => new DesiredObject(ResourceKind.DaemonSet, ChunkServerBuilder.DaemonSet(c, r))));
         list.Add(new(ResourceKind.ServiceAccount, CsiBuilder.ServiceAccount(c)));
+        list.Add(new(ResourceKind.ServiceAccount, CsiBuilder.NodeServiceAccount(c)));
+        list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiControllerClusterRole, Names.ServiceAccount(c), CsiBuilder.ControllerComponent)));
+        list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiNodeClusterRole, Names.NodeServiceAccount(c), CsiBuilder.NodeComponent)));
         list.Add(new(ResourceKind.Deployment, CsiBuilder.ControllerDeployment(c)));
         list.AddRange(racks.Racks.Select(r => new DesiredObject(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c, r))));
         list.Add(new(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c, null)));

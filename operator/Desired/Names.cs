@@ -26,6 +26,13 @@ public static class Names
     public static string CsiController(StorageCluster c) => $"{c.Metadata.Name}-csi-controller";
     public static string CsiNode(StorageCluster c, string? rack) => rack is null ? $"{c.Metadata.Name}-csi-node-unracked" : $"{c.Metadata.Name}-csi-node-{DnsLabel(rack)}";
     public static string ServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi";
+    public static string NodeServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
+
+    /// <summary>ClusterRoles the Helm chart installs for the CSI pods; the operator only binds them.</summary>
+    public const string CsiControllerClusterRole = "feitian-csi-controller";
+    public const string CsiNodeClusterRole = "feitian-csi-node";
+
+    public static string RoleBinding(StorageCluster c, string role) => $"{role}-{c.Metadata.NamespaceProperty}-{c.Metadata.Name}";
 
     /// <summary>Address (host:port) of the master gRPC endpoint, as the chunk servers and CSI driver dial it.</summary>
     public static string MasterAddress(StorageCluster c) =>

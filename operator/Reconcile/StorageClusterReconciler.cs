@@ -173,7 +173,7 @@ public sealed class StorageClusterReconciler(
             return ReconcileResult.DeletionBlocked(options.DeletionBlockedRetry);
         }
         var owner = $"{Names.OwnerLabel}={Names.OwnerValue(cluster)}";
-        foreach (var kind in new[] { ResourceKind.StorageClass, ResourceKind.CsiDriver })
+        foreach (var kind in new[] { ResourceKind.StorageClass, ResourceKind.CsiDriver, ResourceKind.ClusterRoleBinding })
         {
             await DeleteOwnedClusterScopedAsync(kind, owner, ct);
         }
@@ -193,7 +193,9 @@ public sealed class StorageClusterReconciler(
             ? (await api.ListAsync<V1StorageClass, V1StorageClassList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name)
             : kind.ClrType == typeof(V1CSIDriver)
                 ? (await api.ListAsync<V1CSIDriver, V1CSIDriverList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name)
-                : (await api.ListAsync<VolumeSnapshotClass, SnapshotClassList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name);
+                : kind.ClrType == typeof(V1ClusterRoleBinding)
+                    ? (await api.ListAsync<V1ClusterRoleBinding, V1ClusterRoleBindingList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name)
+                    : (await api.ListAsync<VolumeSnapshotClass, SnapshotClassList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name);
         foreach (var item in items.ToList())
         {
             await api.DeleteAsync(kind, null, item, ct);

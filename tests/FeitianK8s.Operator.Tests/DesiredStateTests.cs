@@ -95,6 +95,8 @@ public sealed class DesiredStateTests
         Assert.Equal("unix:///csi/csi.sock", driverArgs[driverArgs.IndexOf("--endpoint") + 1]);
         Assert.Equal("prod-master-0.prod-master.storage.svc:9000", driverArgs[driverArgs.IndexOf("--masters") + 1]);
         Assert.Equal("prod-csi", deployment.Spec.Template.Spec.ServiceAccountName);
+        var binding = Single<V1ClusterRoleBinding>(Build(), "feitian-csi-controller-storage-prod");
+        Assert.Equal(("feitian-csi-controller", "prod-csi", "storage"), (binding.RoleRef.Name, binding.Subjects.Single().Name, binding.Subjects.Single().NamespaceProperty));
     }
 
     [Fact]

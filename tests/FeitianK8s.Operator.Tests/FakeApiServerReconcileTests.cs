@@ -136,6 +136,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.NotNull(_api.Get("policy/v1/poddisruptionbudgets", Ns, "prod-master"));
         Assert.NotNull(_api.Get("v1/services", Ns, "prod-master"));
         Assert.NotNull(_api.Get("storage.k8s.io/v1/csidrivers", null, "feitian.csi.k8s.io"));
+        Assert.NotNull(_api.Get("rbac.authorization.k8s.io/v1/clusterrolebindings", null, "feitian-csi-node-storage-prod"));
         Assert.Null(_api.Get("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, "feitian"));
 
         var creating = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["masters"]?["summary"]?.GetValue<string>() == "0/3" ? c : null, "status of a creating cluster");
@@ -244,6 +245,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is null, "cluster gone");
         Assert.Null(_api.Get("storage.k8s.io/v1/csidrivers", null, "feitian.csi.k8s.io"));
         Assert.Null(_api.Get("storage.k8s.io/v1/storageclasses", null, "feitian"));
+        Assert.Empty(_api.List("rbac.authorization.k8s.io/v1/clusterrolebindings"));
         Assert.Empty(_api.List(DaemonSets, Ns));
         Assert.Empty(_api.List("v1/services", Ns));
     }

@@ -101,7 +101,7 @@ public sealed partial class HelmChartTests
         {
             ResourceKind.StatefulSet, ResourceKind.DaemonSet, ResourceKind.Deployment, ResourceKind.Service, ResourceKind.ServiceAccount,
             ResourceKind.Pod, ResourceKind.Node, ResourceKind.PodDisruptionBudget, ResourceKind.CsiDriver, ResourceKind.StorageClass,
-            ResourceKind.SnapshotClass, ResourceKind.Crd, ResourceKind.StorageClusters, ResourceKind.Volumes,
+            ResourceKind.SnapshotClass, ResourceKind.Crd, ResourceKind.StorageClusters, ResourceKind.Volumes, ResourceKind.ClusterRoleBinding,
         };
         foreach (var kind in used)
         {
@@ -109,6 +109,10 @@ public sealed partial class HelmChartTests
         }
         Assert.Contains(rules, r => r.Resources.Contains("storageclusters/status"));
         Assert.Contains(rules, r => r.Resources.Contains("events"));
+        var roles = YamlToJson.ReadAll(plain).OfType<JsonObject>().Where(d => d["kind"]!.GetValue<string>() == "ClusterRole")
+            .Select(d => d["metadata"]!["name"]!.GetValue<string>()).ToList();
+        Assert.Contains(Names.CsiControllerClusterRole, roles);
+        Assert.Contains(Names.CsiNodeClusterRole, roles);
     }
 
     [GeneratedRegex(@"^\|\s*`([A-Za-z0-9_.]+)`\s*\|", RegexOptions.Multiline)]
