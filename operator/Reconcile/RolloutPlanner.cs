@@ -18,11 +18,23 @@ public sealed record RolloutDecision(RolloutAction Action, string Reason, string
 /// <summary>
 /// Safe rolling upgrade of chunk servers: at most one pod down at a time, and a pod is taken down
 /// only while every chunk is fully replicated, so the upgrade never removes the last good replica.
+/// A pod that is missing (deleted, not yet recreated) counts as down: the pod list alone would
+/// hide it.
 /// </summary>
 public static class RolloutPlanner
 {
-    public static RolloutDecision Next(IReadOnlyList<V1DaemonSet> desired, IReadOnlyList<V1Pod> pods, Health.MasterReport? master)
+    /// <param name="expectedPerRack">Chunk-server pods each rack should run (its storage nodes), by rack label value as in <see cref="Names.RackLabel"/>.</param>
+    public static RolloutDecision Next(IReadOnlyList<V1DaemonSet> desired, IReadOnlyList<V1Pod> pods, Health.MasterReport? master,
+        IReadOnlyDictionary<string, int> expectedPerRack)
     {
+        foreach (var (rack, expected) in expectedPerRack.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var present = pods.Count(p => Names.Value(p.Metadata.Labels, Names.RackLabel) == rack && p.Metadata.DeletionTimestamp is null);
+            if (present < expected)
+            {
+                return new RolloutDecision(RolloutAction.Wait, $"rack {rack} runs {present} of {expected} chunk-server pods");
+            }
+        }
         var wanted = desired.ToDictionary(
             d => d.Spec.Template.Metadata.Labels[Names.RackLabel],
             d => d.Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation]);

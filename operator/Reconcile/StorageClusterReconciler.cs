@@ -111,7 +111,9 @@ public sealed class StorageClusterReconciler(
         var chunkSets = DesiredState.ChunkServerDaemonSets(desired).ToList();
         var pods = await api.ListAsync<V1Pod, V1PodList>(ResourceKind.Pod, ns,
             $"{Names.ClusterLabel}={name},{Names.ComponentLabel}={ChunkServerBuilder.Component}", ct);
-        var rollout = RolloutPlanner.Next(chunkSets, pods.ToList(), master);
+        var racks = RackGrouping.Group(env.Nodes, cluster.Spec.ChunkServers.NodeSelector, cluster.Spec.ChunkServers.RackLabel);
+        var expected = racks.NodesByRack.ToDictionary(kv => Names.DnsLabel(kv.Key), kv => kv.Value.Count);
+        var rollout = RolloutPlanner.Next(chunkSets, pods.ToList(), master, expected);
         if (rollout.Action == RolloutAction.Replace)
         {
             await api.DeleteAsync(ResourceKind.Pod, ns, rollout.Pod!, ct);
@@ -121,7 +123,6 @@ public sealed class StorageClusterReconciler(
 
         // 9. status
         var statefulSet = await api.GetAsync<V1StatefulSet>(ResourceKind.StatefulSet, ns, Names.Master(cluster), ct);
-        var racks = RackGrouping.Group(env.Nodes, cluster.Spec.ChunkServers.NodeSelector, cluster.Spec.ChunkServers.RackLabel);
         var byRack = new Dictionary<string, V1DaemonSet?>();
         foreach (var rack in racks.Racks)
         {
