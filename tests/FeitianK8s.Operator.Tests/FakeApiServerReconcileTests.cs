@@ -151,7 +151,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.Equal(1, ready["status"]!["observedGeneration"]!.GetValue<long>());
         // The master is unreachable in this test, and the status says so.
         Assert.Equal("Degraded", ready["status"]!["phase"]!.GetValue<string>());
-        Assert.Contains("ClusterReady", EventReasons());
+        await EventuallyAsync(() => EventReasons().Contains("ClusterReady"), "ClusterReady event");
     }
 
     [Fact]
@@ -200,7 +200,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         _api.Delete("v1/nodes", null, "node-c1");
         _api.Delete("v1/nodes", null, "node-c2");
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-c") is null, "rack-c daemonset gone");
-        Assert.Contains("RackRemoved", EventReasons());
+        await EventuallyAsync(() => EventReasons().Contains("RackRemoved"), "RackRemoved event");
     }
 
     [Fact]
@@ -299,7 +299,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         ApplyCluster(change: c => c["spec"]!["masters"] = new JsonObject { ["replicas"] = 4 });
         var failed = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["phase"]?.GetValue<string>() == "Failed" ? c : null, "Failed");
         Assert.Contains("odd", failed["status"]!["conditions"]!.AsArray().Single(c => c!["type"]!.GetValue<string>() == "Ready")!["message"]!.GetValue<string>());
-        Assert.Contains("InvalidSpec", EventReasons());
+        await EventuallyAsync(() => EventReasons().Contains("InvalidSpec"), "InvalidSpec event");
         Assert.Null(_api.Get(StatefulSets, Ns, "prod-master"));
     }
 

@@ -93,8 +93,12 @@ public sealed class FakeApiServerRollingUpgradeTests(ITestOutputHelper output)
         }
         Assert.Equal(6, replaced);
         Assert.True(maxDown <= 1, $"{maxDown} chunk servers were down at once");
-        var reasons = api.List("v1/events", Ns).Select(e => e["reason"]!.GetValue<string>()).ToList();
-        Assert.Equal(6, reasons.Count(r => r == "UpgradingChunkServer"));
+        int Upgrades() => api.List("v1/events", Ns).Count(e => e["reason"]!.GetValue<string>() == "UpgradingChunkServer");
+        while (Upgrades() < 6 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+        Assert.Equal(6, Upgrades());
         var status = api.Get("feitian.io/v1alpha1/storageclusters", Ns, "prod")!["status"]!;
         Assert.True(status["capacity"]?["totalBytes"]?.GetValue<long>() > 0, "capacity comes from the real master");
         Assert.Equal(0, status["degradedChunks"]!.GetValue<long>());
