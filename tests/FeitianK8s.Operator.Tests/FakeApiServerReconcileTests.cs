@@ -45,7 +45,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         _logs.Dispose();
     }
 
-    private async Task<OperatorHost> StartOperatorAsync(string identity = "operator-1", IMasterStatusSource? masters = null)
+    private async Task<OperatorHost> StartOperatorAsync(string identity = "operator-1", IMasterStatusSource? masters = null, int maxRetries = 12)
     {
         var options = new OperatorOptions
         {
@@ -62,7 +62,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
                 NotReadyRetry = TimeSpan.FromMilliseconds(500),
                 RolloutRetry = TimeSpan.FromMilliseconds(300),
             },
-            new ControllerOptions { Workers = 2, ResyncPeriod = TimeSpan.FromSeconds(2), RetryBaseDelay = TimeSpan.FromMilliseconds(50), RetryMaxDelay = TimeSpan.FromSeconds(1) });
+            new ControllerOptions { Workers = 2, MaxRetries = maxRetries, ResyncPeriod = TimeSpan.FromSeconds(2), RetryBaseDelay = TimeSpan.FromMilliseconds(50), RetryMaxDelay = TimeSpan.FromSeconds(1) });
         _hosts.Add(host);
         await host.StartAsync();
         return host;
@@ -261,6 +261,27 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod")?["status"]?["phase"] is not null, "status after injected 409s");
         Assert.Equal(5, _api.FaultsServed);
         Assert.Contains("ReconcileFailed", EventReasons());
+    }
+
+    [Fact]
+    public async Task Watches_that_fail_reconnect_with_backoff()
+    {
+        // The first list and watch requests of StorageClusters fail: the watcher must retry, not give up.
+        _api.FailNext("GET", "/storageclusters", HttpStatusCode.ServiceUnavailable, count: 4);
+        await StartOperatorAsync();
+        ApplyCluster();
+        await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "prod-master"), "masters despite failing watches");
+        Assert.True(_api.FaultsServed >= 4);
+    }
+
+    [Fact]
+    public async Task Retries_are_capped_and_giving_up_is_reported()
+    {
+        _api.FailNext("POST", "/statefulsets", HttpStatusCode.InternalServerError, count: 1000);
+        await StartOperatorAsync(maxRetries: 3);
+        ApplyCluster();
+        await EventuallyAsync(() => EventReasons().Contains("ReconcileGaveUp"), "ReconcileGaveUp event");
+        Assert.Null(_api.Get(StatefulSets, Ns, "prod-master"));
     }
 
     [Fact]
