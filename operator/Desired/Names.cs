@@ -1,0 +1,84 @@
+using System.Security.Cryptography;
+using System.Text;
+using FeitianK8s.Operator.Resources;
+
+namespace FeitianK8s.Operator.Desired;
+
+/// <summary>Names and labels of everything the operator creates for a StorageCluster.</summary>
+public static class Names
+{
+    public const string CsiDriverName = "feitian.csi.k8s.io";
+    public const string Finalizer = "feitian.io/storagecluster-protection";
+    public const string SpecHashAnnotation = "feitian.io/spec-hash";
+    public const string TemplateHashAnnotation = "feitian.io/template-hash";
+    public const string ManagedByLabel = "app.kubernetes.io/managed-by";
+    public const string ManagedByValue = "feitian-operator";
+    public const string ComponentLabel = "app.kubernetes.io/component";
+    public const string ClusterLabel = "feitian.io/cluster";
+    /// <summary>On cluster-scoped objects (which cannot have a namespaced owner): "namespace.name" of the owning cluster.</summary>
+    public const string OwnerLabel = "feitian.io/owner";
+    public const string RackLabel = "feitian.io/rack";
+
+    public static string Master(StorageCluster c) => $"{c.Metadata.Name}-master";
+    public static string MasterMetrics(StorageCluster c) => $"{c.Metadata.Name}-master-metrics";
+    public static string ChunkServer(StorageCluster c, string rack) => $"{c.Metadata.Name}-chunkserver-{DnsLabel(rack)}";
+    public static string ChunkServerMetrics(StorageCluster c) => $"{c.Metadata.Name}-chunkserver-metrics";
+    public static string CsiController(StorageCluster c) => $"{c.Metadata.Name}-csi-controller";
+    public static string CsiNode(StorageCluster c, string? rack) => rack is null ? $"{c.Metadata.Name}-csi-node-unracked" : $"{c.Metadata.Name}-csi-node-{DnsLabel(rack)}";
+    public static string ServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi";
+    public static string NodeServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
+
+    /// <summary>ClusterRoles the Helm chart installs for the CSI pods; the operator only binds them.</summary>
+    public const string CsiControllerClusterRole = "feitian-csi-controller";
+    public const string CsiNodeClusterRole = "feitian-csi-node";
+
+    public static string RoleBinding(StorageCluster c, string role) => $"{role}-{c.Metadata.NamespaceProperty}-{c.Metadata.Name}";
+
+    /// <summary>Address (host:port) of the master gRPC endpoint, as the chunk servers and CSI driver dial it.</summary>
+    public static string MasterAddress(StorageCluster c) =>
+        $"{Master(c)}-0.{Master(c)}.{c.Metadata.NamespaceProperty}.svc:{c.Spec.Masters.Port}";
+
+    public static string? Value(IDictionary<string, string>? map, string key) =>
+        map is not null && map.TryGetValue(key, out var v) ? v : null;
+
+    public static string OwnerValue(StorageCluster c) => $"{c.Metadata.NamespaceProperty}.{c.Metadata.Name}";
+
+    public static Dictionary<string, string> Labels(StorageCluster c, string component) => new()
+    {
+        ["app.kubernetes.io/name"] = "feitian",
+        ["app.kubernetes.io/instance"] = c.Metadata.Name,
+        [ManagedByLabel] = ManagedByValue,
+        [ComponentLabel] = component,
+        [ClusterLabel] = c.Metadata.Name,
+    };
+
+    public static Dictionary<string, string> Selector(StorageCluster c, string component) => new()
+    {
+        [ClusterLabel] = c.Metadata.Name,
+        [ComponentLabel] = component,
+    };
+
+    /// <summary>
+    /// A rack value made into a DNS label fragment: lowercase alphanumerics and '-', at most 30 chars;
+    /// when anything had to change, a short hash of the original keeps distinct racks distinct.
+    /// </summary>
+    public static string DnsLabel(string value)
+    {
+        var sb = new StringBuilder();
+        foreach (var ch in value.ToLowerInvariant())
+        {
+            sb.Append(ch is >= 'a' and <= 'z' or >= '0' and <= '9' ? ch : '-');
+        }
+        var cleaned = sb.ToString().Trim('-');
+        if (cleaned == value && cleaned.Length <= 30 && cleaned.Length > 0)
+        {
+            return cleaned;
+        }
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)))[..6].ToLowerInvariant();
+        if (cleaned.Length > 23)
+        {
+            cleaned = cleaned[..23].TrimEnd('-');
+        }
+        return cleaned.Length == 0 ? hash : $"{cleaned}-{hash}";
+    }
+}

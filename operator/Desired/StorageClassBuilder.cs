@@ -1,0 +1,44 @@
+using FeitianK8s.Operator.Resources;
+using k8s.Models;
+
+namespace FeitianK8s.Operator.Desired;
+
+/// <summary>The StorageClass and VolumeSnapshotClass that make the cluster usable from PVCs.</summary>
+public static class StorageClassBuilder
+{
+    public const string Component = "storage-class";
+
+    public static V1StorageClass StorageClass(StorageCluster c)
+    {
+        var spec = c.Spec.StorageClass;
+        var meta = Meta.ClusterScoped(c, spec.Name, Component);
+        if (spec.IsDefault)
+        {
+            meta.Annotations = new Dictionary<string, string> { ["storageclass.kubernetes.io/is-default-class"] = "true" };
+        }
+        return new V1StorageClass
+        {
+            ApiVersion = "storage.k8s.io/v1",
+            Kind = "StorageClass",
+            Metadata = meta,
+            Provisioner = Names.CsiDriverName,
+            ReclaimPolicy = "Delete",
+            VolumeBindingMode = "WaitForFirstConsumer",
+            AllowVolumeExpansion = true,
+            Parameters = new Dictionary<string, string>
+            {
+                ["replicas"] = c.Spec.Replication.Factor.ToString(),
+                ["rackSpread"] = (c.Spec.Replication.MinRacks > 1).ToString().ToLowerInvariant(),
+                ["csi.storage.k8s.io/fstype"] = spec.FsType,
+                ["feitian.io/cluster"] = Names.OwnerValue(c),
+            },
+        };
+    }
+
+    public static VolumeSnapshotClass SnapshotClass(StorageCluster c) => new()
+    {
+        Metadata = Meta.ClusterScoped(c, c.Spec.StorageClass.Name, Component),
+        Driver = Names.CsiDriverName,
+        DeletionPolicy = "Delete",
+    };
+}

@@ -1,0 +1,68 @@
+using System.Collections.Concurrent;
+using FeitianK8s.Operator.Desired;
+using FeitianK8s.Operator.Resources;
+using FeitianK8s.Proto.Master;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Operator.Health;
+
+/// <summary>What the master says about the cluster it runs.</summary>
+public sealed record MasterReport(string? Leader, ulong DegradedChunks, ulong BadReplicas, IReadOnlyList<ChunkServerStatus> ChunkServers)
+{
+    public long CapacityBytes => ChunkServers.Where(c => c.Alive).Sum(c => (long)c.CapacityBytes);
+    public long UsedBytes => ChunkServers.Where(c => c.Alive).Sum(c => (long)c.UsedBytes);
+
+    /// <summary>True when no chunk lacks a replica: the only state in which a chunk server may be taken down.</summary>
+    public bool FullyReplicated => DegradedChunks == 0 && BadReplicas == 0;
+}
+
+/// <summary>Asks a cluster's master for its status; null when no master answers.</summary>
+public interface IMasterStatusSource
+{
+    Task<MasterReport?> GetAsync(StorageCluster cluster, CancellationToken ct);
+}
+
+/// <summary>Reads GetClusterStatus from the master over gRPC (one cached channel per address).</summary>
+public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressOf, ILogger<GrpcMasterStatusSource> logger)
+    : IMasterStatusSource, IDisposable
+{
+    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new();
+
+    public GrpcMasterStatusSource(ILogger<GrpcMasterStatusSource> logger)
+        : this(Names.MasterAddress, logger)
+    {
+    }
+
+    public async Task<MasterReport?> GetAsync(StorageCluster cluster, CancellationToken ct)
+    {
+        var address = addressOf(cluster);
+        if (!address.Contains("://", StringComparison.Ordinal))
+        {
+            address = "http://" + address;
+        }
+        var channel = _channels.GetOrAdd(address, a => GrpcChannel.ForAddress(a));
+        try
+        {
+            var status = await new Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
+                deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
+            var leader = status.Masters.FirstOrDefault(m => m.Role == "leader")?.Address;
+            return new MasterReport(leader, status.DegradedChunks, status.BadReplicas, status.ChunkServers.ToList());
+        }
+        catch (RpcException e)
+        {
+            logger.LogDebug("Master {Address} of {Namespace}/{Name} did not answer: {Status}", address,
+                cluster.Metadata.NamespaceProperty, cluster.Metadata.Name, e.StatusCode);
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in _channels.Values)
+        {
+            c.Dispose();
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using FeitianK8s.Operator.Health;
+using FeitianK8s.Operator.Kube;
+using FeitianK8s.Operator.Reconcile;
+using k8s;
+using k8s.LeaderElection;
+using k8s.LeaderElection.ResourceLock;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+
+namespace FeitianK8s.Operator;
+
+/// <summary>
+/// The operator process: /metrics and /healthz over HTTP, Lease-based leader election, and the
+/// StorageCluster controller running only while this replica leads.
+/// </summary>
+public sealed class OperatorHost : IAsyncDisposable
+{
+    private readonly OperatorOptions _options;
+    private readonly KubernetesClientConfiguration _config;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly Kubernetes _client;
+    private readonly CancellationTokenSource _stop = new();
+    private WebApplication? _web;
+    private Task? _run;
+
+    public OperatorHost(OperatorOptions options, KubernetesClientConfiguration config, ILoggerFactory loggerFactory, IMasterStatusSource? masters = null,
+        ReconcilerOptions? reconcilerOptions = null, ControllerOptions? controllerOptions = null)
+    {
+        _options = options;
+        _config = config;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<OperatorHost>();
+        _client = new Kubernetes(config);
+        var api = new KubeApi(_client, loggerFactory.CreateLogger<KubeApi>());
+        Events = new EventRecorder(_client, "feitian-operator", loggerFactory.CreateLogger<EventRecorder>());
+        Masters = masters ?? (options.MasterAddress is { } address
+            ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>())
+            : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()));
+        Reconciler = new StorageClusterReconciler(api, Events, Masters, reconcilerOptions ?? new ReconcilerOptions(),
+            loggerFactory.CreateLogger<StorageClusterReconciler>());
+        Controller = new StorageClusterController(_client, Reconciler, Events, controllerOptions ?? new ControllerOptions
+        {
+            Namespace = options.Namespace,
+            Workers = options.Workers,
+        }, loggerFactory);
+    }
+
+    public IMasterStatusSource Masters { get; }
+    public EventRecorder Events { get; }
+    public StorageClusterReconciler Reconciler { get; }
+    public StorageClusterController Controller { get; }
+    public bool IsLeader { get; private set; }
+    public int HttpPort { get; private set; }
+
+    /// <summary>Completes when the operator stops: cancelled, or leadership lost (then it faults, so the process exits non-zero).</summary>
+    public Task Completion => _run ?? Task.CompletedTask;
+
+    public static KubernetesClientConfiguration LoadConfig(OperatorOptions options) =>
+        options.Kubeconfig is { } path
+            ? KubernetesClientConfiguration.BuildConfigFromConfigFile(path)
+            : KubernetesClientConfiguration.IsInCluster()
+                ? KubernetesClientConfiguration.InClusterConfig()
+                : KubernetesClientConfiguration.BuildConfigFromConfigFile();
+
+    public async Task StartAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(_loggerFactory);
+        builder.WebHost.UseUrls($"http://{_options.Listen}:{_options.HttpPort}");
+        _web = builder.Build();
+        _web.MapGet("/healthz", () => Results.Text("ok\n"));
+        _web.MapGet("/readyz", () => Results.Text(IsLeader ? "leader\n" : "standby\n"));
+        _web.MapMetrics("/metrics");
+        await _web.StartAsync();
+        HttpPort = new Uri(_web.Urls.First()).Port;
+        _logger.LogInformation("Operator {Identity} serving /metrics and /healthz on port {Port}", _options.Identity, HttpPort);
+        _run = RunAsync(_stop.Token);
+    }
+
+    private async Task RunAsync(CancellationToken ct)
+    {
+        if (!_options.LeaderElect)
+        {
+            IsLeader = true;
+            await Controller.RunAsync(ct);
+            return;
+        }
+        var lease = new LeaseLock(_client, _options.LeaseNamespace, _options.LeaseName, _options.Identity);
+        using var elector = new LeaderElector(new LeaderElectionConfig(lease)
+        {
+            LeaseDuration = TimeSpan.FromSeconds(15),
+            RenewDeadline = TimeSpan.FromSeconds(10),
+            RetryPeriod = TimeSpan.FromSeconds(2),
+        });
+        var leading = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        elector.OnStartedLeading += () => leading.TrySetResult();
+        elector.OnNewLeader += leader => _logger.LogInformation("Leader is now {Leader}", leader);
+        elector.OnError += e => _logger.LogWarning(e, "Leader election error");
+        var election = elector.RunUntilLeadershipLostAsync(ct);
+        await Task.WhenAny(leading.Task, election);
+        if (!leading.Task.IsCompleted)
+        {
+            await election;
+            return;
+        }
+        IsLeader = true;
+        _logger.LogInformation("{Identity} leads; starting the controller", _options.Identity);
+        using var controllerStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var controller = Controller.RunAsync(controllerStop.Token);
+        await Task.WhenAny(election, controller);
+        IsLeader = false;
+        await controllerStop.CancelAsync();
+        await controller;
+        if (!ct.IsCancellationRequested)
+        {
+            // Another replica may already be reconciling: stop rather than race it.
+            throw new InvalidOperationException($"{_options.Identity} lost the leadership lease {_options.LeaseNamespace}/{_options.LeaseName}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        if (_run is not null)
+        {
+            try
+            {
+                await _run;
+            }
+            catch (Exception e) when (e is OperationCanceledException or InvalidOperationException)
+            {
+            }
+        }
+        if (_web is not null)
+        {
+            await _web.StopAsync();
+            await _web.DisposeAsync();
+        }
+        (Masters as IDisposable)?.Dispose();
+        _client.Dispose();
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,56 @@
+namespace FeitianK8s.Operator;
+
+/// <summary>Command line of the operator.</summary>
+public sealed class OperatorOptions
+{
+    /// <summary>Kubeconfig file; when absent: in-cluster config inside a pod, else $KUBECONFIG or ~/.kube/config.</summary>
+    public string? Kubeconfig { get; set; }
+    /// <summary>Namespace to watch StorageClusters in; null = all namespaces.</summary>
+    public string? Namespace { get; set; }
+    public string Listen { get; set; } = "0.0.0.0";
+    /// <summary>Port of /metrics and /healthz (0 = any free port).</summary>
+    public int HttpPort { get; set; } = 8080;
+    public bool LeaderElect { get; set; } = true;
+    public string LeaseNamespace { get; set; } = Environment.GetEnvironmentVariable("POD_NAMESPACE") ?? "default";
+    public string LeaseName { get; set; } = "feitian-operator";
+    public string Identity { get; set; } = Environment.GetEnvironmentVariable("POD_NAME") ?? $"{Environment.MachineName}-{Guid.NewGuid():N}"[..24];
+    public int Workers { get; set; } = 2;
+    /// <summary>Master gRPC address to use for every cluster instead of the in-cluster service name (out-of-cluster debugging).</summary>
+    public string? MasterAddress { get; set; }
+    public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
+
+    public const string Usage =
+        "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
+        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT] [--log-level LEVEL]";
+
+    public static OperatorOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new OperatorOptions();
+        for (var i = 0; i < args.Count; i++)
+        {
+            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int IntValue(string flag) => int.TryParse(Value(), out var v) && v >= 0 ? v : throw new ArgumentException($"{flag} needs a non-negative number");
+            switch (args[i])
+            {
+                case "--kubeconfig": o.Kubeconfig = Value(); break;
+                case "--namespace": o.Namespace = Value(); break;
+                case "--listen": o.Listen = Value(); break;
+                case "--http-port": o.HttpPort = IntValue("--http-port"); break;
+                case "--leader-elect":
+                    o.LeaderElect = bool.TryParse(Value(), out var b) ? b : throw new ArgumentException("--leader-elect needs true or false");
+                    break;
+                case "--lease-namespace": o.LeaseNamespace = Value(); break;
+                case "--lease-name": o.LeaseName = Value(); break;
+                case "--identity": o.Identity = Value(); break;
+                case "--workers": o.Workers = Math.Max(1, IntValue("--workers")); break;
+                case "--master-address": o.MasterAddress = Value(); break;
+                case "--log-level":
+                    o.LogLevel = Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(Value(), ignoreCase: true, out var level)
+                        ? level : throw new ArgumentException("--log-level needs Trace, Debug, Information, Warning or Error");
+                    break;
+                default: throw new ArgumentException($"unknown argument '{args[i]}'");
+            }
+        }
+        return o;
+    }
+}

@@ -1,0 +1,37 @@
+using k8s.Models;
+
+namespace FeitianK8s.Operator.Reconcile;
+
+/// <summary>Status condition helpers; the transition time changes only when the condition's status does.</summary>
+public static class Conditions
+{
+    public const string Ready = "Ready";
+    public const string Progressing = "Progressing";
+    public const string Degraded = "Degraded";
+
+    public static void Set(IList<V1Condition> conditions, string type, bool status, string reason, string message, long? generation)
+    {
+        var value = status ? "True" : "False";
+        var existing = conditions.FirstOrDefault(c => c.Type == type);
+        if (existing is null)
+        {
+            conditions.Add(new V1Condition
+            {
+                Type = type, Status = value, Reason = reason, Message = message,
+                ObservedGeneration = generation, LastTransitionTime = DateTime.UtcNow,
+            });
+            return;
+        }
+        if (existing.Status != value)
+        {
+            existing.LastTransitionTime = DateTime.UtcNow;
+        }
+        existing.Status = value;
+        existing.Reason = reason;
+        existing.Message = message;
+        existing.ObservedGeneration = generation;
+    }
+
+    public static bool IsTrue(IEnumerable<V1Condition>? conditions, string type) =>
+        conditions?.Any(c => c.Type == type && c.Status == "True") == true;
+}

@@ -1,0 +1,232 @@
+using FeitianK8s.Operator.Desired;
+using FeitianK8s.Operator.Health;
+using FeitianK8s.Operator.Kube;
+using FeitianK8s.Operator.Resources;
+using k8s;
+using k8s.Models;
+using Microsoft.Extensions.Logging;
+
+namespace FeitianK8s.Operator.Reconcile;
+
+public sealed class ReconcilerOptions
+{
+    public TimeSpan DeletionBlockedRetry { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan NotReadyRetry { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan RolloutRetry { get; init; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>
+/// Reconciles one StorageCluster in a fixed order: get (missing = done) → finalizer → mark
+/// Progressing → dependencies → deletion branch → validate → create/update → rollout → status.
+/// Exceptions propagate to the controller, which classifies them and requeues with backoff.
+/// </summary>
+public sealed class StorageClusterReconciler(
+    KubeApi api,
+    EventRecorder events,
+    IMasterStatusSource masters,
+    ReconcilerOptions options,
+    ILogger<StorageClusterReconciler> logger)
+{
+    public async Task<ReconcileResult> ReconcileAsync(string ns, string name, CancellationToken ct)
+    {
+        // 1. get
+        var cluster = await api.GetAsync<StorageCluster>(ResourceKind.StorageClusters, ns, name, ct);
+        if (cluster is null)
+        {
+            return ReconcileResult.NotFound;
+        }
+        var deleting = cluster.Metadata.DeletionTimestamp is not null;
+
+        // 2. finalizer
+        if (!deleting && !(cluster.Metadata.Finalizers?.Contains(Names.Finalizer) ?? false))
+        {
+            cluster.Metadata.Finalizers = [.. cluster.Metadata.Finalizers ?? [], Names.Finalizer];
+            await api.ReplaceAsync(ResourceKind.StorageClusters, cluster, ct);
+            return ReconcileResult.FinalizerAdded;
+        }
+
+        // 3. mark Progressing when the spec is new to us
+        if (!deleting && cluster.Status?.ObservedGeneration != cluster.Metadata.Generation
+            && !Conditions.IsTrue(cluster.Status?.Conditions, Conditions.Progressing))
+        {
+            var status = cluster.Status is null ? new StorageClusterStatus() : CloneStatus(cluster.Status);
+            status.Phase ??= "Creating";
+            Conditions.Set(status.Conditions, Conditions.Progressing, true, "SpecChanged",
+                $"reconciling generation {cluster.Metadata.Generation}", cluster.Metadata.Generation);
+            cluster = await WriteStatusAsync(cluster, status, ct);
+        }
+
+        // 4. dependencies
+        var nodes = await api.ListAsync<V1Node, V1NodeList>(ResourceKind.Node, null, null, ct);
+        var snapshotCrd = await api.GetAsync<V1CustomResourceDefinition>(ResourceKind.Crd, null, VolumeSnapshotClass.CrdName, ct) is not null;
+
+        // 5. deletion
+        if (deleting)
+        {
+            return await DeleteAsync(cluster, ct);
+        }
+
+        // 6. validate
+        var errors = SpecValidator.Validate(cluster.Spec);
+        if (errors.Count > 0)
+        {
+            var message = string.Join("; ", errors);
+            var status = CloneStatus(cluster.Status ?? new StorageClusterStatus());
+            status.Phase = "Failed";
+            status.ObservedGeneration = cluster.Metadata.Generation;
+            Conditions.Set(status.Conditions, Conditions.Ready, false, "InvalidSpec", message, cluster.Metadata.Generation);
+            Conditions.Set(status.Conditions, Conditions.Progressing, false, "InvalidSpec", message, cluster.Metadata.Generation);
+            await WriteStatusAsync(cluster, status, ct);
+            await events.RecordAsync(cluster, "Warning", "InvalidSpec", message, ct);
+            return ReconcileResult.InvalidSpec;
+        }
+
+        // 7. create / update
+        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd);
+        var desired = DesiredState.Build(cluster, env);
+        var changed = new List<string>();
+        foreach (var d in desired)
+        {
+            try
+            {
+                var outcome = await api.ApplyAsync(d, ct);
+                if (outcome != ApplyOutcome.Unchanged)
+                {
+                    changed.Add($"{outcome.ToString().ToLowerInvariant()} {d}");
+                }
+            }
+            catch (ForeignObjectException e)
+            {
+                await events.RecordAsync(cluster, "Warning", "NameTaken", e.Message, ct);
+            }
+        }
+        await PruneDaemonSetsAsync(cluster, desired, ct);
+        if (changed.Count > 0)
+        {
+            await events.RecordAsync(cluster, "Normal", "Reconciled", string.Join(", ", changed), ct);
+        }
+
+        // 8. chunk-server rolling upgrade
+        var master = await masters.GetAsync(cluster, ct);
+        var chunkSets = DesiredState.ChunkServerDaemonSets(desired).ToList();
+        var pods = await api.ListAsync<V1Pod, V1PodList>(ResourceKind.Pod, ns,
+            $"{Names.ClusterLabel}={name},{Names.ComponentLabel}={ChunkServerBuilder.Component}", ct);
+        var racks = RackGrouping.Group(env.Nodes, cluster.Spec.ChunkServers.NodeSelector, cluster.Spec.ChunkServers.RackLabel);
+        var expected = racks.NodesByRack.ToDictionary(kv => Names.DnsLabel(kv.Key), kv => kv.Value.Count);
+        var rollout = RolloutPlanner.Next(chunkSets, pods.ToList(), master, expected);
+        if (rollout.Action == RolloutAction.Replace)
+        {
+            await api.DeleteAsync(ResourceKind.Pod, ns, rollout.Pod!, ct);
+            await events.RecordAsync(cluster, "Normal", "UpgradingChunkServer",
+                $"replacing pod {rollout.Pod} ({rollout.Reason}); every chunk is fully replicated", ct);
+        }
+
+        // 9. status
+        var statefulSet = await api.GetAsync<V1StatefulSet>(ResourceKind.StatefulSet, ns, Names.Master(cluster), ct);
+        var byRack = new Dictionary<string, V1DaemonSet?>();
+        foreach (var rack in racks.Racks)
+        {
+            byRack[rack] = await api.GetAsync<V1DaemonSet>(ResourceKind.DaemonSet, ns, Names.ChunkServer(cluster, rack), ct);
+        }
+        var observed = new Observed(statefulSet, byRack, racks, master, rollout);
+        var newStatus = StatusBuilder.Build(cluster, cluster.Status, observed);
+        var wasReady = Conditions.IsTrue(cluster.Status?.Conditions, Conditions.Ready);
+        await WriteStatusAsync(cluster, newStatus, ct);
+        var ready = Conditions.IsTrue(newStatus.Conditions, Conditions.Ready);
+        if (ready && !wasReady)
+        {
+            await events.RecordAsync(cluster, "Normal", "ClusterReady",
+                $"masters {newStatus.Masters.Summary}, chunk servers {newStatus.ChunkServers.Summary}", ct);
+        }
+        if (rollout.Action != RolloutAction.Done)
+        {
+            return ReconcileResult.RollingUpgrade(options.RolloutRetry);
+        }
+        return ready ? ReconcileResult.Ready : ReconcileResult.WaitingForPods(options.NotReadyRetry);
+    }
+
+    /// <summary>
+    /// Refuses to tear down while volumes of this cluster exist (their data lives on the chunk
+    /// servers); otherwise removes the cluster-scoped objects and then the finalizer. Namespaced
+    /// children go with the cluster through their owner references.
+    /// </summary>
+    private async Task<ReconcileResult> DeleteAsync(StorageCluster cluster, CancellationToken ct)
+    {
+        var ns = cluster.Metadata.NamespaceProperty;
+        if (!(cluster.Metadata.Finalizers?.Contains(Names.Finalizer) ?? false))
+        {
+            return ReconcileResult.Deleted;
+        }
+        var volumes = (await api.ListAsync<Volume, VolumeList>(ResourceKind.Volumes, ns, null, ct))
+            .Where(v => v.Spec.Cluster == cluster.Metadata.Name)
+            .Select(v => v.Metadata.Name)
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        if (volumes.Count > 0)
+        {
+            var message = $"{volumes.Count} volumes still exist ({string.Join(", ", volumes.Take(10))}); delete them first";
+            var status = CloneStatus(cluster.Status ?? new StorageClusterStatus());
+            status.Phase = "Deleting";
+            Conditions.Set(status.Conditions, Conditions.Progressing, false, "DeletionBlocked", message, cluster.Metadata.Generation);
+            await WriteStatusAsync(cluster, status, ct);
+            await events.RecordAsync(cluster, "Warning", "DeletionBlocked", message, ct);
+            logger.LogInformation("Deletion of {Namespace}/{Name} blocked: {Message}", ns, cluster.Metadata.Name, message);
+            return ReconcileResult.DeletionBlocked(options.DeletionBlockedRetry);
+        }
+        var owner = $"{Names.OwnerLabel}={Names.OwnerValue(cluster)}";
+        foreach (var kind in new[] { ResourceKind.StorageClass, ResourceKind.CsiDriver, ResourceKind.ClusterRoleBinding })
+        {
+            await DeleteOwnedClusterScopedAsync(kind, owner, ct);
+        }
+        if (await api.GetAsync<V1CustomResourceDefinition>(ResourceKind.Crd, null, VolumeSnapshotClass.CrdName, ct) is not null)
+        {
+            await DeleteOwnedClusterScopedAsync(ResourceKind.SnapshotClass, owner, ct);
+        }
+        cluster.Metadata.Finalizers = cluster.Metadata.Finalizers.Where(f => f != Names.Finalizer).ToList();
+        await api.ReplaceAsync(ResourceKind.StorageClusters, cluster, ct);
+        logger.LogInformation("Finalized {Namespace}/{Name}", ns, cluster.Metadata.Name);
+        return ReconcileResult.Deleted;
+    }
+
+    private async Task DeleteOwnedClusterScopedAsync(ResourceKind kind, string ownerSelector, CancellationToken ct)
+    {
+        var items = kind.ClrType == typeof(V1StorageClass)
+            ? (await api.ListAsync<V1StorageClass, V1StorageClassList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name)
+            : kind.ClrType == typeof(V1CSIDriver)
+                ? (await api.ListAsync<V1CSIDriver, V1CSIDriverList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name)
+                : kind.ClrType == typeof(V1ClusterRoleBinding)
+                    ? (await api.ListAsync<V1ClusterRoleBinding, V1ClusterRoleBindingList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name)
+                    : (await api.ListAsync<VolumeSnapshotClass, SnapshotClassList>(kind, null, ownerSelector, ct)).Select(i => i.Metadata.Name);
+        foreach (var item in items.ToList())
+        {
+            await api.DeleteAsync(kind, null, item, ct);
+        }
+    }
+
+    /// <summary>Deletes per-rack DaemonSets of racks that no longer exist among the storage nodes.</summary>
+    private async Task PruneDaemonSetsAsync(StorageCluster cluster, IReadOnlyList<DesiredObject> desired, CancellationToken ct)
+    {
+        var wanted = desired.Where(d => d.Kind == ResourceKind.DaemonSet).Select(d => d.Name).ToHashSet();
+        var existing = await api.ListAsync<V1DaemonSet, V1DaemonSetList>(ResourceKind.DaemonSet, cluster.Metadata.NamespaceProperty,
+            $"{Names.ClusterLabel}={cluster.Metadata.Name},{Names.ManagedByLabel}={Names.ManagedByValue}", ct);
+        foreach (var ds in existing.Where(ds => !wanted.Contains(ds.Metadata.Name)))
+        {
+            await api.DeleteAsync(ResourceKind.DaemonSet, ds.Metadata.NamespaceProperty, ds.Metadata.Name, ct);
+            await events.RecordAsync(cluster, "Normal", "RackRemoved", $"deleted daemonset {ds.Metadata.Name}: no storage node in its rack any more", ct);
+        }
+    }
+
+    /// <summary>Writes the status only when it differs from what the object already says; a conflict propagates (requeue).</summary>
+    private async Task<StorageCluster> WriteStatusAsync(StorageCluster cluster, StorageClusterStatus status, CancellationToken ct)
+    {
+        if (cluster.Status is not null && KubernetesJson.Serialize(cluster.Status) == KubernetesJson.Serialize(status))
+        {
+            return cluster;
+        }
+        cluster.Status = status;
+        return await api.ReplaceStatusAsync(cluster, ct);
+    }
+
+    private static StorageClusterStatus CloneStatus(StorageClusterStatus s) =>
+        KubernetesJson.Deserialize<StorageClusterStatus>(KubernetesJson.Serialize(s));
+}

@@ -1,0 +1,175 @@
+using FeitianK8s.Operator.Desired;
+using FeitianK8s.Operator.Resources;
+using k8s.Models;
+
+namespace FeitianK8s.Operator.Tests;
+
+public sealed class DesiredStateTests
+{
+    private static IReadOnlyList<DesiredObject> Build(StorageCluster? c = null, IReadOnlyList<V1Node>? nodes = null, bool snapshotCrd = false) =>
+        DesiredState.Build(c ?? TestClusters.Minimal(), new ClusterEnvironment(nodes ?? TestClusters.ThreeRacks(), snapshotCrd));
+
+    private static T Single<T>(IReadOnlyList<DesiredObject> objects, string name) => objects.Select(o => o.Object).OfType<T>()
+        .Single(o => ((k8s.IKubernetesObject<V1ObjectMeta>)o!).Metadata.Name == name);
+
+    [Fact]
+    public void Defaults_of_a_minimal_cluster_match_the_crd_defaults()
+    {
+        var spec = TestClusters.Minimal().Spec;
+        Assert.Equal(3, spec.Masters.Replicas);
+        Assert.Equal(3, spec.Replication.Factor);
+        Assert.Equal("topology.kubernetes.io/zone", spec.ChunkServers.RackLabel);
+        Assert.Equal(["/var/lib/feitian/data"], spec.ChunkServers.DataDirs);
+        Assert.Equal("feitian", spec.StorageClass.Name);
+    }
+
+    [Fact]
+    public void Rack_grouping_takes_selected_nodes_by_rack_and_reports_unlabelled_ones()
+    {
+        var nodes = TestClusters.ThreeRacks();
+        nodes.Add(TestClusters.Node("node-x", rack: null));
+        var groups = RackGrouping.Group(nodes, new Dictionary<string, string> { ["feitian.io/storage"] = "true" }, "topology.kubernetes.io/zone");
+        Assert.Equal(["rack-a", "rack-b", "rack-c"], groups.Racks);
+        Assert.Equal(["node-a1", "node-a2"], groups.NodesByRack["rack-a"]);
+        Assert.Equal(["node-x"], groups.NodesWithoutRack);
+    }
+
+    [Fact]
+    public void One_chunk_server_daemonset_per_rack_with_rack_argument_and_node_affinity()
+    {
+        var objects = Build();
+        var sets = DesiredState.ChunkServerDaemonSets(objects).ToList();
+        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-c"], sets.Select(s => s.Metadata.Name));
+        var b = sets[1];
+        var args = b.Spec.Template.Spec.Containers[0].Args;
+        Assert.Equal("rack-b", args[args.IndexOf("--rack") + 1]);
+        Assert.Equal("http://prod-master-0.prod-master.storage.svc:9000", args[args.IndexOf("--master") + 1]);
+        Assert.Equal("/data/0", args[args.IndexOf("--data") + 1]);
+        Assert.Equal("http://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
+        var terms = b.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions;
+        Assert.Contains(terms, t => t.Key == "topology.kubernetes.io/zone" && t.OperatorProperty == "In" && t.Values.SequenceEqual(["rack-b"]));
+        Assert.Contains(terms, t => t.Key == "feitian.io/storage" && t.Values.SequenceEqual(["true"]));
+        Assert.Equal("OnDelete", b.Spec.UpdateStrategy.Type);
+        Assert.Equal("/var/lib/feitian/data", b.Spec.Template.Spec.Volumes.Single().HostPath.Path);
+        Assert.NotNull(b.Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation]);
+    }
+
+    [Fact]
+    public void Several_data_dirs_become_several_host_path_volumes()
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.ChunkServers.DataDirs = ["/mnt/disk1", "/mnt/disk2"];
+        var ds = DesiredState.ChunkServerDaemonSets(Build(c)).First();
+        var args = ds.Spec.Template.Spec.Containers[0].Args;
+        Assert.Equal("/data/0,/data/1", args[args.IndexOf("--data") + 1]);
+        Assert.Equal(["/mnt/disk1", "/mnt/disk2"], ds.Spec.Template.Spec.Volumes.Select(v => v.HostPath.Path));
+    }
+
+    [Fact]
+    public void Masters_have_required_host_anti_affinity_headless_service_and_majority_pdb()
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Masters.Replicas = 5;
+        var objects = Build(c);
+        var sts = Single<V1StatefulSet>(objects, "prod-master");
+        Assert.Equal(5, sts.Spec.Replicas);
+        Assert.Equal("prod-master", sts.Spec.ServiceName);
+        var anti = sts.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution.Single();
+        Assert.Equal("kubernetes.io/hostname", anti.TopologyKey);
+        Assert.Equal(sts.Spec.Selector.MatchLabels, anti.LabelSelector.MatchLabels);
+        var svc = objects.Select(o => o.Object).OfType<V1Service>().Single(s => s.Metadata.Name == "prod-master");
+        Assert.Equal("None", svc.Spec.ClusterIP);
+        var pdb = Single<V1PodDisruptionBudget>(objects, "prod-master");
+        Assert.Equal("3", pdb.Spec.MinAvailable.Value);
+    }
+
+    [Fact]
+    public void Csi_controller_has_the_standard_sidecars_on_one_socket()
+    {
+        var deployment = Single<V1Deployment>(Build(), "prod-csi-controller");
+        var containers = deployment.Spec.Template.Spec.Containers;
+        Assert.Equal(["csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "liveness-probe"], containers.Select(c => c.Name));
+        Assert.All(containers.Skip(1), c => Assert.Contains("--csi-address=/csi/csi.sock", c.Args));
+        var driverArgs = containers[0].Args;
+        Assert.Equal("controller", driverArgs[driverArgs.IndexOf("--mode") + 1]);
+        Assert.Equal("unix:///csi/csi.sock", driverArgs[driverArgs.IndexOf("--endpoint") + 1]);
+        Assert.Equal("prod-master-0.prod-master.storage.svc:9000", driverArgs[driverArgs.IndexOf("--masters") + 1]);
+        Assert.Equal("prod-csi", deployment.Spec.Template.Spec.ServiceAccountName);
+        var binding = Single<V1ClusterRoleBinding>(Build(), "feitian-csi-controller-storage-prod");
+        Assert.Equal(("feitian-csi-controller", "prod-csi", "storage"), (binding.RoleRef.Name, binding.Subjects.Single().Name, binding.Subjects.Single().NamespaceProperty));
+    }
+
+    [Fact]
+    public void Csi_node_plugin_is_privileged_with_bidirectional_kubelet_mount_and_registrar()
+    {
+        var objects = Build();
+        var ds = Single<V1DaemonSet>(objects, "prod-csi-node-rack-a");
+        var driver = ds.Spec.Template.Spec.Containers.Single(c => c.Name == "csi-driver");
+        Assert.True(driver.SecurityContext.Privileged);
+        Assert.Equal("Bidirectional", driver.VolumeMounts.Single(m => m.MountPath == "/var/lib/kubelet").MountPropagation);
+        Assert.Contains(driver.VolumeMounts, m => m.MountPath == "/dev");
+        Assert.Equal("rack-a", driver.Args[driver.Args.IndexOf("--rack") + 1]);
+        var registrar = ds.Spec.Template.Spec.Containers.Single(c => c.Name == "node-driver-registrar");
+        Assert.Contains("--kubelet-registration-path=/var/lib/kubelet/plugins/feitian.csi.k8s.io/csi.sock", registrar.Args);
+        Assert.Contains(ds.Spec.Template.Spec.Volumes, v => v.HostPath?.Path == "/var/lib/kubelet/plugins_registry");
+        var unracked = Single<V1DaemonSet>(objects, "prod-csi-node-unracked");
+        var req = unracked.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions.Single();
+        Assert.Equal("DoesNotExist", req.OperatorProperty);
+        Assert.DoesNotContain("--rack", unracked.Spec.Template.Spec.Containers[0].Args);
+    }
+
+    [Fact]
+    public void Namespaced_objects_are_owned_by_the_cluster_and_cluster_scoped_ones_carry_the_owner_label()
+    {
+        var objects = Build(snapshotCrd: true);
+        foreach (var d in objects)
+        {
+            if (d.Kind.Namespaced)
+            {
+                var owner = Assert.Single(d.Object.Metadata.OwnerReferences!);
+                Assert.Equal(("StorageCluster", "prod", "uid-prod", true), (owner.Kind, owner.Name, owner.Uid, owner.Controller == true));
+                Assert.Equal("storage", d.Namespace);
+            }
+            else
+            {
+                Assert.Null(d.Object.Metadata.OwnerReferences);
+                Assert.Equal("storage.prod", d.Object.Metadata.Labels[Names.OwnerLabel]);
+            }
+            Assert.False(string.IsNullOrEmpty(d.Object.Metadata.Annotations[Names.SpecHashAnnotation]));
+        }
+    }
+
+    [Fact]
+    public void Storage_class_is_wait_for_first_consumer_expandable_default_and_snapshot_class_only_with_its_crd()
+    {
+        var sc = Single<V1StorageClass>(Build(), "feitian");
+        Assert.Equal(("feitian.csi.k8s.io", "WaitForFirstConsumer", true), (sc.Provisioner, sc.VolumeBindingMode, sc.AllowVolumeExpansion == true));
+        Assert.Equal("true", sc.Metadata.Annotations["storageclass.kubernetes.io/is-default-class"]);
+        Assert.Equal("3", sc.Parameters["replicas"]);
+        Assert.DoesNotContain(Build(), d => d.Kind == ResourceKind.SnapshotClass);
+        Assert.Contains(Build(snapshotCrd: true), d => d.Kind == ResourceKind.SnapshotClass);
+        var driver = Single<V1CSIDriver>(Build(), "feitian.csi.k8s.io");
+        Assert.True(driver.Spec.AttachRequired);
+    }
+
+    [Fact]
+    public void Spec_hash_is_stable_and_follows_the_spec()
+    {
+        string Hash(StorageCluster c) => Build(c).Single(d => d.Name == "prod-chunkserver-rack-a").Object.Metadata.Annotations[Names.SpecHashAnnotation];
+        Assert.Equal(Hash(TestClusters.Minimal()), Hash(TestClusters.Minimal()));
+        var changed = TestClusters.Minimal();
+        changed.Spec.Images.ChunkServer = "example/chunkserver:2";
+        Assert.NotEqual(Hash(TestClusters.Minimal()), Hash(changed));
+    }
+
+    [Fact]
+    public void Racks_that_are_not_dns_labels_get_safe_distinct_names()
+    {
+        Assert.Equal("rack-a", Names.DnsLabel("rack-a"));
+        var a = Names.DnsLabel("eu-west-1a/Row_3");
+        var b = Names.DnsLabel("eu-west-1a/Row.3");
+        Assert.NotEqual(a, b);
+        Assert.Matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", a);
+        Assert.True(Names.DnsLabel(new string('x', 80)).Length <= 30);
+    }
+}
