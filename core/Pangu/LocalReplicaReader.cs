@@ -18,25 +18,32 @@ namespace FeitianK8s.Core.Pangu;
 /// Every block is verified against its CRC entry. Anything else (the partial tail block, a missing or
 /// short file, a checksum mismatch, any I/O error) returns false, and the caller reads through the chunk
 /// server, which reports the replica and fails over exactly as without this shortcut.
+/// Files stay open between reads; those of deleted chunks are closed within seconds (<see cref="Sweep"/>).
 /// </summary>
 public sealed class LocalReplicaReader : IDisposable
 {
     private const int SlotsBytes = 32;
     private const int EntryBytes = 4;
     private const int MaxOpenChunks = 256;
+    private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(2);
 
     private readonly IReadOnlyDictionary<string, string> _dataDirsByAddress;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<(string Address, ulong Chunk), OpenReplica> _open = new();
     private long _served;
     private long _declined;
+    private readonly Timer _sweeper;
 
     /// <param name="dataDirsByAddress">gRPC address of a chunk server on this node → its data directory.</param>
     public LocalReplicaReader(IReadOnlyDictionary<string, string> dataDirsByAddress, ILogger logger)
     {
         _dataDirsByAddress = dataDirsByAddress;
         _logger = logger;
+        _sweeper = new Timer(_ => Sweep(), null, SweepInterval, SweepInterval);
     }
+
+    /// <summary>Chunks whose files are open.</summary>
+    public int OpenChunks => _open.Count;
 
     /// <summary>Reads served from local files.</summary>
     public long Served => Interlocked.Read(ref _served);
@@ -59,7 +66,7 @@ public sealed class LocalReplicaReader : IDisposable
         if (_open.Count > MaxOpenChunks)
         {
             // Crude bound on open handles: start over; a reader racing with this falls back to gRPC once.
-            Dispose();
+            CloseAll();
         }
         OpenReplica? file = null;
         try
@@ -78,6 +85,21 @@ public sealed class LocalReplicaReader : IDisposable
         }
         Interlocked.Increment(ref _declined);
         return false;
+    }
+
+    /// <summary>
+    /// An open handle keeps a deleted chunk's blocks allocated on the chunk server's disk, so handles of
+    /// chunks whose meta file is gone (the commit point of a chunk's existence) are closed every few seconds.
+    /// </summary>
+    private void Sweep()
+    {
+        foreach (var (key, file) in _open)
+        {
+            if (!File.Exists(file.MetaPath))
+            {
+                Forget(key.Address, key.Chunk, file);
+            }
+        }
     }
 
     private void Forget(string address, ulong chunkId, OpenReplica? file)
@@ -102,6 +124,12 @@ public sealed class LocalReplicaReader : IDisposable
 
     public void Dispose()
     {
+        _sweeper.Dispose();
+        CloseAll();
+    }
+
+    private void CloseAll()
+    {
         foreach (var key in _open.Keys.ToArray())
         {
             if (_open.TryRemove(key, out var file))
@@ -118,8 +146,11 @@ public sealed class LocalReplicaReader : IDisposable
         private readonly SafeFileHandle _crc;
         private readonly int _blockSize;
 
-        private OpenReplica(SafeFileHandle data, SafeFileHandle crc, int blockSize)
+        public string MetaPath { get; }
+
+        private OpenReplica(string metaPath, SafeFileHandle data, SafeFileHandle crc, int blockSize)
         {
+            MetaPath = metaPath;
             _data = data;
             _crc = crc;
             _blockSize = blockSize;
@@ -138,7 +169,7 @@ public sealed class LocalReplicaReader : IDisposable
             try
             {
                 var crc = File.OpenHandle(stem + ".crc", FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-                return new OpenReplica(data, crc, blockSize);
+                return new OpenReplica(stem + ".meta", data, crc, blockSize);
             }
             catch
             {

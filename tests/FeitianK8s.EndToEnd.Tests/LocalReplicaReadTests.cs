@@ -104,4 +104,32 @@ public sealed class LocalReplicaReadTests : IDisposable
             await Task.Delay(500);
         }
     }
+
+    [Fact]
+    public async Task Files_of_a_deleted_chunk_are_closed_so_its_space_is_freed()
+    {
+        var cluster = _fixture.Cluster;
+        var writer = cluster.CreateClient();
+        const string path = "/local-read/deleted.bin";
+        await writer.CreateAsync(path);
+        await using (var appender = await writer.OpenForAppendAsync(path))
+        {
+            await Streams.AppendAsync(appender, seed: 13, blocks: 1, blockSize: MiB);
+            await appender.CloseAsync();
+        }
+        var chunk = (await writer.StatAsync(path))!.Chunks[0];
+        var server = cluster.Launcher.ChunkServers.Single(s => s.Id == chunk.Replicas[0].ChunkServerId);
+        using var local = LocalClient(chunk.Replicas[0]);
+        Assert.Equal(Streams.Sha256OfBlocks(13, 1, MiB), (await Streams.ReadAllAsync(local, path)).Hash);
+        Assert.Equal(1, local.LocalReplicas!.OpenChunks);
+
+        await writer.DeleteAsync(path);
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (DiskFaults.FindChunkDataFile(server.DataDir, chunk.Id) is not null || local.LocalReplicas.OpenChunks > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline,
+                $"chunk {chunk.Id} still on disk or open: {local.LocalReplicas.OpenChunks} open chunks");
+            await Task.Delay(500);
+        }
+    }
 }
