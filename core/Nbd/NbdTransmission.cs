@@ -8,7 +8,7 @@ namespace FeitianK8s.Core.Nbd;
 
 /// <summary>
 /// The transmission phase of one connection. The reader parses requests in order and starts each
-/// without waiting for it, so many requests are in flight at once and replies go out in completion
+/// without waiting for it (inline when no further request is buffered, else on the thread pool), so many requests are in flight at once and replies go out in completion
 /// order. Each reply is written whole under <see cref="_sendLock"/>, so replies never interleave.
 /// FLUSH needs no ordering of its own: every write replied to before the FLUSH arrived has
 /// completed on the device, and <see cref="IBlockDevice.FlushAsync"/> covers every completed write.
@@ -115,10 +115,30 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
     private void Dispatch(NbdRequest request, byte[]? payload, long cost)
     {
         NbdMetrics.InFlightRequests.Inc();
-        // Started inline: it runs until its first asynchronous wait and then lets the reader go on.
-        // A read the device completes synchronously (e.g. from a local replica) is answered without a
-        // thread hop; handing every request to the pool cost a scheduling delay each on a busy machine.
-        _ = ExecuteAsync(request, payload, cost);
+        if (MoreRequestsBuffered())
+        {
+            // Others are already waiting to be parsed: run this one on the pool, in parallel with them.
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static state => _ = state.Self.ExecuteAsync(state.Request, state.Payload, state.Cost),
+                (Self: this, Request: request, Payload: payload, Cost: cost),
+                preferLocal: false);
+        }
+        else
+        {
+            // Nothing else to parse: start it inline (it runs until its first asynchronous wait). A read the
+            // device completes synchronously (e.g. from a local replica) is answered without a thread hop.
+            _ = ExecuteAsync(request, payload, cost);
+        }
+    }
+
+    /// <summary>True when bytes of a further request are already buffered (peeks without consuming).</summary>
+    private bool MoreRequestsBuffered()
+    {
+        if (!reader.TryRead(out ReadResult peek))
+            return false;
+        bool more = !peek.Buffer.IsEmpty;
+        reader.AdvanceTo(peek.Buffer.Start);
+        return more;
     }
 
     private async Task ExecuteAsync(NbdRequest request, byte[]? payload, long cost)
