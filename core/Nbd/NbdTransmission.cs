@@ -8,7 +8,7 @@ namespace FeitianK8s.Core.Nbd;
 
 /// <summary>
 /// The transmission phase of one connection. The reader parses requests in order and starts each
-/// without waiting for it (inline when no further request is buffered, else on the thread pool), so many requests are in flight at once and replies go out in completion
+/// without waiting for it (inline, except a read while further requests are buffered: that goes to the thread pool), so many requests are in flight at once and replies go out in completion
 /// order. Each reply is written whole under <see cref="_sendLock"/>, so replies never interleave.
 /// FLUSH needs no ordering of its own: every write replied to before the FLUSH arrived has
 /// completed on the device, and <see cref="IBlockDevice.FlushAsync"/> covers every completed write.
@@ -115,9 +115,10 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
     private void Dispatch(NbdRequest request, byte[]? payload, long cost)
     {
         NbdMetrics.InFlightRequests.Inc();
-        if (MoreRequestsBuffered())
+        if (request.Command == NbdCommand.Read && MoreRequestsBuffered())
         {
-            // Others are already waiting to be parsed: run this one on the pool, in parallel with them.
+            // Others are already waiting to be parsed: run this read on the pool, in parallel with them.
+            // (Writes only queue for the volume's single log writer, so they gain nothing from the hop.)
             ThreadPool.UnsafeQueueUserWorkItem(
                 static state => _ = state.Self.ExecuteAsync(state.Request, state.Payload, state.Cost),
                 (Self: this, Request: request, Payload: payload, Cost: cost),

@@ -27,12 +27,7 @@ public sealed class RafLogWriter : IAsyncDisposable
     private readonly RafMetrics _metrics;
     private readonly ILogger _logger;
     private readonly Action _checkpointDue;
-    private readonly Channel<LogOp> _queue = Channel.CreateUnbounded<LogOp>(new UnboundedChannelOptions
-    {
-        SingleReader = true,
-        // The idle writer starts a request's append on the submitting thread instead of a thread-pool hop.
-        AllowSynchronousContinuations = true,
-    });
+    private readonly Channel<LogOp> _queue = Channel.CreateUnbounded<LogOp>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<Task> _retiring = [];
     private readonly Task _loop;
     private ulong _nextSeq;
