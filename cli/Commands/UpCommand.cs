@@ -94,7 +94,14 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         }, loggers, cancellationToken);
         await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
 
-        using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = [cluster.MasterAddress], ClientNode = "node-1" }, loggers);
+        const string clientNode = "node-1";
+        using var fs = new PanguClient(new PanguClientOptions
+        {
+            MasterAddresses = [cluster.MasterAddress],
+            ClientNode = clientNode,
+            // Replicas on this node are read from their files (checksums verified, chunk server as fallback).
+            LocalChunkServerDataDirs = cluster.ChunkServers.Where(s => s.Node == clientNode).ToDictionary(s => s.GrpcAddress, s => s.DataDir),
+        }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
         await using var volumes = new RafVolumeProvider(fs, catalog, new RafOptions
         {

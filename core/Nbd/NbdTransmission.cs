@@ -7,8 +7,8 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Core.Nbd;
 
 /// <summary>
-/// The transmission phase of one connection. The reader parses requests in order and hands each
-/// to the thread pool, so many requests are in flight at once and replies go out in completion
+/// The transmission phase of one connection. The reader parses requests in order and starts each
+/// without waiting for it (inline, except a read while further requests are buffered: that goes to the thread pool), so many requests are in flight at once and replies go out in completion
 /// order. Each reply is written whole under <see cref="_sendLock"/>, so replies never interleave.
 /// FLUSH needs no ordering of its own: every write replied to before the FLUSH arrived has
 /// completed on the device, and <see cref="IBlockDevice.FlushAsync"/> covers every completed write.
@@ -115,10 +115,31 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
     private void Dispatch(NbdRequest request, byte[]? payload, long cost)
     {
         NbdMetrics.InFlightRequests.Inc();
-        ThreadPool.UnsafeQueueUserWorkItem(
-            static state => _ = state.Self.ExecuteAsync(state.Request, state.Payload, state.Cost),
-            (Self: this, Request: request, Payload: payload, Cost: cost),
-            preferLocal: false);
+        if (request.Command == NbdCommand.Read && MoreRequestsBuffered())
+        {
+            // Others are already waiting to be parsed: run this read on the pool, in parallel with them.
+            // (Writes only queue for the volume's single log writer, so they gain nothing from the hop.)
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static state => _ = state.Self.ExecuteAsync(state.Request, state.Payload, state.Cost),
+                (Self: this, Request: request, Payload: payload, Cost: cost),
+                preferLocal: false);
+        }
+        else
+        {
+            // Nothing else to parse: start it inline (it runs until its first asynchronous wait). A read the
+            // device completes synchronously (e.g. from a local replica) is answered without a thread hop.
+            _ = ExecuteAsync(request, payload, cost);
+        }
+    }
+
+    /// <summary>True when bytes of a further request are already buffered (peeks without consuming).</summary>
+    private bool MoreRequestsBuffered()
+    {
+        if (!reader.TryRead(out ReadResult peek))
+            return false;
+        bool more = !peek.Buffer.IsEmpty;
+        reader.AdvanceTo(peek.Buffer.Start);
+        return more;
     }
 
     private async Task ExecuteAsync(NbdRequest request, byte[]? payload, long cost)

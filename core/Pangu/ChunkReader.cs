@@ -11,9 +11,13 @@ namespace FeitianK8s.Core.Pangu;
 /// Reads ranges of one chunk from its replicas: healthy replicas on the client's node
 /// first, then the other healthy ones, then (as a last resort) replicas marked bad.
 /// Every returned piece is checked against its CRC32C; a corrupt or missing replica
-/// is reported to the master and the read fails over to the next replica.
+/// is reported to the master and the read fails over to the next replica. A healthy replica kept on
+/// this node by a chunk server listed in <see cref="PanguClientOptions.LocalChunkServerDataDirs"/> is
+/// first tried straight from its files (<see cref="LocalReplicaReader"/>); when that declines, the
+/// same replica is read through its chunk server as usual.
 /// </summary>
-public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection master, PanguClientOptions options, ILogger logger)
+public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection master, PanguClientOptions options, ILogger logger,
+    LocalReplicaReader? local = null)
 {
     // Replicas this client saw corrupt, so later reads skip them before the master's view catches up.
     private readonly ConcurrentDictionary<(ulong Chunk, string Server), bool> _knownBad = new();
@@ -69,6 +73,11 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
         var allDamaged = true;
         foreach (var replica in Order(chunk))
         {
+            if (local is not null && !replica.Bad && !_knownBad.ContainsKey((chunk.Id, replica.ChunkServerId))
+                && local.TryRead(replica, chunk.Id, chunk.Length, offset, destination.Span))
+            {
+                return destination.Length;
+            }
             try
             {
                 var reply = await ClientFor(replica).ReadAsync(new ReadRequest
@@ -116,6 +125,7 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
     private async Task ReportBadAsync(PanguChunk chunk, PanguReplica replica, string reason, CancellationToken ct)
     {
         _knownBad[(chunk.Id, replica.ChunkServerId)] = true;
+        local?.Forget(chunk.Id);
         logger.LogWarning("replica of chunk {ChunkId} on {Server} is bad: {Reason}", chunk.Id, replica.ChunkServerId, reason);
         try
         {

@@ -120,8 +120,9 @@ public sealed class PanguAppender : IPanguAppender
         var (admitted, drain) = Admit(op);
         if (drain)
         {
-            // The drain runs on its own so that no caller waits for later callers' work.
-            _ = Task.Run(DrainAsync);
+            // Started inline (no thread-pool hop): it runs until its first chunk-server call and then
+            // goes on by itself, so no caller waits for later callers' work; each awaits only its own op.
+            _ = DrainAsync();
         }
         return await admitted.Completion.Task;
     }

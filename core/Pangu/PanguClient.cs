@@ -14,7 +14,10 @@ public sealed class PanguClientContext
         Channels = new GrpcChannelCache(options.MaxMessageBytes, loggerFactory);
         Master = new MasterConnection(options, Channels, loggerFactory.CreateLogger<MasterConnection>());
         FanOut = new ReplicaFanOut(Channels, options);
-        ChunkReader = new ChunkReader(Channels, Master, options, loggerFactory.CreateLogger<ChunkReader>());
+        LocalReplicas = options.LocalChunkServerDataDirs.Count > 0
+            ? new LocalReplicaReader(options.LocalChunkServerDataDirs, loggerFactory.CreateLogger<LocalReplicaReader>())
+            : null;
+        ChunkReader = new ChunkReader(Channels, Master, options, loggerFactory.CreateLogger<ChunkReader>(), LocalReplicas);
     }
 
     public PanguClientOptions Options { get; }
@@ -23,6 +26,7 @@ public sealed class PanguClientContext
     public MasterConnection Master { get; }
     public ReplicaFanOut FanOut { get; }
     public ChunkReader ChunkReader { get; }
+    public LocalReplicaReader? LocalReplicas { get; }
 }
 
 /// <summary>
@@ -45,6 +49,9 @@ public sealed class PanguClient : IPanguFileSystem, IDisposable
 
     /// <summary>The master connection this client uses, for callers that need master calls beyond files (volumes, status).</summary>
     public MasterConnection Master => _ctx.Master;
+
+    /// <summary>The direct reader of replicas on this node, when <see cref="PanguClientOptions.LocalChunkServerDataDirs"/> names any.</summary>
+    public LocalReplicaReader? LocalReplicas => _ctx.LocalReplicas;
 
     public async Task<PanguFileInfo> CreateAsync(string path, int replicas = 0, PanguVolumeGuard? guard = null, CancellationToken ct = default)
     {
@@ -114,5 +121,9 @@ public sealed class PanguClient : IPanguFileSystem, IDisposable
     private static VolumeGuard? ToGuard(PanguVolumeGuard? guard) =>
         guard is null ? null : new VolumeGuard { Volume = guard.Volume, Epoch = guard.Epoch };
 
-    public void Dispose() => _ctx.Channels.Dispose();
+    public void Dispose()
+    {
+        _ctx.Channels.Dispose();
+        _ctx.LocalReplicas?.Dispose();
+    }
 }

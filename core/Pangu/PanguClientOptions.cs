@@ -27,6 +27,12 @@ public sealed class PanguClientOptions
     /// <summary>How long a failed chunk server is excluded from new chunks of an appender.</summary>
     public TimeSpan FailedServerExclusion { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Chunk servers on this node whose files this client may read directly (gRPC address → data
+    /// directory); reads still verify every block's CRC32C and fall back to the chunk server. Empty: off.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> LocalChunkServerDataDirs { get; init; } = new Dictionary<string, string>();
+
     /// <summary>gRPC message size limit for sends and receives (above the 4 MiB default).</summary>
     public int MaxMessageBytes { get; init; } = 64 * 1024 * 1024;
 }
