@@ -209,20 +209,29 @@ public sealed class MasterStateMachine
         return ApplyResult.Ok(ToFileInfo(file));
     }
 
-    private ApplyResult AllocateChunk(AllocateChunkCommand command, long unixMs)
+    /// <summary>The file at <paramref name="path"/> when <paramref name="epoch"/> is its current lease epoch (fencing), else the error.</summary>
+    private (FileRecord? File, MasterError? Error) LeasedFile(string path, ulong epoch)
     {
-        var error = NameRules.CheckFilePath(command.Path);
+        var error = NameRules.CheckFilePath(path);
         if (error is not null)
         {
-            return ApplyResult.Fail(error);
+            return (null, error);
         }
-        if (!_files.TryGetValue(command.Path, out var file))
+        if (!_files.TryGetValue(path, out var file))
         {
-            return ApplyResult.Fail(MasterError.NotFound($"file '{command.Path}' does not exist"));
+            return (null, MasterError.NotFound($"file '{path}' does not exist"));
         }
-        if (command.Epoch != file.Epoch)
+        return epoch == file.Epoch
+            ? (file, null)
+            : (null, MasterError.StaleEpoch($"epoch {epoch} of '{file.Path}' is not the current epoch {file.Epoch}"));
+    }
+
+    private ApplyResult AllocateChunk(AllocateChunkCommand command, long unixMs)
+    {
+        var (file, error) = LeasedFile(command.Path, command.Epoch);
+        if (file is null)
         {
-            return ApplyResult.Fail(MasterError.StaleEpoch($"epoch {command.Epoch} of '{file.Path}' is not the current epoch {file.Epoch}"));
+            return ApplyResult.Fail(error!);
         }
         if (command.ChunkId < NextChunkId)
         {
@@ -257,18 +266,10 @@ public sealed class MasterStateMachine
 
     private ApplyResult CommitChunk(CommitChunkCommand command, long unixMs)
     {
-        var error = NameRules.CheckFilePath(command.Path);
-        if (error is not null)
+        var (file, error) = LeasedFile(command.Path, command.Epoch);
+        if (file is null)
         {
-            return ApplyResult.Fail(error);
-        }
-        if (!_files.TryGetValue(command.Path, out var file))
-        {
-            return ApplyResult.Fail(MasterError.NotFound($"file '{command.Path}' does not exist"));
-        }
-        if (command.Epoch != file.Epoch)
-        {
-            return ApplyResult.Fail(MasterError.StaleEpoch($"epoch {command.Epoch} of '{file.Path}' is not the current epoch {file.Epoch}"));
+            return ApplyResult.Fail(error!);
         }
         var chunk = file.Chunks.FirstOrDefault(c => c.ChunkId == command.ChunkId);
         if (chunk is null)
