@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using System.Net;
 using FeitianK8s.ChunkServer.Hosting;
 using FeitianK8s.ChunkServer.Registration;
@@ -102,8 +103,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var metrics = new ChunkServerMetrics(store, Capacity);
             peers = new PeerChannels();
 
-            ListenOptions? grpcListen = null;
-            ListenOptions? httpListen = null;
+            var listeners = new GrpcAndHttpListeners();
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
             builder.Logging.ClearProviders();
             builder.Services.AddSingleton(loggers);
@@ -124,16 +124,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
                 kestrel.Limits.MaxRequestBodySize = MaxMessageBytes + (1 << 20);
                 kestrel.Limits.Http2.InitialConnectionWindowSize = 16 << 20;
                 kestrel.Limits.Http2.InitialStreamWindowSize = 8 << 20;
-                kestrel.Listen(listenIp, options.GrpcPort, listen =>
-                {
-                    listen.Protocols = HttpProtocols.Http2;
-                    grpcListen = listen;
-                });
-                kestrel.Listen(listenIp, options.HttpPort, listen =>
-                {
-                    listen.Protocols = HttpProtocols.Http1;
-                    httpListen = listen;
-                });
+                listeners.Bind(kestrel, listenIp, options.GrpcPort, options.HttpPort);
             });
             app = builder.Build();
             app.MapGrpcService<ChunkServerService>();
@@ -149,15 +140,15 @@ public sealed class ChunkServerHost : IAsyncDisposable
             }));
             await app.StartAsync(ct).ConfigureAwait(false);
 
-            var grpcAddress = AddressOf(grpcListen!);
-            var httpAddress = AddressOf(httpListen!);
+            var grpcAddress = listeners.GrpcAddress;
+            var httpAddress = listeners.HttpAddress;
             masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log);
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             if (masterChannel is not null)
             {
                 var advertised = options.AdvertiseAddress ?? (listenIp.Equals(IPAddress.Any) || listenIp.Equals(IPAddress.IPv6Any)
-                    ? $"http://{Dns.GetHostName()}:{grpcListen!.IPEndPoint!.Port}"
+                    ? $"http://{Dns.GetHostName()}:{listeners.GrpcPort}"
                     : grpcAddress);
                 var reporter = new MasterReporter(new MasterClient(masterChannel), new ChunkServerIdentityInfo(id, options.Node, options.Rack, advertised),
                     store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>());
@@ -213,13 +204,6 @@ public sealed class ChunkServerHost : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
-
-    private static string AddressOf(ListenOptions listen)
-    {
-        var endpoint = listen.IPEndPoint ?? throw new InvalidOperationException("Kestrel endpoint has no IP address");
-        var host = endpoint.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endpoint.Address}]" : endpoint.Address.ToString();
-        return $"http://{host}:{endpoint.Port}";
-    }
 
     /// <summary>The library never takes over the process's signals; Program.cs decides what SIGTERM means.</summary>
     private sealed class NoSignalLifetime : IHostLifetime

@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using System.Net;
 using FeitianK8s.Master.Cluster;
 using FeitianK8s.Master.Api;
@@ -68,20 +69,10 @@ public sealed class MasterHost : IAsyncDisposable
                 grpc.MaxReceiveMessageSize = 16 * 1024 * 1024;
                 grpc.EnableDetailedErrors = false;
             });
-            ListenOptions? grpcListen = null;
-            ListenOptions? httpListen = null;
+            var listeners = new GrpcAndHttpListeners();
             builder.WebHost.ConfigureKestrel(kestrel =>
             {
-                kestrel.Listen(address, options.GrpcPort, listen =>
-                {
-                    listen.Protocols = HttpProtocols.Http2;
-                    grpcListen = listen;
-                });
-                kestrel.Listen(address, options.HttpPort, listen =>
-                {
-                    listen.Protocols = HttpProtocols.Http1;
-                    httpListen = listen;
-                });
+                listeners.Bind(kestrel, address, options.GrpcPort, options.HttpPort);
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
@@ -93,8 +84,8 @@ public sealed class MasterHost : IAsyncDisposable
             app.MapMetrics("/metrics", metrics.Registry);
             await app.StartAsync(ct).ConfigureAwait(false);
 
-            var grpcAddress = UrlOf(grpcListen!);
-            var httpAddress = UrlOf(httpListen!);
+            var grpcAddress = listeners.GrpcAddress;
+            var httpAddress = listeners.HttpAddress;
             identity.GrpcAddress = grpcAddress;
             logger.LogInformation("Master serving gRPC on {GrpcAddress} and HTTP on {HttpAddress}, data in {DataDirectory}",
                 grpcAddress, httpAddress, options.DataDirectory);
@@ -109,13 +100,6 @@ public sealed class MasterHost : IAsyncDisposable
             await metadata.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-    }
-
-    private static string UrlOf(ListenOptions listen)
-    {
-        var endpoint = listen.IPEndPoint ?? throw new InvalidOperationException("Kestrel endpoint is not an IP endpoint");
-        var host = endpoint.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endpoint.Address}]" : endpoint.Address.ToString();
-        return $"http://{host}:{endpoint.Port}";
     }
 
     /// <summary>Stops serving, drains queued commands, writes a final snapshot.</summary>
