@@ -44,7 +44,7 @@ static async Task<int> ServeVolumeAsync(string[] args)
     using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
     try
     {
-        return await VolumeHost.RunAsync(Value("--serve-volume"), Value("--socket"), CsiDriverOptions.ParseMasters(Value("--masters")), Value("--node-id"), loggers, stop.Token);
+        return await VolumeHost.RunAsync(Value("--serve-volume"), Value("--socket"), CsiDriverOptions.ParseMasters(Value("--masters")), Value("--node-id"), args.Contains("--read-only"), loggers, stop.Token);
     }
     catch (Exception e) when (e is not OperationCanceledException)
     {

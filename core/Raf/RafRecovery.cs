@@ -15,14 +15,15 @@ public sealed class RafCorruptException(string message) : Exception(message);
 /// replay every later record in log order, each verified by its CRCs. A segment's replay
 /// stops at its first invalid record (a torn tail) and continues with the next segment:
 /// the writer starts a new segment after any failed append, so nothing acknowledged
-/// follows a torn record within a segment.
+/// follows a torn record within a segment. A read-only recovery fences nobody and
+/// deletes nothing: it reads what the log holds now.
 /// </summary>
-public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolumeGuard guard, RafOptions options, ILogger logger)
+public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolumeGuard guard, RafOptions options, ILogger logger, bool readOnly = false)
 {
     public async Task<RecoveredVolume> RecoverAsync(CancellationToken ct)
     {
         var segments = await ListNumbersAsync(layout.LogDirectory, ct);
-        if (segments.Count > 0)
+        if (segments.Count > 0 && !readOnly)
         {
             await FenceAsync(layout.SegmentPath(segments[^1]), ct);
         }
@@ -100,10 +101,7 @@ public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolu
                 && IsContiguousFrom(segments, checkpoint.Position.Segment);
             if (usable)
             {
-                foreach (var bad in invalid)
-                {
-                    await fs.DeleteAsync(layout.CheckpointPath(bad), guard, ct);
-                }
+                await DeleteInvalidAsync(invalid, ct);
                 return (checkpoint!, seq);
             }
             logger.LogWarning("Volume {Volume}: checkpoint {Path} is {Problem}; trying an older one",
@@ -122,11 +120,20 @@ public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolu
         {
             throw new RafCorruptException($"volume {guard.Volume}: no valid checkpoint and the log in {layout.LogDirectory} does not start at segment 1");
         }
+        await DeleteInvalidAsync(invalid, ct);
+        return (new RafCheckpoint(new LogPosition(0, 0, 0), []), null);
+    }
+
+    private async Task DeleteInvalidAsync(List<ulong> invalid, CancellationToken ct)
+    {
+        if (readOnly)
+        {
+            return;
+        }
         foreach (var bad in invalid)
         {
             await fs.DeleteAsync(layout.CheckpointPath(bad), guard, ct);
         }
-        return (new RafCheckpoint(new LogPosition(0, 0, 0), []), null);
     }
 
     /// <summary>True when no segment numbered <paramref name="first"/> or later is missing between the ones present.</summary>

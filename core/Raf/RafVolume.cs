@@ -11,6 +11,8 @@ namespace FeitianK8s.Core.Raf;
 /// maps volume ranges to log locations; checkpoints of the index plus the log tail
 /// rebuild it on open. One engine per volume: opening takes the volume lease and fences
 /// the previous engine, whose later writes fail with <see cref="BlockErrorKind.Fenced"/>.
+/// A read-only engine (<see cref="OpenReadOnlyAsync"/>) takes no lease and fences nobody:
+/// it serves the volume as its log stood when it was opened and refuses every write.
 /// </summary>
 public sealed class RafVolume : IBlockDevice, IAsyncDisposable
 {
@@ -25,12 +27,14 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _gcLoop;
     private volatile Task _backgroundCheckpoint = Task.CompletedTask;
+    private readonly bool _readOnly;
     private long _size;
     private int _closed;
 
     private RafVolume(IPanguFileSystem fs, IVolumeCatalog catalog, RafVolumeInfo info, PanguVolumeGuard guard, RecoveredVolume recovered,
-        RafOptions options, RafMetrics metrics, ILogger logger)
+        RafOptions options, RafMetrics metrics, ILogger logger, bool readOnly)
     {
+        _readOnly = readOnly;
         _catalog = catalog;
         _logger = logger;
         _metrics = metrics;
@@ -44,7 +48,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         _checkpointer = new RafCheckpointer(fs, Layout, _state, guard, info.Replicas, options, metrics, logger) { LastSeq = recovered.CheckpointSeq };
         _writer = new RafLogWriter(fs, Layout, _state, guard, info.Replicas, options, metrics, logger, StartBackgroundCheckpoint);
         _gc = new RafGarbageCollector(fs, Layout, _state, guard, _writer, _checkpointer, _readers, options, metrics, logger);
-        _gcLoop = options.GcInterval is { } interval ? Task.Run(() => GcLoopAsync(interval)) : Task.CompletedTask;
+        _gcLoop = !readOnly && options.GcInterval is { } interval ? Task.Run(() => GcLoopAsync(interval)) : Task.CompletedTask;
         lock (_state.Gate)
         {
             metrics.UpdateSpace(_state);
@@ -53,7 +57,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
 
     public string Name { get; }
     public long Size => Interlocked.Read(ref _size);
-    public bool ReadOnly => false;
+    public bool ReadOnly => _readOnly;
 
     /// <summary>One engine serves every connection and updates its index before acknowledging, so every connection sees every acknowledged write.</summary>
     public bool SupportsMultiConnection => true;
@@ -79,7 +83,29 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         metrics.Replayed.Inc(recovered.ReplayedRecords);
         logger.LogInformation("Volume {Volume} opened with epoch {Epoch}: {Size} bytes, {Extents} extents, {TornBytes} torn bytes ignored",
             volumeName, epoch, info.SizeBytes, recovered.State.Index.Count, recovered.TornBytes);
-        return new RafVolume(fs, catalog, info, guard, recovered, options, metrics, logger);
+        return new RafVolume(fs, catalog, info, guard, recovered, options, metrics, logger, readOnly: false);
+    }
+
+    /// <summary>
+    /// Opens a volume for reading only, beside whatever engine holds its lease: no lease is
+    /// taken, no segment sealed, nothing deleted. The index is the log as it stands now; a
+    /// writer elsewhere may move on (and its GC may delete segments this index points at),
+    /// so read-only opens are for volumes nobody writes, such as MULTI_NODE_READER_ONLY.
+    /// </summary>
+    public static async Task<RafVolume> OpenReadOnlyAsync(IPanguFileSystem fs, IVolumeCatalog catalog, string volumeName, RafOptions options, ILogger logger, CancellationToken ct)
+    {
+        options.Validate();
+        var started = Stopwatch.GetTimestamp();
+        var info = await catalog.StatAsync(volumeName, ct);
+        // Epoch 0 is below every granted lease, so even a stray write through this guard is refused by the master.
+        var guard = new PanguVolumeGuard(volumeName, 0);
+        var recovered = await new RafRecovery(fs, new RafLayout(info.Directory), guard, options, logger, readOnly: true).RecoverAsync(ct);
+        var metrics = new RafMetrics(volumeName);
+        metrics.Recovery.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        metrics.Replayed.Inc(recovered.ReplayedRecords);
+        logger.LogInformation("Volume {Volume} opened read-only: {Size} bytes, {Extents} extents, {TornBytes} bytes after the last valid record ignored",
+            volumeName, info.SizeBytes, recovered.State.Index.Count, recovered.TornBytes);
+        return new RafVolume(fs, catalog, info, guard, recovered, options, metrics, logger, readOnly: true);
     }
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default)
@@ -189,7 +215,8 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
             : SubmitAsync(new LogOp(LogOpKind.Write, offset, data.Length, data, fua), data.Length);
     }
 
-    public ValueTask FlushAsync(CancellationToken ct = default) => SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0), 0);
+    /// <summary>Nothing is ever buffered by a read-only engine, so its flush has nothing to do.</summary>
+    public ValueTask FlushAsync(CancellationToken ct = default) => _readOnly ? ValueTask.CompletedTask : SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0), 0);
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken ct = default)
     {
@@ -211,6 +238,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         {
             throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name} is closed");
         }
+        RequireWritable(op.Kind.ToString().ToLowerInvariant());
         var started = Stopwatch.GetTimestamp();
         try
         {
@@ -223,6 +251,14 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         }
         _metrics.WriteBytesTotal.Inc(bytes);
         _metrics.WriteSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+    }
+
+    private void RequireWritable(string operation)
+    {
+        if (_readOnly)
+        {
+            throw new BlockDeviceException(BlockErrorKind.ReadOnly, $"volume {Name} is open read-only: {operation} refused");
+        }
     }
 
     private void CheckRange(long offset, long length, string operation)
@@ -250,6 +286,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     /// <summary>Writes a checkpoint of the index now; returns the sequence number it covers.</summary>
     public async Task<ulong> CheckpointAsync(CancellationToken ct = default)
     {
+        RequireWritable("checkpoint");
         try
         {
             return await _checkpointer.WriteAsync(_writer.FlushAsync, pruneAllOlder: false, ct);
@@ -262,7 +299,11 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     }
 
     /// <summary>One GC pass: rewrites the live data of mostly-dead sealed segments and deletes them.</summary>
-    public Task<RafGcResult> RunGcOnceAsync(CancellationToken ct = default) => _gc.RunOnceAsync(ct);
+    public Task<RafGcResult> RunGcOnceAsync(CancellationToken ct = default)
+    {
+        RequireWritable("garbage collection");
+        return _gc.RunOnceAsync(ct);
+    }
 
     /// <summary>Space accounting: log bytes, live bytes, extents, segments.</summary>
     public RafVolumeStats GetStats()
@@ -347,7 +388,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
             return;
         }
         await StopBackgroundAsync();
-        if (!_writer.IsFenced)
+        if (!_writer.IsFenced && !_readOnly)
         {
             try
             {

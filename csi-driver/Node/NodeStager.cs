@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using FeitianK8s.Core.Cluster;
@@ -258,6 +259,10 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         var exe = ServerExecutable.Find("FeitianK8s.Csi");
         List<string> args = [.. exe.PrefixArguments, "--serve-volume", record.VolumeId, "--socket", record.SocketPath,
             "--masters", string.Join(',', options.Masters), "--node-id", options.NodeId];
+        if (record.ReadOnly)
+        {
+            args.Add("--read-only");
+        }
         if (File.Exists(record.SocketPath))
         {
             File.Delete(record.SocketPath);
@@ -266,7 +271,8 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         record = record with { HostPid = pid };
         store.Save(record);
         var deadline = DateTime.UtcNow + StartTimeout;
-        while (!File.Exists(record.SocketPath))
+        // The socket file appears at bind(), before listen(): only a completed connect proves the host serves.
+        while (!await IsListeningAsync(record.SocketPath, ct))
         {
             if (!DetachedProcess.IsAlive(pid, record.SocketPath))
             {
@@ -279,6 +285,24 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
             await Task.Delay(50, ct);
         }
         return record;
+    }
+
+    private static async Task<bool> IsListeningAsync(string socketPath, CancellationToken ct)
+    {
+        if (!File.Exists(socketPath))
+        {
+            return false;
+        }
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await probe.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     private async Task<StagedVolume> AttachAsync(StagedVolume record, long size, CancellationToken ct)

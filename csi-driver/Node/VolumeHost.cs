@@ -8,18 +8,22 @@ namespace FeitianK8s.Csi.Node;
 
 /// <summary>
 /// The data path of one staged volume, run as its own process (<c>FeitianK8s.Csi
-/// --serve-volume VOLUME --socket PATH --masters ... --node-id NODE</c>) so that it
-/// outlives a restart of the node plugin: the RAF engine (holding the write lease as
-/// NODE) exported over NBD on a unix socket.
+/// --serve-volume VOLUME --socket PATH --masters ... --node-id NODE [--read-only]</c>) so
+/// that it outlives a restart of the node plugin: the RAF engine exported over NBD on a
+/// unix socket. A writable engine holds the volume's write lease as NODE; a read-only one
+/// takes no lease, so it never fences the volume's writer.
 /// </summary>
 public static class VolumeHost
 {
-    public static async Task<int> RunAsync(string volumeName, string socketPath, IReadOnlyList<string> masters, string nodeId, ILoggerFactory loggers, CancellationToken stop)
+    public static async Task<int> RunAsync(string volumeName, string socketPath, IReadOnlyList<string> masters, string nodeId, bool readOnly, ILoggerFactory loggers, CancellationToken stop)
     {
         var logger = loggers.CreateLogger("FeitianK8s.Csi.VolumeHost");
         using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = masters, ClientNode = nodeId }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
-        await using var volume = await RafVolume.OpenAsync(fs, catalog, volumeName, new RafOptions { Holder = nodeId }, loggers.CreateLogger<RafVolume>(), stop);
+        var options = new RafOptions { Holder = nodeId };
+        await using var volume = readOnly
+            ? await RafVolume.OpenReadOnlyAsync(fs, catalog, volumeName, options, loggers.CreateLogger<RafVolume>(), stop)
+            : await RafVolume.OpenAsync(fs, catalog, volumeName, options, loggers.CreateLogger<RafVolume>(), stop);
         var device = new VirtualSizeDevice(volume, VirtualSizeDevice.DefaultVirtualSize);
         if (File.Exists(socketPath))
         {
@@ -32,7 +36,7 @@ public static class VolumeHost
             DefaultExportName = volumeName,
         }, loggers.CreateLogger<NbdServer>());
         await nbd.StartAsync(stop);
-        logger.LogInformation("Volume {Volume} served on {Socket} ({Size} bytes)", volumeName, socketPath, volume.Size);
+        logger.LogInformation("Volume {Volume} served on {Socket} ({Size} bytes, read-only={ReadOnly})", volumeName, socketPath, volume.Size, readOnly);
         try
         {
             await Task.Delay(Timeout.Infinite, stop);

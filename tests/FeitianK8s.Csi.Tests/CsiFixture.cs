@@ -133,6 +133,29 @@ public static class Csi
         stream.Flush(flushToDisk: true);
     }
 
+    /// <summary>Writes at an offset of a block device node and flushes it to the volume.</summary>
+    public static void WriteDevice(string path, long offset, byte[] data)
+    {
+        using var device = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        device.Position = offset;
+        device.Write(data);
+        device.Flush(flushToDisk: true);
+    }
+
+    public static byte[] ReadDevice(string path, long offset, int length)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+        var buffer = new byte[length];
+        var done = 0;
+        while (done < length)
+        {
+            var n = RandomAccess.Read(handle, buffer.AsSpan(done), offset + done);
+            Assert.True(n > 0, $"short read at {offset + done}");
+            done += n;
+        }
+        return buffer;
+    }
+
     public static byte[] Pattern(int length, int seed)
     {
         var data = new byte[length];

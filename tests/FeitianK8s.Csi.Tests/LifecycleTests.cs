@@ -134,7 +134,7 @@ public sealed class LifecycleTests : IDisposable
         await UnstageTwice(id, staging);
         await StageTwice(id, staging, capability);
         await PublishTwice(id, staging, target, capability, readOnly: false);
-        Assert.Equal(data, ReadDevice(target, 5 * Csi.MiB, data.Length));
+        Assert.Equal(data, Csi.ReadDevice(target, 5 * Csi.MiB, data.Length));
 
         await c.Controller.ControllerExpandVolumeAsync(new ControllerExpandVolumeRequest { VolumeId = id, CapacityRange = new CapacityRange { RequiredBytes = 32 * Csi.MiB } });
         await c.Node.NodeExpandVolumeAsync(new NodeExpandVolumeRequest { VolumeId = id, VolumePath = target, StagingTargetPath = staging, VolumeCapability = capability });
@@ -146,8 +146,8 @@ public sealed class LifecycleTests : IDisposable
             device.Write(tail);
             device.Flush(flushToDisk: true);
         }
-        Assert.Equal(tail, ReadDevice(target, 32 * Csi.MiB - 4096, 4096));
-        Assert.Equal(data, ReadDevice(target, 5 * Csi.MiB, data.Length));
+        Assert.Equal(tail, Csi.ReadDevice(target, 32 * Csi.MiB - 4096, 4096));
+        Assert.Equal(data, Csi.ReadDevice(target, 5 * Csi.MiB, data.Length));
         var stats = await c.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = id, VolumePath = target });
         Assert.Equal(32 * Csi.MiB, stats.Usage.Single().Total);
 
@@ -266,19 +266,5 @@ public sealed class LifecycleTests : IDisposable
         {
             await _f.Client.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = id, TargetPath = target });
         }
-    }
-
-    private static byte[] ReadDevice(string path, long offset, int length)
-    {
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        var buffer = new byte[length];
-        var done = 0;
-        while (done < length)
-        {
-            var n = RandomAccess.Read(handle, buffer.AsSpan(done), offset + done);
-            Assert.True(n > 0, $"short read at {offset + done}");
-            done += n;
-        }
-        return buffer;
     }
 }

@@ -266,6 +266,51 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ReadOnlyEngineReadsAcknowledgedWritesWithoutFencingTheWriter()
+    {
+        var harness = new RafHarness(output);
+        await using var writer = await harness.OpenAsync();
+        // Enough to roll segments and write a checkpoint, plus an unsealed head after it.
+        for (var i = 0; i < 80; i++)
+        {
+            await writer.WriteAsync(i % 64 * 4096L, RafHarness.Pattern(4096, i), fua: false);
+        }
+        await writer.FlushAsync();
+        var expected = await RafHarness.ReadAllAsync(writer);
+        var epoch = harness.Catalog.EpochOf(RafHarness.Volume);
+        var segments = await harness.SegmentsAsync();
+        var checkpoints = await harness.CheckpointsAsync();
+
+        await using (var reader = await RafVolume.OpenReadOnlyAsync(harness.Fs, harness.Catalog, RafHarness.Volume, harness.Options, harness.Logger, CancellationToken.None))
+        {
+            Assert.True(reader.ReadOnly);
+            Assert.Equal(expected, await RafHarness.ReadAllAsync(reader));
+            foreach (var refused in new Func<Task>[]
+            {
+                () => reader.WriteAsync(0, new byte[4096], fua: false).AsTask(),
+                () => reader.TrimAsync(0, 4096).AsTask(),
+                () => reader.WriteZeroesAsync(0, 4096, fua: true).AsTask(),
+                () => reader.CheckpointAsync(),
+                () => reader.RunGcOnceAsync(),
+            })
+            {
+                Assert.Equal(BlockErrorKind.ReadOnly, (await Assert.ThrowsAsync<BlockDeviceException>(refused)).Kind);
+            }
+            await reader.FlushAsync();
+            Assert.Equal(expected, await RafHarness.ReadAllAsync(reader));
+        }
+
+        // The writer kept its lease and its head segment: it writes on, and nothing was sealed, deleted or checkpointed for the reader.
+        Assert.Equal(epoch, harness.Catalog.EpochOf(RafHarness.Volume));
+        Assert.Equal(segments, await harness.SegmentsAsync());
+        Assert.Equal(checkpoints, await harness.CheckpointsAsync());
+        await writer.WriteAsync(0, RafHarness.Pattern(4096, 999), fua: true);
+        var read = new byte[4096];
+        await writer.ReadAsync(0, read);
+        Assert.Equal(RafHarness.Pattern(4096, 999), read);
+    }
+
+    [Fact]
     public async Task FencedEngineCannotWriteCheckpointsOrCollect()
     {
         var harness = new RafHarness(output);
