@@ -115,10 +115,7 @@ public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) 
         foreach (var v in page)
         {
             var status = new ListVolumesResponse.Types.VolumeStatus();
-            if (v.LeaseHolder.Length > 0)
-            {
-                status.PublishedNodeIds.Add(v.LeaseHolder);
-            }
+            status.PublishedNodeIds.AddRange(v.PublishedNodes);
             response.Entries.Add(new ListVolumesResponse.Types.Entry { Volume = ToCsi(v), Status = status });
         }
         if (page.Count < rest.Count)
@@ -167,10 +164,7 @@ public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) 
         CsiErrors.Require(request.VolumeId.Length > 0, "ControllerGetVolume: volume id is missing");
         var volume = await volumes.RequireAsync(request.VolumeId, context.CancellationToken);
         var status = new ControllerGetVolumeResponse.Types.VolumeStatus();
-        if (volume.LeaseHolder.Length > 0)
-        {
-            status.PublishedNodeIds.Add(volume.LeaseHolder);
-        }
+        status.PublishedNodeIds.AddRange(volume.PublishedNodes);
         return new ControllerGetVolumeResponse { Volume = ToCsi(volume), Status = status };
     }
 

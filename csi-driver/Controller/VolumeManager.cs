@@ -7,13 +7,19 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Csi.Controller;
 
 /// <summary>A volume as the controller reports it.</summary>
-public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters Parameters, string LeaseHolder);
+public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters Parameters, string LeaseHolder, IReadOnlyList<string> Readers)
+{
+    /// <summary>Every node the volume is published to: the lease holder (writable) and the lease-free readers.</summary>
+    public IReadOnlyList<string> PublishedNodes =>
+        (LeaseHolder.Length > 0 ? Readers.Append(LeaseHolder) : Readers).Distinct().Order(StringComparer.Ordinal).ToList();
+}
 
 /// <summary>
 /// The controller's volume operations over the master's volume API. The write lease is
 /// the publish record: a writable ControllerPublish makes the node the lease holder
 /// (a new epoch); ControllerUnpublish takes the lease back to no holder, which also
-/// fences anything the node might still send.
+/// fences anything the node might still send. A read-only publish takes no lease; the
+/// master records the node as a reader so the volume reports it and is not deleted under it.
 /// </summary>
 public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager> logger)
 {
@@ -115,9 +121,9 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         {
             return;
         }
-        if (volume.LeaseHolder.Length > 0)
+        if (volume.PublishedNodes.Count > 0)
         {
-            throw CsiErrors.FailedPrecondition($"volume '{id}' is still published to node '{volume.LeaseHolder}'");
+            throw CsiErrors.FailedPrecondition($"volume '{id}' is still published to node(s) {string.Join(", ", volume.PublishedNodes.Select(n => $"'{n}'"))}");
         }
         try
         {
@@ -179,7 +185,16 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
     public async Task PublishAsync(string id, string node, bool writable, CancellationToken ct)
     {
         var volume = await RequireAsync(id, ct);
-        if (!writable || volume.LeaseHolder == node)
+        if (!writable)
+        {
+            if (!volume.Readers.Contains(node))
+            {
+                await SetReaderAsync(id, node, attached: true, ct);
+                logger.LogInformation("Published volume {Volume} read-only to node {Node}", id, node);
+            }
+            return;
+        }
+        if (volume.LeaseHolder == node)
         {
             return;
         }
@@ -191,16 +206,41 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         logger.LogInformation("Published volume {Volume} to node {Node}", id, node);
     }
 
-    /// <summary>Takes the lease back from <paramref name="node"/> (new epoch, no holder); nothing to do when it does not hold it.</summary>
+    /// <summary>
+    /// Forgets <paramref name="node"/> as a reader and takes the lease back from it (new epoch, no
+    /// holder); nothing to do where it is neither. An empty node id unpublishes from every node.
+    /// </summary>
     public async Task UnpublishAsync(string id, string node, CancellationToken ct)
     {
         var volume = await StatAsync(id, ct);
-        if (volume is null || volume.LeaseHolder.Length == 0 || (node.Length > 0 && volume.LeaseHolder != node))
+        if (volume is null)
+        {
+            return;
+        }
+        foreach (var reader in volume.Readers.Where(r => node.Length == 0 || r == node))
+        {
+            await SetReaderAsync(id, reader, attached: false, ct);
+            logger.LogInformation("Unpublished volume {Volume} (read-only) from node {Node}", id, reader);
+        }
+        if (volume.LeaseHolder.Length == 0 || (node.Length > 0 && volume.LeaseHolder != node))
         {
             return;
         }
         await AcquireLeaseAsync(id, "", ct);
         logger.LogInformation("Unpublished volume {Volume} from node {Node}", id, volume.LeaseHolder);
+    }
+
+    private async Task SetReaderAsync(string id, string node, bool attached, CancellationToken ct)
+    {
+        try
+        {
+            await master.CallAsync("set volume reader",
+                (c, o) => c.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = id, Node = node, Attached = attached }, o).ResponseAsync, ct);
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"reader '{node}' of volume '{id}'");
+        }
     }
 
     private async Task AcquireLeaseAsync(string id, string holder, CancellationToken ct)
@@ -232,5 +272,5 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
     }
 
     private static ManagedVolume ToManaged(VolumeInfo info) =>
-        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder);
+        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList());
 }

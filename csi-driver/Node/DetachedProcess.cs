@@ -43,7 +43,9 @@ public static class DetachedProcess
                 return false;
             }
             var cmdline = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/cmdline").Replace('\0', ' ');
-            return cmdline.Contains(marker, StringComparison.Ordinal);
+            // cmdline reads empty while the process is inside execve (our sh wrapper execs the helper):
+            // that is the process starting, not a reused pid.
+            return cmdline.Length == 0 || cmdline.Contains(marker, StringComparison.Ordinal);
         }
         catch (IOException)
         {

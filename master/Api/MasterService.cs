@@ -237,6 +237,16 @@ public sealed class MasterService(
         return new VolumeLease { Name = volume.Name, Epoch = volume.Epoch, Volume = volume };
     }
 
+    public override async Task<VolumeInfo> SetVolumeReader(SetVolumeReaderRequest request, ServerCallContext context)
+    {
+        var volume = (VolumeInfo)(await Submit(new MasterCommand
+        {
+            SetVolumeReader = new SetVolumeReaderCommand { Name = request.Name, Node = request.Node, Attached = request.Attached },
+        }, context))!;
+        logger.LogInformation("Volume {Volume}: reader {Node} {Change}", volume.Name, request.Node, request.Attached ? "attached" : "detached");
+        return volume;
+    }
+
     // ---------- mapping ----------
 
     private static Guard? ToGuard(VolumeGuard? guard) =>

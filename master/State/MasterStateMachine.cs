@@ -60,6 +60,7 @@ public sealed class MasterStateMachine
             MasterCommand.KindOneofCase.ResizeVolume => ResizeVolume(command.ResizeVolume),
             MasterCommand.KindOneofCase.DeleteVolume => DeleteVolume(command.DeleteVolume),
             MasterCommand.KindOneofCase.AcquireVolumeLease => AcquireVolumeLease(command.AcquireVolumeLease),
+            MasterCommand.KindOneofCase.SetVolumeReader => SetVolumeReader(command.SetVolumeReader),
             _ => ApplyResult.Fail(MasterError.Invalid($"unknown command kind {command.KindCase}")),
         };
         if (result.IsOk)
@@ -380,6 +381,33 @@ public sealed class MasterStateMachine
         return ApplyResult.Ok(ToVolumeInfo(volume));
     }
 
+    /// <summary>Adds or removes a lease-free reader node; the list stays sorted so replicas of the state agree byte for byte.</summary>
+    private ApplyResult SetVolumeReader(SetVolumeReaderCommand command)
+    {
+        var error = NameRules.CheckVolumeName(command.Name);
+        if (error is not null)
+        {
+            return ApplyResult.Fail(error);
+        }
+        if (command.Node.Length is 0 or > NameRules.MaxIdLength)
+        {
+            return ApplyResult.Fail(MasterError.Invalid($"reader node must be 1 to {NameRules.MaxIdLength} characters"));
+        }
+        if (!_volumes.TryGetValue(command.Name, out var volume))
+        {
+            return ApplyResult.Fail(MasterError.NotFound($"volume '{command.Name}' does not exist"));
+        }
+        var readers = volume.Readers.Where(r => r != command.Node).ToList();
+        if (command.Attached)
+        {
+            readers.Add(command.Node);
+        }
+        readers.Sort(StringComparer.Ordinal);
+        volume.Readers.Clear();
+        volume.Readers.AddRange(readers);
+        return ApplyResult.Ok(ToVolumeInfo(volume));
+    }
+
     // ---------- checks and helpers ----------
 
     private static MasterError? CheckReplicas(uint replicas) =>
@@ -652,6 +680,7 @@ public sealed class MasterStateMachine
             Directory = NameRules.VolumeDirectory(volume.Name),
             LeaseHolder = volume.LeaseHolder,
         };
+        info.Readers.AddRange(volume.Readers);
         foreach (var label in volume.Labels)
         {
             info.Labels[label.Key] = label.Value;

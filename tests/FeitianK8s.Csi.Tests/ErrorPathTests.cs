@@ -149,10 +149,16 @@ public sealed class ErrorPathTests : IDisposable
         await Csi.AssertCode(StatusCode.FailedPrecondition, async () => await C.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id }));
         var status = await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
         Assert.Equal(["node-1"], status.Status.PublishedNodeIds);
-        // A read-only publish to another node takes no lease and is allowed.
-        await C.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = "node-2", VolumeCapability = cap, Readonly = true });
-        // Unpublishing from a node that does not hold it changes nothing.
+        // A read-only publish to another node takes no lease and is allowed; the node is reported as published.
+        for (var i = 0; i < 2; i++)
+        {
+            await C.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = "node-2", VolumeCapability = cap, Readonly = true });
+        }
+        Assert.Equal(["node-1", "node-2"], (await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id })).Status.PublishedNodeIds);
+        // Unpublishing the reader leaves the writer's lease alone.
         await C.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = "node-2" });
+        // Unpublishing from a node that holds nothing changes nothing.
+        await C.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = "node-3" });
         Assert.Equal(["node-1"], (await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id })).Status.PublishedNodeIds);
 
         await C.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = "node-1" });

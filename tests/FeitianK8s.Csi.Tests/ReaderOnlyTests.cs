@@ -1,5 +1,7 @@
 using FeitianK8s.Csi.Node;
 using FeitianK8s.Proto.Csi;
+using Grpc.Net.Client;
+using MasterApi = FeitianK8s.Proto.Master;
 using Mode = FeitianK8s.Proto.Csi.VolumeCapability.Types.AccessMode.Types.Mode;
 
 namespace FeitianK8s.Csi.Tests;
@@ -55,7 +57,9 @@ public sealed class ReaderOnlyTests : IDisposable
 
         // The writer still holds the lease and keeps writing after the reader opened the volume.
         var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
-        Assert.Equal([CsiFixture.NodeA], status.Status.PublishedNodeIds);
+        Assert.Equal([CsiFixture.NodeA, "node-b"], status.Status.PublishedNodeIds);
+        var onMaster = await StatOnMasterAsync(id);
+        Assert.Equal(CsiFixture.NodeA, onMaster.LeaseHolder);
         var second = Csi.Pattern((int)Csi.MiB, seed: 12);
         Csi.WriteDevice(writerTarget, 6 * Csi.MiB, second);
         Assert.Equal(second, Csi.ReadDevice(writerTarget, 6 * Csi.MiB, second.Length));
@@ -121,7 +125,10 @@ public sealed class ReaderOnlyTests : IDisposable
                 Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(readerTarget, "new.txt"), "must fail"));
             }
             var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
-            Assert.Empty(status.Status.PublishedNodeIds);
+            Assert.Equal(["node-r1", "node-r2"], status.Status.PublishedNodeIds);
+            Assert.Equal("", (await StatOnMasterAsync(id)).LeaseHolder);
+            // A volume published to readers is not deleted under them.
+            await Csi.AssertCode(Grpc.Core.StatusCode.FailedPrecondition, async () => await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id }));
             // The staging mounts are read-only too, not only the bind mounts.
             Assert.All(readers, r => Assert.Contains("ro", Mounter.FindMount(r.Staging)!.Options.Split(',')));
         }
@@ -131,9 +138,17 @@ public sealed class ReaderOnlyTests : IDisposable
             {
                 await driver.Client.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = id, TargetPath = readerTarget });
                 await driver.Client.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = id, StagingTargetPath = readerStaging });
+                await c.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = driver.Host.Options.NodeId });
                 await driver.DisposeAsync();
             }
         }
         await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
+    }
+
+    /// <summary>The master's own view of the volume: who holds its write lease.</summary>
+    private async Task<MasterApi.VolumeInfo> StatOnMasterAsync(string id)
+    {
+        using var channel = GrpcChannel.ForAddress("http://" + _f.Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal));
+        return await new MasterApi.Master.MasterClient(channel).StatVolumeAsync(new MasterApi.StatVolumeRequest { Name = id });
     }
 }

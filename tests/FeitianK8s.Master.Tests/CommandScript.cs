@@ -29,6 +29,8 @@ public static class CommandScript
         createVolume.Labels.Add(new Label { Key = "team", Value = "storage" });
         commands.Add(At(new MasterCommand { CreateVolume = createVolume }));
         commands.Add(At(new MasterCommand { AcquireVolumeLease = new AcquireVolumeLeaseCommand { Name = "vol-a", Holder = "node-1" } }));
+        commands.Add(At(new MasterCommand { SetVolumeReader = new SetVolumeReaderCommand { Name = "vol-a", Node = "node-4", Attached = true } }));
+        commands.Add(At(new MasterCommand { SetVolumeReader = new SetVolumeReaderCommand { Name = "vol-a", Node = "node-2", Attached = true } }));
         ulong chunkId = 1;
         for (var f = 0; f < files; f++)
         {

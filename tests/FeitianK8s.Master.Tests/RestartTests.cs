@@ -24,6 +24,8 @@ public sealed class RestartTests(ITestOutputHelper output) : IDisposable
             await client.CreateVolumeAsync(new CreateVolumeRequest { Name = "pvc", SizeBytes = 1 << 20, Labels = { ["k"] = "v" } });
             await client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc", Holder = "n" });
             await client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc", Holder = "n" });
+            await client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc", Node = "reader-2", Attached = true });
+            await client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc", Node = "reader-1", Attached = true });
             await client.CreateFileAsync(new CreateFileRequest { Path = "/volumes/pvc/log", Guard = new VolumeGuard { Volume = "pvc", Epoch = 2 } });
             await client.CreateFileAsync(new CreateFileRequest { Path = "/images/a.img", Replicas = 2 });
             await client.OpenForAppendAsync(new OpenForAppendRequest { Path = "/images/a.img" });
@@ -45,6 +47,7 @@ public sealed class RestartTests(ITestOutputHelper output) : IDisposable
             var volume = await client.StatVolumeAsync(new StatVolumeRequest { Name = "pvc" });
             Assert.Equal(2UL, volume.Epoch);
             Assert.Equal("v", volume.Labels["k"]);
+            Assert.Equal(["reader-1", "reader-2"], volume.Readers);
             Assert.Equal(3UL, (await client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc" })).Epoch);
             Assert.Equal(3UL, (await client.OpenForAppendAsync(new OpenForAppendRequest { Path = "/images/a.img" })).Epoch);
 

@@ -80,6 +80,34 @@ public sealed class VolumeTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReadersAreRecordedIdempotentlyWithoutTouchingTheLease()
+    {
+        await Client.CreateVolumeAsync(new CreateVolumeRequest { Name = "pvc-r", SizeBytes = 1 << 20 });
+        var lease = await Client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc-r", Holder = "writer" });
+        foreach (var node in new[] { "node-b", "node-a", "node-b" })
+        {
+            await Client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc-r", Node = node, Attached = true });
+        }
+        var volume = await Client.StatVolumeAsync(new StatVolumeRequest { Name = "pvc-r" });
+        Assert.Equal(["node-a", "node-b"], volume.Readers);
+        Assert.Equal(lease.Epoch, volume.Epoch);
+        Assert.Equal("writer", volume.LeaseHolder);
+
+        for (var i = 0; i < 2; i++)
+        {
+            var after = await Client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc-r", Node = "node-a", Attached = false });
+            Assert.Equal(["node-b"], after.Readers);
+        }
+        await RpcAssert.Fails(StatusCode.NotFound, ErrorReasons.NotFound,
+            () => Client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "nope", Node = "node-a", Attached = true }));
+        await RpcAssert.Fails(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument,
+            () => Client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc-r", Node = "", Attached = true }));
+        await RpcAssert.Fails(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument,
+            () => Client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc-r", Node = new string('n', 300), Attached = true }));
+        Assert.Equal(["node-b"], (await Client.StatVolumeAsync(new StatVolumeRequest { Name = "pvc-r" })).Readers);
+    }
+
+    [Fact]
     public async Task GuardRefusesStaleVolumeEpochs()
     {
         await Client.CreateVolumeAsync(new CreateVolumeRequest { Name = "pvc", SizeBytes = 1 << 20 });
