@@ -13,7 +13,8 @@ namespace FeitianK8s.Csi;
 
 /// <summary>
 /// The CSI driver as a library: gRPC (HTTP/2) on a unix socket serving Identity, and
-/// Controller and/or Node by mode. On start the node plugin recovers its staged volumes.
+/// Controller and/or Node by mode. On start the node plugin recovers its staged volumes
+/// and registers its node id with the master.
 /// Stopping leaves staged volumes running (their hosts are separate processes).
 /// </summary>
 public sealed class CsiDriverHost : IAsyncDisposable
@@ -59,6 +60,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton<KernelNbd>();
         builder.Services.AddSingleton(_ => new NodeStateStore(options.StateDir));
         builder.Services.AddSingleton<NodeStager>();
+        builder.Services.AddSingleton<NodeRegistration>();
         var app = builder.Build();
         app.MapGrpcService<IdentityService>();
         if (options.RunsController)
@@ -89,6 +91,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         if (Options.RunsNode)
         {
             await _app.Services.GetRequiredService<NodeStager>().RecoverAsync(ct);
+            await _app.Services.GetRequiredService<NodeRegistration>().StartAsync(ct);
         }
         await _app.StartAsync(ct);
     }

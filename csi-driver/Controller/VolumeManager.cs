@@ -185,6 +185,7 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
     public async Task PublishAsync(string id, string node, bool writable, CancellationToken ct)
     {
         var volume = await RequireAsync(id, ct);
+        await RequireNodeAsync(node, ct);
         if (!writable)
         {
             if (!volume.Readers.Contains(node))
@@ -228,6 +229,23 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         }
         await AcquireLeaseAsync(id, "", ct);
         logger.LogInformation("Unpublished volume {Volume} from node {Node}", id, volume.LeaseHolder);
+    }
+
+    /// <summary>The node must be known to the master: its node plugin registered, or it runs a chunk server.</summary>
+    private async Task RequireNodeAsync(string node, CancellationToken ct)
+    {
+        try
+        {
+            await master.CallAsync("get node", (c, o) => c.GetNodeAsync(new GetNodeRequest { Id = node }, o).ResponseAsync, ct);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw CsiErrors.NotFound($"node '{node}' is not known to the cluster: no node plugin registered it");
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"node '{node}'");
+        }
     }
 
     private async Task SetReaderAsync(string id, string node, bool attached, CancellationToken ct)

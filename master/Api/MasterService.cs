@@ -212,6 +212,19 @@ public sealed class MasterService(
         return Task.FromResult(response);
     }
 
+    public override async Task<NodeInfo> RegisterNode(RegisterNodeRequest request, ServerCallContext context)
+    {
+        var node = (NodeInfo)(await Submit(new MasterCommand
+        {
+            RegisterNode = new RegisterNodeCommand { Node = new NodeRecord { Id = request.Id, Rack = request.Rack } },
+        }, context))!;
+        logger.LogInformation("Node {Node} registered (rack {Rack})", node.Id, node.Rack);
+        return node;
+    }
+
+    public override Task<NodeInfo> GetNode(GetNodeRequest request, ServerCallContext context) =>
+        Task.FromResult(Query(state => state.FindNode(request.Id) ?? throw new MasterException(MasterError.NotFound($"node '{request.Id}' is not known to the cluster"))));
+
     public override Task<VolumeInfo> StatVolume(StatVolumeRequest request, ServerCallContext context) =>
         Task.FromResult(Query(state => state.StatVolume(request.Name)));
 

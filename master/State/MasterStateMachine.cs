@@ -22,6 +22,7 @@ public sealed class MasterStateMachine
     private readonly SortedSet<string> _paths = new(StringComparer.Ordinal);
     private readonly Dictionary<ulong, FileRecord> _chunkOwners = new();
     private readonly Dictionary<string, ChunkServerRecord> _servers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeRecord> _nodes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _replicaCounts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedSet<ulong>> _pendingDeletions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, VolumeRecord> _volumes = new(StringComparer.Ordinal);
@@ -48,6 +49,7 @@ public sealed class MasterStateMachine
         var result = command.KindCase switch
         {
             MasterCommand.KindOneofCase.RegisterChunkServer => RegisterChunkServer(command.RegisterChunkServer),
+            MasterCommand.KindOneofCase.RegisterNode => RegisterNode(command.RegisterNode),
             MasterCommand.KindOneofCase.AckDeletedChunks => AckDeletedChunks(command.AckDeletedChunks),
             MasterCommand.KindOneofCase.ReportBadReplica => ReportBadReplica(command.ReportBadReplica),
             MasterCommand.KindOneofCase.CreateFile => CreateFile(command.CreateFile, command.UnixMs),
@@ -86,6 +88,38 @@ public sealed class MasterStateMachine
         _servers[server.Id] = server.Clone();
         _replicaCounts.TryAdd(server.Id, 0);
         return ApplyResult.Ok();
+    }
+
+    private ApplyResult RegisterNode(RegisterNodeCommand command)
+    {
+        var node = command.Node;
+        if (node is null)
+        {
+            return ApplyResult.Fail(MasterError.Invalid("register command has no node"));
+        }
+        var error = NameRules.CheckId("node id", node.Id);
+        if (error is not null)
+        {
+            return ApplyResult.Fail(error);
+        }
+        if (node.Rack.Length > NameRules.MaxIdLength)
+        {
+            return ApplyResult.Fail(MasterError.Invalid($"rack is longer than {NameRules.MaxIdLength} characters"));
+        }
+        _nodes[node.Id] = node.Clone();
+        return ApplyResult.Ok(FindNode(node.Id));
+    }
+
+    /// <summary>A node by id: registered through RegisterNode, or the node of a chunk server; null when neither.</summary>
+    public NodeInfo? FindNode(string id)
+    {
+        var registered = _nodes.GetValueOrDefault(id);
+        var server = _servers.Values.Where(s => s.Node == id).OrderBy(s => s.Id, StringComparer.Ordinal).FirstOrDefault();
+        if (registered is null && server is null)
+        {
+            return null;
+        }
+        return new NodeInfo { Id = id, Rack = registered?.Rack ?? server!.Rack, Registered = registered is not null, ChunkServer = server is not null };
     }
 
     private ApplyResult AckDeletedChunks(AckDeletedChunksCommand command)
@@ -697,6 +731,7 @@ public sealed class MasterStateMachine
         snapshot.ChunkServers.AddRange(_servers.Values.OrderBy(s => s.Id, StringComparer.Ordinal).Select(s => s.Clone()));
         snapshot.Files.AddRange(_paths.Select(p => _files[p].Clone()));
         snapshot.Volumes.AddRange(_volumes.Values.OrderBy(v => v.Name, StringComparer.Ordinal).Select(v => v.Clone()));
+        snapshot.Nodes.AddRange(_nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal).Select(n => n.Clone()));
         foreach (var (serverId, chunks) in _pendingDeletions.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             var record = new PendingDeletionRecord { ChunkServerId = serverId };
@@ -727,6 +762,10 @@ public sealed class MasterStateMachine
         foreach (var volume in snapshot.Volumes)
         {
             state._volumes[volume.Name] = volume.Clone();
+        }
+        foreach (var node in snapshot.Nodes)
+        {
+            state._nodes[node.Id] = node.Clone();
         }
         foreach (var pending in snapshot.PendingDeletions)
         {

@@ -1,7 +1,9 @@
 using FeitianK8s.Proto.Csi;
 using FeitianK8s.Testing;
 using Grpc.Core;
+using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
+using MasterApi = FeitianK8s.Proto.Master;
 using Mode = FeitianK8s.Proto.Csi.VolumeCapability.Types.AccessMode.Types.Mode;
 
 namespace FeitianK8s.Csi.Tests;
@@ -37,6 +39,12 @@ public sealed class CsiFixture : IAsyncLifetime
     public CsiClient Client => Driver.Client;
 
     public string NodeAStateDir => Root.Combine(NodeA, "state");
+
+    /// <summary>A client of the cluster's master, to check what the driver did there or to set up state.</summary>
+    public MasterApi.Master.MasterClient Master => new(_masterChannel ??= GrpcChannel.ForAddress(
+        "http://" + Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal)));
+
+    private GrpcChannel? _masterChannel;
 
     public async Task InitializeAsync()
     {
@@ -81,6 +89,7 @@ public sealed class CsiFixture : IAsyncLifetime
         }
         finally
         {
+            _masterChannel?.Dispose();
             NodeCleanup.Run(Root.Path);
             await Cluster.DisposeAsync();
             Root.Dispose();

@@ -143,6 +143,18 @@ public sealed class ErrorPathTests : IDisposable
     {
         var cap = Csi.Mount();
         var id = (await C.Controller.CreateVolumeAsync(Csi.Create("pvc-twonodes", 8 * Csi.MiB, cap))).Volume.VolumeId;
+        // A node no node plugin registered is NOT_FOUND, and the volume stays unpublished.
+        await Csi.AssertCode(StatusCode.NotFound, async () =>
+            await C.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = "some-fake-node-id", VolumeCapability = cap }));
+        await Csi.AssertCode(StatusCode.NotFound, async () => await C.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest
+        {
+            VolumeId = id, NodeId = "some-fake-node-id", VolumeCapability = cap, Readonly = true,
+        }));
+        Assert.Empty((await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id })).Status.PublishedNodeIds);
+        foreach (var node in new[] { "node-1", "node-2" })
+        {
+            await _f.Master.RegisterNodeAsync(new FeitianK8s.Proto.Master.RegisterNodeRequest { Id = node, Rack = "rack-1" });
+        }
         await C.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = "node-1", VolumeCapability = cap });
         await Csi.AssertCode(StatusCode.FailedPrecondition, async () =>
             await C.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest { VolumeId = id, NodeId = "node-2", VolumeCapability = cap }));

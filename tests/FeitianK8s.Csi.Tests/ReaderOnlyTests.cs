@@ -1,6 +1,5 @@
 using FeitianK8s.Csi.Node;
 using FeitianK8s.Proto.Csi;
-using Grpc.Net.Client;
 using MasterApi = FeitianK8s.Proto.Master;
 using Mode = FeitianK8s.Proto.Csi.VolumeCapability.Types.AccessMode.Types.Mode;
 
@@ -58,7 +57,7 @@ public sealed class ReaderOnlyTests : IDisposable
         // The writer still holds the lease and keeps writing after the reader opened the volume.
         var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
         Assert.Equal([CsiFixture.NodeA, "node-b"], status.Status.PublishedNodeIds);
-        var onMaster = await StatOnMasterAsync(id);
+        var onMaster = await _f.Master.StatVolumeAsync(new MasterApi.StatVolumeRequest { Name = id });
         Assert.Equal(CsiFixture.NodeA, onMaster.LeaseHolder);
         var second = Csi.Pattern((int)Csi.MiB, seed: 12);
         Csi.WriteDevice(writerTarget, 6 * Csi.MiB, second);
@@ -126,7 +125,7 @@ public sealed class ReaderOnlyTests : IDisposable
             }
             var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
             Assert.Equal(["node-r1", "node-r2"], status.Status.PublishedNodeIds);
-            Assert.Equal("", (await StatOnMasterAsync(id)).LeaseHolder);
+            Assert.Equal("", (await _f.Master.StatVolumeAsync(new MasterApi.StatVolumeRequest { Name = id })).LeaseHolder);
             // A volume published to readers is not deleted under them.
             await Csi.AssertCode(Grpc.Core.StatusCode.FailedPrecondition, async () => await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id }));
             // The staging mounts are read-only too, not only the bind mounts.
@@ -143,12 +142,5 @@ public sealed class ReaderOnlyTests : IDisposable
             }
         }
         await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
-    }
-
-    /// <summary>The master's own view of the volume: who holds its write lease.</summary>
-    private async Task<MasterApi.VolumeInfo> StatOnMasterAsync(string id)
-    {
-        using var channel = GrpcChannel.ForAddress("http://" + _f.Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal));
-        return await new MasterApi.Master.MasterClient(channel).StatVolumeAsync(new MasterApi.StatVolumeRequest { Name = id });
     }
 }

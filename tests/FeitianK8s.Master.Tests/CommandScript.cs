@@ -25,6 +25,7 @@ public static class CommandScript
                 },
             }));
         }
+        commands.Add(At(new MasterCommand { RegisterNode = new RegisterNodeCommand { Node = new NodeRecord { Id = "csi-node-1", Rack = "rack-1" } } }));
         var createVolume = new CreateVolumeCommand { Name = "vol-a", SizeBytes = 1 << 30, Replicas = 3 };
         createVolume.Labels.Add(new Label { Key = "team", Value = "storage" });
         commands.Add(At(new MasterCommand { CreateVolume = createVolume }));

@@ -25,6 +25,7 @@ public sealed class RestartTests(ITestOutputHelper output) : IDisposable
             await client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc", Holder = "n" });
             await client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc", Holder = "n" });
             await client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc", Node = "reader-2", Attached = true });
+            await client.RegisterNodeAsync(new RegisterNodeRequest { Id = "reader-2", Rack = "r2" });
             await client.SetVolumeReaderAsync(new SetVolumeReaderRequest { Name = "pvc", Node = "reader-1", Attached = true });
             await client.CreateFileAsync(new CreateFileRequest { Path = "/volumes/pvc/log", Guard = new VolumeGuard { Volume = "pvc", Epoch = 2 } });
             await client.CreateFileAsync(new CreateFileRequest { Path = "/images/a.img", Replicas = 2 });
@@ -48,6 +49,7 @@ public sealed class RestartTests(ITestOutputHelper output) : IDisposable
             Assert.Equal(2UL, volume.Epoch);
             Assert.Equal("v", volume.Labels["k"]);
             Assert.Equal(["reader-1", "reader-2"], volume.Readers);
+            Assert.Equal("r2", (await client.GetNodeAsync(new GetNodeRequest { Id = "reader-2" })).Rack);
             Assert.Equal(3UL, (await client.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "pvc" })).Epoch);
             Assert.Equal(3UL, (await client.OpenForAppendAsync(new OpenForAppendRequest { Path = "/images/a.img" })).Epoch);
 

@@ -80,6 +80,22 @@ public sealed class VolumeTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task NodesAreKnownWhenRegisteredOrRunningAChunkServer()
+    {
+        await RpcAssert.Fails(StatusCode.NotFound, ErrorReasons.NotFound, () => Client.GetNodeAsync(new GetNodeRequest { Id = "csi-a" }));
+        for (var i = 0; i < 2; i++)
+        {
+            var registered = await Client.RegisterNodeAsync(new RegisterNodeRequest { Id = "csi-a", Rack = "rack-9" });
+            Assert.Equal(new NodeInfo { Id = "csi-a", Rack = "rack-9", Registered = true }, registered);
+        }
+        Assert.Equal("rack-9", (await Client.GetNodeAsync(new GetNodeRequest { Id = "csi-a" })).Rack);
+        await RpcAssert.Fails(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => Client.RegisterNodeAsync(new RegisterNodeRequest { Id = "" }));
+        await RpcAssert.Fails(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument,
+            () => Client.RegisterNodeAsync(new RegisterNodeRequest { Id = "n", Rack = new string('r', 300) }));
+        await RpcAssert.Fails(StatusCode.NotFound, ErrorReasons.NotFound, () => Client.GetNodeAsync(new GetNodeRequest { Id = "n" }));
+    }
+
+    [Fact]
     public async Task ReadersAreRecordedIdempotentlyWithoutTouchingTheLease()
     {
         await Client.CreateVolumeAsync(new CreateVolumeRequest { Name = "pvc-r", SizeBytes = 1 << 20 });
