@@ -64,6 +64,9 @@ public sealed class ChunkServerHost : IAsyncDisposable
     /// <summary>The store behind the service (tests and in-process tools).</summary>
     public ChunkStore Store => _store;
 
+    /// <summary>Flow control of copies from peers (re-replication).</summary>
+    public RebuildBudget Rebuild { get; private init; } = null!;
+
     /// <summary>The reporter talking to the master; null when no master address was given.</summary>
     public MasterReporter? Reporter { get; private set; }
 
@@ -77,6 +80,14 @@ public sealed class ChunkServerHost : IAsyncDisposable
         if (!IPAddress.TryParse(options.ListenAddress, out var listenIp))
         {
             throw new ArgumentException($"listen address '{options.ListenAddress}' is not an IP address");
+        }
+        if (options.RebuildBandwidthBytesPerSecond < 0)
+        {
+            throw new ArgumentException($"rebuild bandwidth {options.RebuildBandwidthBytesPerSecond} must be 0 (unlimited) or positive");
+        }
+        if (options.RebuildConcurrency is < 1 or > ChunkServerOptions.MaxRebuildConcurrency)
+        {
+            throw new ArgumentException($"rebuild concurrency {options.RebuildConcurrency} must be from 1 to {ChunkServerOptions.MaxRebuildConcurrency}");
         }
         if (options.MasterAddress is { } master && !Uri.TryCreate(master, UriKind.Absolute, out _))
         {
@@ -102,6 +113,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             long Capacity() => options.CapacityBytes ?? storeRef.FilesystemBytes;
             var metrics = new ChunkServerMetrics(store, Capacity);
             peers = new PeerChannels();
+            var rebuild = new RebuildBudget(options.RebuildBandwidthBytesPerSecond, options.RebuildConcurrency, new RebuildMetrics(metrics.Registry));
 
             var listeners = new GrpcAndHttpListeners();
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
@@ -111,6 +123,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             builder.Services.AddSingleton(store);
             builder.Services.AddSingleton(metrics);
             builder.Services.AddSingleton(peers);
+            builder.Services.AddSingleton(rebuild);
             builder.Services.AddSingleton<PeerChunkCopier>();
             builder.Services.AddGrpc(grpc =>
             {
@@ -143,7 +156,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var grpcAddress = listeners.GrpcAddress;
             var httpAddress = listeners.HttpAddress;
             masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
-            host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log);
+            host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             if (masterChannel is not null)
             {
@@ -158,6 +171,8 @@ public sealed class ChunkServerHost : IAsyncDisposable
             }
             log.LogInformation("Chunk server {Id} (node {Node}, rack {Rack}) serving gRPC on {Grpc} and HTTP on {Http}; {Chunks} chunks in {Dirs}",
                 id, options.Node, options.Rack, grpcAddress, httpAddress, store.Count, string.Join(",", options.DataDirs));
+            log.LogInformation("Re-replication budget of {Id}: {BandwidthBytesPerSecond} bytes/s (0 = unlimited), {Concurrency} copies at once",
+                id, rebuild.BandwidthBytesPerSecond, rebuild.Concurrency);
             return host;
         }
         catch

@@ -38,4 +38,14 @@ public sealed record ChunkServerOptions
 
     /// <summary>Longest wait between registration attempts while the master is unreachable.</summary>
     public TimeSpan MaxRegisterBackoff { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Bandwidth all re-replication copies (CopyChunkFromPeer) share, in bytes per second; 0 = unlimited.</summary>
+    public long RebuildBandwidthBytesPerSecond { get; init; }
+
+    /// <summary>Re-replication copies that run at once; further requests wait for a free slot.</summary>
+    public int RebuildConcurrency { get; init; } = DefaultRebuildConcurrency;
+
+    public const int DefaultRebuildConcurrency = 2;
+
+    public const int MaxRebuildConcurrency = 1024;
 }

@@ -93,7 +93,25 @@ public sealed class CsiDriverHost : IAsyncDisposable
             await _app.Services.GetRequiredService<NodeStager>().RecoverAsync(ct);
             await _app.Services.GetRequiredService<NodeRegistration>().StartAsync(ct);
         }
+        LogSnapshotTarget(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<CsiDriverHost>());
         await _app.StartAsync(ct);
+    }
+
+    /// <summary>Says which snapshot target the driver was given, never its credentials. Snapshots themselves are not served yet.</summary>
+    private void LogSnapshotTarget(ILogger log)
+    {
+        if (Options.SnapshotTarget is not { } target)
+        {
+            log.LogInformation("No snapshot target configured");
+            return;
+        }
+        log.LogInformation("Snapshot target {Endpoint} bucket {Bucket} region {Region}; credentials {Credentials}",
+            target.Endpoint, target.Bucket, target.Region ?? "(none)", target.HasCredentials ? "present" : "absent");
+        if (!target.HasCredentials)
+        {
+            log.LogWarning("Snapshot target {Endpoint} has no credentials ({AccessKeyEnv} and {SecretKeyEnv} unset): backups to it will fail",
+                target.Endpoint, SnapshotTarget.AccessKeyIdEnv, SnapshotTarget.SecretAccessKeyEnv);
+        }
     }
 
     public Task StopAsync(CancellationToken ct = default) => _app.StopAsync(ct);

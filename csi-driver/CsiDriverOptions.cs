@@ -4,7 +4,9 @@ public enum CsiMode { Controller, Node, All }
 
 /// <summary>
 /// Command line: <c>--endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE
-/// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR]</c>.
+/// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR] [--snapshot-endpoint URL
+/// --snapshot-bucket NAME [--snapshot-region REGION]]</c>; the snapshot target also from the
+/// environment (see <see cref="FeitianK8s.Csi.SnapshotTarget"/>).
 /// </summary>
 public sealed class CsiDriverOptions
 {
@@ -23,15 +25,24 @@ public sealed class CsiDriverOptions
     public string StateDir { get; init; } = "/var/lib/feitian-csi";
     public int MaxVolumesPerNode { get; init; } = 64;
     public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Where snapshot backups go; null when none was configured.</summary>
+    public SnapshotTarget? SnapshotTarget { get; init; }
 
     public bool RunsController => Mode is CsiMode.Controller or CsiMode.All;
     public bool RunsNode => Mode is CsiMode.Node or CsiMode.All;
 
-    /// <summary>Parses the command line; throws <see cref="ArgumentException"/> with the reason.</summary>
-    public static CsiDriverOptions Parse(IReadOnlyList<string> args)
+    /// <summary>Parses the command line and the process environment; throws <see cref="ArgumentException"/> with the reason.</summary>
+    public static CsiDriverOptions Parse(IReadOnlyList<string> args) => Parse(args, Environment.GetEnvironmentVariable);
+
+    /// <summary>Parses the command line, reading environment variables through <paramref name="environment"/>.</summary>
+    public static CsiDriverOptions Parse(IReadOnlyList<string> args, Func<string, string?> environment)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        string[] known = ["--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes"];
+        string[] known =
+        [
+            "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
+            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region",
+        ];
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -83,6 +94,7 @@ public sealed class CsiDriverOptions
             Rack = values.GetValueOrDefault("--rack", ""),
             StateDir = values.GetValueOrDefault("--state-dir", "/var/lib/feitian-csi"),
             MaxVolumesPerNode = maxVolumes,
+            SnapshotTarget = SnapshotTarget.From(values, environment),
         };
     }
 

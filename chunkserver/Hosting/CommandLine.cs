@@ -9,7 +9,8 @@ public static class CommandLine
     public const string Usage =
         "usage: FeitianK8s.ChunkServer --data DIR[,DIR...] --master http://HOST:PORT --node NODE --rack RACK " +
         "[--listen 127.0.0.1] [--port 0] [--http-port 0] [--advertise http://HOST:PORT] [--chunk-size 64MiB] " +
-        "[--block-size 4KiB] [--capacity BYTES] [--reserve 1MiB] [--heartbeat-ms 1000]";
+        "[--block-size 4KiB] [--capacity BYTES] [--reserve 1MiB] [--heartbeat-ms 1000] " +
+        "[--rebuild-bandwidth BYTES_PER_SECOND (e.g. 100Mi; 0 = unlimited)] [--rebuild-concurrency 2]";
 
     public static ChunkServerOptions Parse(IReadOnlyList<string> args)
     {
@@ -70,14 +71,33 @@ public static class CommandLine
             CapacityBytes = Optional("capacity") is { } cap ? ByteSize.Parse(cap) : null,
             DiskReserveBytes = Optional("reserve") is { } r ? ByteSize.Parse(r) : 1L << 20,
             HeartbeatInterval = TimeSpan.FromMilliseconds(Optional("heartbeat-ms") is { } h ? int.Parse(h, CultureInfo.InvariantCulture) : 1000),
+            RebuildBandwidthBytesPerSecond = RebuildBandwidth(Optional("rebuild-bandwidth")),
+            RebuildConcurrency = RebuildConcurrency(Optional("rebuild-concurrency")),
         };
     }
 
     private static readonly HashSet<string> Known =
     [
         "data", "master", "node", "rack", "listen", "port", "http-port", "advertise", "chunk-size", "block-size",
-        "capacity", "reserve", "heartbeat-ms",
+        "capacity", "reserve", "heartbeat-ms", "rebuild-bandwidth", "rebuild-concurrency",
     ];
+
+    /// <summary>Bytes per second as plain digits or a Kubernetes quantity (100Mi = 100×2²⁰, 100M = 100×10⁶); 0 = unlimited.</summary>
+    private static long RebuildBandwidth(string? text) =>
+        text is null ? 0
+        : ByteSize.TryParseQuantity(text, out var bytes) ? bytes
+        : throw new FormatException($"--rebuild-bandwidth '{text}' is not bytes per second (examples: 104857600, 100Mi, 1Gi, 500M; 0 = unlimited)");
+
+    private static int RebuildConcurrency(string? text)
+    {
+        if (text is null)
+        {
+            return ChunkServerOptions.DefaultRebuildConcurrency;
+        }
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= ChunkServerOptions.MaxRebuildConcurrency
+            ? n
+            : throw new FormatException($"--rebuild-concurrency '{text}' must be a whole number from 1 to {ChunkServerOptions.MaxRebuildConcurrency}");
+    }
 
     private static int Port(string? text, string name)
     {

@@ -11,9 +11,9 @@ namespace FeitianK8s.ChunkServer.Replication;
 /// <summary>
 /// Copies a sealed chunk from a peer: reads it through the peer's Read in pieces, verifies each
 /// piece's CRC32C, and installs it here sealed with the given epoch. Nothing is visible until the
-/// whole chunk arrived and verified.
+/// whole chunk arrived and verified. Copies run under the server's <see cref="RebuildBudget"/>.
 /// </summary>
-public sealed class PeerChunkCopier(ChunkStore store, PeerChannels channels, ChunkServerMetrics metrics, ILogger<PeerChunkCopier> log)
+public sealed class PeerChunkCopier(ChunkStore store, PeerChannels channels, RebuildBudget budget, ChunkServerMetrics metrics, ILogger<PeerChunkCopier> log)
 {
     public const int PieceBytes = 1 << 20;
     private static readonly TimeSpan PieceTimeout = TimeSpan.FromSeconds(30);
@@ -21,6 +21,7 @@ public sealed class PeerChunkCopier(ChunkStore store, PeerChannels channels, Chu
     public async Task<ChunkState> CopyAsync(ulong chunkId, string source, ulong epoch, ulong expectedLength, CancellationToken ct)
     {
         var client = new ChunkServerClient(channels.For(source));
+        using var slot = await budget.EnterAsync(ct).ConfigureAwait(false);
         using var incoming = store.BeginIncoming(chunkId, expectedLength, out var existing);
         if (incoming is null)
         {
@@ -61,6 +62,7 @@ public sealed class PeerChunkCopier(ChunkStore store, PeerChannels channels, Chu
             }
             incoming.Write(piece.Data.Span);
             metrics.CopiedBytes.Inc(piece.Data.Length);
+            await budget.ChargeAsync(piece.Data.Length, ct).ConfigureAwait(false);
         }
         return incoming.Complete(epoch, log);
     }

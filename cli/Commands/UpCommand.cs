@@ -42,6 +42,29 @@ public sealed class UpSettings : CommandSettings
     [Description("Seconds between background GC passes of every open volume (0 disables GC).")]
     public double GcIntervalSeconds { get; init; } = 30;
 
+    [CommandOption("--rebuild-bandwidth <BYTES_PER_SECOND>")]
+    [Description("Re-replication bandwidth of each chunk server, e.g. 100Mi or 50M (Kubernetes quantity); 0 or absent = unlimited.")]
+    public string? RebuildBandwidth { get; init; }
+
+    [CommandOption("--rebuild-concurrency <N>")]
+    [Description("Re-replication copies each chunk server runs at once; absent = the chunk server's default (2).")]
+    public int? RebuildConcurrency { get; init; }
+
+    /// <summary>The re-replication flags handed to every chunk server, only those given.</summary>
+    public IReadOnlyList<string> ChunkServerRebuildArgs()
+    {
+        var args = new List<string>();
+        if (RebuildBandwidth is { } bandwidth)
+        {
+            args.AddRange(["--rebuild-bandwidth", bandwidth]);
+        }
+        if (RebuildConcurrency is { } concurrency)
+        {
+            args.AddRange(["--rebuild-concurrency", concurrency.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+        return args;
+    }
+
     [CommandOption("-v|--verbose")]
     [Description("Log the servers' information messages, not only warnings.")]
     public bool Verbose { get; init; }
@@ -59,6 +82,14 @@ public sealed class UpSettings : CommandSettings
         if (GcIntervalSeconds < 0 || double.IsNaN(GcIntervalSeconds))
         {
             return Spectre.Console.ValidationResult.Error("--gc-interval must be 0 (off) or a positive number of seconds");
+        }
+        if (RebuildBandwidth is not null && !ByteSize.TryParseQuantity(RebuildBandwidth, out _))
+        {
+            return Spectre.Console.ValidationResult.Error($"--rebuild-bandwidth '{RebuildBandwidth}' is not bytes per second (examples: 104857600, 100Mi, 1Gi, 500M; 0 = unlimited)");
+        }
+        if (RebuildConcurrency is < 1 or > FeitianK8s.ChunkServer.ChunkServerOptions.MaxRebuildConcurrency)
+        {
+            return Spectre.Console.ValidationResult.Error($"--rebuild-concurrency must be from 1 to {FeitianK8s.ChunkServer.ChunkServerOptions.MaxRebuildConcurrency}");
         }
         if (!ByteSize.TryParse(SegmentSize, out var segment) || segment < 1 << 20)
         {
@@ -91,6 +122,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             Racks = settings.Racks,
             ChunkSize = ByteSize.Parse(settings.ChunkSize),
             MasterPort = settings.MasterPort ?? PreviousMasterPort(dataDir),
+            ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
         }, loggers, cancellationToken);
         await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
 

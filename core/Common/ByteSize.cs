@@ -29,18 +29,68 @@ public static class ByteSize
                 break;
             }
         }
-        if (!decimal.TryParse(trimmed, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number) || number < 0)
+        return TryScale(trimmed, factor, out bytes);
+    }
+
+    public static long Parse(string text) =>
+        TryParse(text, out var bytes)
+            ? bytes
+            : throw new FormatException($"'{text}' is not a size (examples: 4096, 512KiB, 64MiB, 1GiB, 2TiB)");
+
+    private static readonly (string Suffix, long Factor)[] QuantityUnits =
+    [
+        ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30), ("TiB", 1L << 40),
+        ("Ki", 1L << 10), ("Mi", 1L << 20), ("Gi", 1L << 30), ("Ti", 1L << 40), ("Pi", 1L << 50),
+        ("k", 1_000L), ("M", 1_000_000L), ("G", 1_000_000_000L), ("T", 1_000_000_000_000L), ("P", 1_000_000_000_000_000L),
+    ];
+
+    /// <summary>
+    /// Parses a byte count written as a Kubernetes quantity, the form StorageCluster fields use:
+    /// digits with an optional suffix, binary <c>Ki Mi Gi Ti Pi</c> (×1024ⁿ) or decimal <c>k M G T P</c>
+    /// (×1000ⁿ), case-sensitive as in Kubernetes; <c>KiB MiB GiB TiB</c> are accepted as binary too.
+    /// Unlike <see cref="TryParse"/>, a bare <c>M</c> here means 10⁶, as Kubernetes has it.
+    /// </summary>
+    public static bool TryParseQuantity(string? text, out long bytes)
+    {
+        bytes = 0;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+        var trimmed = text.Trim();
+        long factor = 1;
+        foreach (var (suffix, unitFactor) in QuantityUnits)
+        {
+            if (trimmed.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                factor = unitFactor;
+                trimmed = trimmed[..^suffix.Length];
+                break;
+            }
+        }
+        return TryScale(trimmed, factor, out bytes);
+    }
+
+    public static long ParseQuantity(string text) =>
+        TryParseQuantity(text, out var bytes)
+            ? bytes
+            : throw new FormatException($"'{text}' is not a byte quantity (examples: 104857600, 100Mi, 1Gi, 500M)");
+
+    private static bool TryScale(string number, long factor, out long bytes)
+    {
+        bytes = 0;
+        if (!decimal.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value) || value < 0)
         {
             return false;
         }
         try
         {
-            var value = number * factor;
-            if (value != decimal.Truncate(value) || value > long.MaxValue)
+            var scaled = value * factor;
+            if (scaled != decimal.Truncate(scaled) || scaled > long.MaxValue)
             {
                 return false;
             }
-            bytes = (long)value;
+            bytes = (long)scaled;
             return true;
         }
         catch (OverflowException)
@@ -48,11 +98,6 @@ public static class ByteSize
             return false;
         }
     }
-
-    public static long Parse(string text) =>
-        TryParse(text, out var bytes)
-            ? bytes
-            : throw new FormatException($"'{text}' is not a size (examples: 4096, 512KiB, 64MiB, 1GiB, 2TiB)");
 
     public static string Format(long bytes)
     {

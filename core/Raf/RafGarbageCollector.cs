@@ -1,4 +1,5 @@
 using FeitianK8s.Core.Block;
+using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Pangu;
 using Microsoft.Extensions.Logging;
 

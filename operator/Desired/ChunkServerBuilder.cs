@@ -35,6 +35,7 @@ public static class ChunkServerBuilder
                 "--http-port", spec.HttpPort.ToString(),
                 // The address clients dial: the pod IP (listening on 0.0.0.0 says nothing reachable).
                 "--advertise", $"http://$(POD_IP):{spec.Port}",
+                .. RebuildFlags.Args(c.Spec.Rebuild ?? new RebuildSpec()),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), Meta.FieldEnv("POD_IP", "status.podIP")],
             Ports =

@@ -59,7 +59,8 @@ public static class CsiBuilder
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
             ],
-            Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
+            // Snapshots and backups are the controller's work; only it gets the object-store target.
+            Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), .. SnapshotTargetEnv.For(c.Spec.SnapshotTarget)],
             Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = 9808 }],
             LivenessProbe = MasterBuilder.HttpProbe("/healthz", 9808, 10),
             VolumeMounts = [socket],

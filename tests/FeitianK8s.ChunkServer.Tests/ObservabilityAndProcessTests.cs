@@ -97,6 +97,18 @@ public sealed class ObservabilityAndProcessTests(ITestOutputHelper output) : IDi
             Assert.NotEqual(0, missing.ExitCode);
             Assert.Contains("--master is required", missing.StandardError.ReadToEnd());
         }
+        using (var badRebuild = StartExecutable($"--data {_dir.Sub("bad-rebuild")} --master http://127.0.0.1:1 --node n --rack r --rebuild-concurrency 0"))
+        {
+            Assert.True(badRebuild.WaitForExit(30_000));
+            Assert.Equal(2, badRebuild.ExitCode);
+            Assert.Contains("--rebuild-concurrency '0' must be a whole number from 1 to 1024", badRebuild.StandardError.ReadToEnd());
+        }
+        using (var badBandwidth = StartExecutable($"--data {_dir.Sub("bad-bandwidth")} --master http://127.0.0.1:1 --node n --rack r --rebuild-bandwidth 10X"))
+        {
+            Assert.True(badBandwidth.WaitForExit(30_000));
+            Assert.Equal(2, badBandwidth.ExitCode);
+            Assert.Contains("--rebuild-bandwidth '10X' is not bytes per second", badBandwidth.StandardError.ReadToEnd());
+        }
         var file = Path.Combine(_dir.Path, "not-a-dir");
         File.WriteAllText(file, "x");
         using var failing = StartExecutable($"--data {file} --master http://127.0.0.1:1 --node n --rack r");

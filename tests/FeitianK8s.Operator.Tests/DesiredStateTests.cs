@@ -162,6 +162,130 @@ public sealed class DesiredStateTests
         Assert.NotEqual(Hash(TestClusters.Minimal()), Hash(changed));
     }
 
+    private static IList<string> ChunkServerArgs(StorageCluster c) =>
+        DesiredState.ChunkServerDaemonSets(Build(c)).First().Spec.Template.Spec.Containers[0].Args;
+
+    private static string? ArgAfter(IList<string> args, string flag) => args.IndexOf(flag) is var i and >= 0 ? args[i + 1] : null;
+
+    [Fact]
+    public void Every_chunk_server_gets_the_rebuild_budget_in_plain_bytes_per_second()
+    {
+        // Defaults (the CRD's): 100Mi and 2.
+        foreach (var ds in DesiredState.ChunkServerDaemonSets(Build()))
+        {
+            var args = ds.Spec.Template.Spec.Containers[0].Args;
+            Assert.Equal("104857600", ArgAfter(args, "--rebuild-bandwidth"));
+            Assert.Equal("2", ArgAfter(args, "--rebuild-concurrency"));
+        }
+
+        var c = TestClusters.Minimal();
+        c.Spec.Rebuild = new RebuildSpec { BandwidthPerNode = "250M", ConcurrentPerNode = 5 };
+        var args5 = ChunkServerArgs(c);
+        Assert.Equal("250000000", ArgAfter(args5, "--rebuild-bandwidth"));
+        Assert.Equal("5", ArgAfter(args5, "--rebuild-concurrency"));
+        c.Spec.Rebuild.BandwidthPerNode = "1Gi";
+        Assert.Equal("1073741824", ArgAfter(ChunkServerArgs(c), "--rebuild-bandwidth"));
+        c.Spec.Rebuild.BandwidthPerNode = "0";
+        Assert.Equal("0", ArgAfter(ChunkServerArgs(c), "--rebuild-bandwidth"));
+    }
+
+    [Fact]
+    public void Rebuild_bandwidth_is_left_out_when_not_set_and_a_change_rolls_the_chunk_servers()
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Rebuild.BandwidthPerNode = null!;
+        var args = ChunkServerArgs(c);
+        Assert.DoesNotContain("--rebuild-bandwidth", args);
+        Assert.Equal("2", ArgAfter(args, "--rebuild-concurrency"));
+        c.Spec.Rebuild.BandwidthPerNode = "";
+        Assert.DoesNotContain("--rebuild-bandwidth", ChunkServerArgs(c));
+
+        // The rollout finds pods on an old template by its hash.
+        string TemplateHash(StorageCluster cluster) =>
+            DesiredState.ChunkServerDaemonSets(Build(cluster)).First().Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation];
+        var slower = TestClusters.Minimal();
+        slower.Spec.Rebuild.BandwidthPerNode = "10Mi";
+        Assert.NotEqual(TemplateHash(TestClusters.Minimal()), TemplateHash(slower));
+    }
+
+    [Theory]
+    [InlineData("fast", 2, "spec.rebuild.bandwidthPerNode 'fast'")]
+    [InlineData("-1Mi", 2, "spec.rebuild.bandwidthPerNode '-1Mi'")]
+    [InlineData("100m", 2, "spec.rebuild.bandwidthPerNode '100m'")]
+    [InlineData("100Mi", 0, "spec.rebuild.concurrentPerNode must be between 1 and 64, got 0")]
+    [InlineData("100Mi", 65, "spec.rebuild.concurrentPerNode must be between 1 and 64, got 65")]
+    public void An_invalid_rebuild_spec_builds_nothing_and_says_which_field(string bandwidth, int concurrency, string message)
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Rebuild = new RebuildSpec { BandwidthPerNode = bandwidth, ConcurrentPerNode = concurrency };
+        Assert.Contains(RebuildFlags.Errors(c.Spec.Rebuild), e => e.Contains(message, StringComparison.Ordinal));
+        var error = Assert.Throws<ArgumentException>(() => Build(c));
+        Assert.Contains(message, error.Message);
+    }
+
+    private static IEnumerable<(string Owner, V1EnvVar Env)> AllEnv(IReadOnlyList<DesiredObject> objects) =>
+        objects.Select(o => o.Object).SelectMany(o => o switch
+        {
+            V1Deployment d => d.Spec.Template.Spec.Containers.Select(ct => ($"{d.Metadata.Name}/{ct.Name}", ct)),
+            V1DaemonSet d => d.Spec.Template.Spec.Containers.Select(ct => ($"{d.Metadata.Name}/{ct.Name}", ct)),
+            V1StatefulSet s => s.Spec.Template.Spec.Containers.Select(ct => ($"{s.Metadata.Name}/{ct.Name}", ct)),
+            _ => [],
+        }).SelectMany(x => (x.Item2.Env ?? []).Select(e => (x.Item1, e)));
+
+    [Fact]
+    public void Only_the_csi_controller_driver_gets_the_snapshot_target_with_credentials_as_secret_references()
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.SnapshotTarget = new SnapshotTargetSpec
+        {
+            Endpoint = "https://s3.example.com:9000", Bucket = "feitian-backups", Region = "eu-west-1", CredentialsSecret = "s3-creds",
+        };
+        var objects = Build(c);
+        var env = AllEnv(objects).Where(x => x.Env.Name.StartsWith("FEITIAN_SNAPSHOT_", StringComparison.Ordinal) || x.Env.Name.StartsWith("AWS_", StringComparison.Ordinal)).ToList();
+        Assert.All(env, x => Assert.Equal("prod-csi-controller/csi-driver", x.Owner));
+        var byName = env.ToDictionary(x => x.Env.Name, x => x.Env);
+        Assert.Equal(["FEITIAN_SNAPSHOT_ENDPOINT", "FEITIAN_SNAPSHOT_BUCKET", "FEITIAN_SNAPSHOT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], byName.Keys);
+        Assert.Equal("https://s3.example.com:9000", byName["FEITIAN_SNAPSHOT_ENDPOINT"].Value);
+        Assert.Equal("feitian-backups", byName["FEITIAN_SNAPSHOT_BUCKET"].Value);
+        Assert.Equal("eu-west-1", byName["FEITIAN_SNAPSHOT_REGION"].Value);
+        foreach (var (name, key) in new[] { ("AWS_ACCESS_KEY_ID", "accessKeyId"), ("AWS_SECRET_ACCESS_KEY", "secretAccessKey") })
+        {
+            // A reference the kubelet resolves, never a literal value in the pod spec.
+            Assert.Null(byName[name].Value);
+            var reference = byName[name].ValueFrom.SecretKeyRef;
+            Assert.Equal(("s3-creds", key, true), (reference.Name, reference.Key, reference.Optional == true));
+        }
+    }
+
+    [Fact]
+    public void Snapshot_env_is_absent_without_a_target_and_region_and_credentials_only_when_set()
+    {
+        static bool Snapshotish(V1EnvVar e) => e.Name.StartsWith("FEITIAN_SNAPSHOT_", StringComparison.Ordinal) || e.Name.StartsWith("AWS_", StringComparison.Ordinal);
+        Assert.DoesNotContain(AllEnv(Build()), x => Snapshotish(x.Env));
+
+        var c = TestClusters.Minimal();
+        c.Spec.SnapshotTarget = new SnapshotTargetSpec { Endpoint = "http://minio.storage.svc:9000", Bucket = "snaps" };
+        var names = AllEnv(Build(c)).Where(x => Snapshotish(x.Env)).Select(x => x.Env.Name).ToList();
+        Assert.Equal(["FEITIAN_SNAPSHOT_ENDPOINT", "FEITIAN_SNAPSHOT_BUCKET"], names);
+
+        // The controller rolls when the target changes.
+        string ControllerHash(StorageCluster cluster) =>
+            Single<V1Deployment>(Build(cluster), "prod-csi-controller").Metadata.Annotations[Names.SpecHashAnnotation];
+        Assert.NotEqual(ControllerHash(TestClusters.Minimal()), ControllerHash(c));
+    }
+
+    [Theory]
+    [InlineData("s3.example.com", "snaps", "spec.snapshotTarget.endpoint 's3.example.com' is not an http(s) URL")]
+    [InlineData("ftp://s3.example.com", "snaps", "is not an http(s) URL")]
+    [InlineData("https://s3.example.com", "", "spec.snapshotTarget.bucket must not be empty")]
+    public void An_invalid_snapshot_target_builds_nothing_and_says_which_field(string endpoint, string bucket, string message)
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.SnapshotTarget = new SnapshotTargetSpec { Endpoint = endpoint, Bucket = bucket };
+        Assert.Contains(SnapshotTargetEnv.Errors(c.Spec.SnapshotTarget), e => e.Contains(message, StringComparison.Ordinal));
+        Assert.Contains(message, Assert.Throws<ArgumentException>(() => Build(c)).Message);
+    }
+
     [Fact]
     public void Racks_that_are_not_dns_labels_get_safe_distinct_names()
     {

@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Raf;
 
 namespace FeitianK8s.Core.Tests.Raf;

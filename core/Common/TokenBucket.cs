@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace FeitianK8s.Core.Raf;
+namespace FeitianK8s.Core.Common;
 
 /// <summary>
 /// A bytes-per-second budget: tokens accrue at <c>rate</c> up to <c>burst</c>; taking
