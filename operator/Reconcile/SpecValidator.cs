@@ -1,3 +1,4 @@
+using FeitianK8s.Operator.Desired;
 using FeitianK8s.Operator.Resources;
 
 namespace FeitianK8s.Operator.Reconcile;
@@ -39,6 +40,8 @@ public static class SpecValidator
         {
             errors.Add("spec.chunkServers.rackLabel must not be empty");
         }
+        errors.AddRange(RebuildFlags.Errors(spec.Rebuild));
+        errors.AddRange(SnapshotTargetEnv.Errors(spec.SnapshotTarget));
         return errors;
     }
 }
