@@ -156,8 +156,9 @@ public sealed class VolumeController(
                 _queue.AddAfter(key, after);
             }
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception) when (ct.IsCancellationRequested)
         {
+            // Stopping (leadership lost or shutdown): a cancelled call is not a failure.
         }
         catch (Exception e)
         {

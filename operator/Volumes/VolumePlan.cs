@@ -3,7 +3,11 @@ using FeitianK8s.Operator.Resources;
 namespace FeitianK8s.Operator.Volumes;
 
 /// <summary>One change the sync makes, in the order planned for its volume.</summary>
-public abstract record VolumeStep;
+public abstract record VolumeStep
+{
+    /// <summary>For log lines.</summary>
+    public virtual string Describe() => GetType().Name;
+}
 
 public sealed record AddFinalizer : VolumeStep;
 
@@ -12,17 +16,29 @@ public sealed record RemoveFinalizer : VolumeStep;
 /// <summary>Marks a user Volume as the owner of a compatible master volume it did not create (annotation and finalizer).</summary>
 public sealed record Adopt : VolumeStep;
 
-public sealed record CreateMasterVolume(MasterVolumeRequest Request) : VolumeStep;
+public sealed record CreateMasterVolume(MasterVolumeRequest Request) : VolumeStep
+{
+    public override string Describe() => $"CreateMasterVolume {Request.SizeBytes} bytes, {Request.Replicas} replicas";
+}
 
-public sealed record ResizeMasterVolume(long FromBytes, long ToBytes) : VolumeStep;
+public sealed record ResizeMasterVolume(long FromBytes, long ToBytes) : VolumeStep
+{
+    public override string Describe() => $"ResizeMasterVolume {FromBytes} -> {ToBytes} bytes";
+}
 
 public sealed record DeleteMasterVolume : VolumeStep;
 
 /// <summary>Creates the Volume object that mirrors a master volume nobody declared.</summary>
-public sealed record CreateMirror(Volume Mirror) : VolumeStep;
+public sealed record CreateMirror(Volume Mirror) : VolumeStep
+{
+    public override string Describe() => $"CreateMirror origin={Desired.Names.Value(Mirror.Metadata.Labels, VolumeNames.OriginLabel)}";
+}
 
 /// <summary>Rewrites a mirror's spec from the master (a mirror shows the master's truth, it does not drive it).</summary>
-public sealed record UpdateMirrorSpec(VolumeSpec Spec) : VolumeStep;
+public sealed record UpdateMirrorSpec(VolumeSpec Spec) : VolumeStep
+{
+    public override string Describe() => $"UpdateMirrorSpec size={Spec.Size} replicas={Spec.Replicas} rackSpread={Spec.RackSpread}";
+}
 
 public sealed record DeleteMirror : VolumeStep;
 

@@ -75,7 +75,7 @@ public sealed class VolumeSyncReconciler(
             {
                 // The steps after a failed master call do not run: in particular the finalizer stays
                 // until the master volume is really gone.
-                logger.LogWarning("Volume {Namespace}/{Name}: {Step} failed ({Failure}): {Message}", ns, plan.Name, step.GetType().Name, e.Failure, e.Message);
+                logger.LogWarning("Volume {Namespace}/{Name}: {Step} failed ({Failure}): {Message}", ns, plan.Name, step.Describe(), e.Failure, e.Message);
                 if (current is not null)
                 {
                     var status = VolumeStatusBuilder.IfChanged(current.Status, VolumeStatusBuilder.MasterFailed(current, plan.Status, step, e));
@@ -84,7 +84,7 @@ public sealed class VolumeSyncReconciler(
                 }
                 return true;
             }
-            logger.LogInformation("Volume {Namespace}/{Name}: {Step}", ns, plan.Name, step);
+            logger.LogInformation("Volume {Namespace}/{Name}: {Step}", ns, plan.Name, step.Describe());
         }
         if (current is not null)
         {
