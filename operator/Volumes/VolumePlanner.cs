@@ -54,6 +54,35 @@ public static class VolumePlanner
         return new VolumeSyncPlan(plans.Where(p => !p.IsEmpty).ToList(), clusterEvents);
     }
 
+    /// <summary>
+    /// The Volumes name a StorageCluster that does not exist: nothing can be created (it may still be
+    /// applied), and a deleting user Volume is let go, since without a cluster there is no master to delete from.
+    /// </summary>
+    public static VolumeSyncPlan PlanWithoutCluster(string clusterName, IReadOnlyList<Volume> volumes)
+    {
+        var plans = new List<VolumePlan>();
+        foreach (var cr in volumes.Where(v => !IsMirror(v)).OrderBy(v => v.Metadata.Name, StringComparer.Ordinal))
+        {
+            var b = new PlanBuilder(cr);
+            var message = $"StorageCluster '{clusterName}' does not exist in namespace '{cr.Metadata.NamespaceProperty}'";
+            if (cr.Metadata.DeletionTimestamp is not null)
+            {
+                if (cr.Metadata.Finalizers?.Contains(VolumeNames.Finalizer) == true)
+                {
+                    b.Steps.Add(new RemoveFinalizer());
+                    b.Events.Add(PlannedEvent.Warning("ClusterNotFound", $"{message}; no master volume could be deleted"));
+                }
+            }
+            else
+            {
+                b.Status = VolumeStatusBuilder.WithoutMasterVolume(cr, cr.Status?.State ?? VolumeStatusBuilder.Creating,
+                    ConditionValue.False("ClusterNotFound", message), ConditionValue.False("ClusterNotFound", message));
+            }
+            plans.Add(b.Build());
+        }
+        return new VolumeSyncPlan(plans.Where(p => !p.IsEmpty).ToList(), []);
+    }
+
     public static bool IsMirror(Volume cr) => Names.Value(cr.Metadata.Labels, VolumeNames.OriginLabel) is not null;
 
     /// <summary>A user Volume owns the master volume it was created for, or one it adopted; never one the CSI driver manages.</summary>

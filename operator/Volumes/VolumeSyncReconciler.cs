@@ -36,12 +36,19 @@ public sealed class VolumeSyncReconciler(
     public async Task<ReconcileResult> SyncAsync(string ns, string name, CancellationToken ct)
     {
         var cluster = await api.GetAsync<StorageCluster>(ResourceKind.StorageClusters, ns, name, ct);
-        if (cluster is null)
-        {
-            return ReconcileResult.NotFound;
-        }
         var all = await api.ListAsync<Volume, VolumeList>(ResourceKind.Volumes, ns, null, ct);
         var mine = all.Where(v => v.Spec?.Cluster == name).ToList();
+        if (cluster is null)
+        {
+            // Only user Volumes are planned here, and never a master call.
+            var orphans = VolumePlanner.PlanWithoutCluster(name, mine);
+            var placeholder = new StorageCluster { Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = ns } };
+            foreach (var volume in orphans.Volumes)
+            {
+                await ApplyAsync(placeholder, volume, ct);
+            }
+            return ReconcileResult.NotFound;
+        }
         var elsewhere = all.Where(v => v.Spec?.Cluster != name).Select(v => v.Metadata.Name).ToHashSet(StringComparer.Ordinal);
         var master = await masters.ListAsync(cluster, ct);
         var plan = VolumePlanner.Plan(new VolumeSyncInput(cluster, mine, elsewhere, master));

@@ -341,6 +341,25 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
     }
 
     [Fact]
+    public async Task A_volume_naming_a_missing_cluster_on_the_fake_api_server_says_so_and_creates_nothing()
+    {
+        ApplyStorageCluster();
+        await StartOperatorAsync();
+        _api.Create(Volumes, Ns, new JsonObject
+        {
+            ["apiVersion"] = "feitian.io/v1alpha1",
+            ["kind"] = "Volume",
+            ["metadata"] = new JsonObject { ["name"] = "typo" },
+            ["spec"] = new JsonObject { ["cluster"] = "prdo", ["size"] = "1Gi" },
+        });
+        var v = await EventuallyAsync(() => Condition(Volume("typo"), Conditions.Ready)?["reason"]?.GetValue<string>() == "ClusterNotFound" ? Volume("typo") : null,
+            "ClusterNotFound");
+        Assert.Equal("Creating", State(v));
+        Assert.Null(v["metadata"]!["finalizers"]);
+        Assert.Null(await StatOnMasterAsync("typo"));
+    }
+
+    [Fact]
     public async Task Only_the_operator_holding_the_lease_on_the_fake_api_server_syncs_volumes()
     {
         var now = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.ffffffZ");

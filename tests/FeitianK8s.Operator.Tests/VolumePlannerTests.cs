@@ -469,6 +469,20 @@ public sealed class VolumePlannerTests
         Assert.False(plan.RetrySoon);
     }
 
+    [Fact]
+    public void Volumes_of_a_missing_cluster_say_so_and_a_deleting_one_is_let_go()
+    {
+        var plan = VolumePlanner.PlanWithoutCluster("prod", [User("waiting"), User("leaving", finalizer: true, deleting: true), Mirror("pvc-9")]);
+
+        var waiting = plan.For("waiting")!;
+        Assert.Empty(waiting.Steps);
+        Assert.Equal(VolumeStatusBuilder.Creating, waiting.Status!.State);
+        Assert.Equal("ClusterNotFound", Condition(waiting.Status, Conditions.Ready).Reason);
+        Assert.IsType<RemoveFinalizer>(Assert.Single(plan.For("leaving")!.Steps));
+        Assert.Null(plan.For("pvc-9"));
+        Assert.DoesNotContain(plan.Volumes.SelectMany(v => v.Steps), s => s is CreateMasterVolume or DeleteMasterVolume);
+    }
+
     // ---------- master failures ----------
 
     [Fact]
