@@ -51,10 +51,14 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
         }
     }
 
-    /// <summary>The fewest good replicas of any chunk of the volume; null when its files changed under the walk.</summary>
+    /// <summary>The fewest good replicas of any chunk of the volume; null when its files changed under the walk (or it names no directory).</summary>
     private async Task<int?> HealthyReplicasAsync(Master.MasterClient client, VolumeInfo volume, HashSet<string> alive, CancellationToken ct)
     {
         var replicas = (int)volume.Replicas;
+        if (volume.Directory.Length == 0)
+        {
+            return null; // listing "" would walk the whole namespace
+        }
         try
         {
             var listing = await client.ListFilesAsync(new ListFilesRequest { Path = volume.Directory, Recursive = true }, Options(ct));
