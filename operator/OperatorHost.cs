@@ -1,6 +1,7 @@
 using FeitianK8s.Operator.Health;
 using FeitianK8s.Operator.Kube;
 using FeitianK8s.Operator.Reconcile;
+using FeitianK8s.Operator.Volumes;
 using k8s;
 using k8s.LeaderElection;
 using k8s.LeaderElection.ResourceLock;
@@ -15,7 +16,7 @@ namespace FeitianK8s.Operator;
 
 /// <summary>
 /// The operator process: /metrics and /healthz over HTTP, Lease-based leader election, and the
-/// StorageCluster controller running only while this replica leads.
+/// StorageCluster and Volume controllers running only while this replica leads.
 /// </summary>
 public sealed class OperatorHost : IAsyncDisposable
 {
@@ -29,7 +30,8 @@ public sealed class OperatorHost : IAsyncDisposable
     private Task? _run;
 
     public OperatorHost(OperatorOptions options, KubernetesClientConfiguration config, ILoggerFactory loggerFactory, IMasterStatusSource? masters = null,
-        ReconcilerOptions? reconcilerOptions = null, ControllerOptions? controllerOptions = null)
+        ReconcilerOptions? reconcilerOptions = null, ControllerOptions? controllerOptions = null,
+        VolumeSyncOptions? volumeOptions = null, IMasterVolumes? masterVolumes = null)
     {
         _options = options;
         _config = config;
@@ -48,12 +50,21 @@ public sealed class OperatorHost : IAsyncDisposable
             Namespace = options.Namespace,
             Workers = options.Workers,
         }, loggerFactory);
+        MasterVolumes = masterVolumes ?? (options.MasterAddress is { } volumesAddress
+            ? new GrpcMasterVolumes(_ => volumesAddress, loggerFactory.CreateLogger<GrpcMasterVolumes>())
+            : new GrpcMasterVolumes(loggerFactory.CreateLogger<GrpcMasterVolumes>()));
+        volumeOptions ??= new VolumeSyncOptions { Namespace = options.Namespace, ResyncPeriod = options.VolumeResyncPeriod };
+        VolumeSync = new VolumeSyncReconciler(api, Events, MasterVolumes, volumeOptions, loggerFactory.CreateLogger<VolumeSyncReconciler>());
+        Volumes = new VolumeController(_client, VolumeSync, Events, volumeOptions, loggerFactory);
     }
 
     public IMasterStatusSource Masters { get; }
     public EventRecorder Events { get; }
     public StorageClusterReconciler Reconciler { get; }
     public StorageClusterController Controller { get; }
+    public IMasterVolumes MasterVolumes { get; }
+    public VolumeSyncReconciler VolumeSync { get; }
+    public VolumeController Volumes { get; }
     public bool IsLeader { get; private set; }
     public int HttpPort { get; private set; }
 
@@ -88,7 +99,7 @@ public sealed class OperatorHost : IAsyncDisposable
         if (!_options.LeaderElect)
         {
             IsLeader = true;
-            await Controller.RunAsync(ct);
+            await RunControllersAsync(ct);
             return;
         }
         var lease = new LeaseLock(_client, _options.LeaseNamespace, _options.LeaseName, _options.Identity);
@@ -112,7 +123,7 @@ public sealed class OperatorHost : IAsyncDisposable
         IsLeader = true;
         _logger.LogInformation("{Identity} leads; starting the controller", _options.Identity);
         using var controllerStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var controller = Controller.RunAsync(controllerStop.Token);
+        var controller = RunControllersAsync(controllerStop.Token);
         await Task.WhenAny(election, controller);
         IsLeader = false;
         await controllerStop.CancelAsync();
@@ -123,6 +134,8 @@ public sealed class OperatorHost : IAsyncDisposable
             throw new InvalidOperationException($"{_options.Identity} lost the leadership lease {_options.LeaseNamespace}/{_options.LeaseName}");
         }
     }
+
+    private Task RunControllersAsync(CancellationToken ct) => Task.WhenAll(Controller.RunAsync(ct), Volumes.RunAsync(ct));
 
     public async ValueTask DisposeAsync()
     {
@@ -143,6 +156,7 @@ public sealed class OperatorHost : IAsyncDisposable
             await _web.DisposeAsync();
         }
         (Masters as IDisposable)?.Dispose();
+        (MasterVolumes as IDisposable)?.Dispose();
         _client.Dispose();
         _stop.Dispose();
     }

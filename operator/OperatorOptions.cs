@@ -17,11 +17,14 @@ public sealed class OperatorOptions
     public int Workers { get; set; } = 2;
     /// <summary>Master gRPC address to use for every cluster instead of the in-cluster service name (out-of-cluster debugging).</summary>
     public string? MasterAddress { get; set; }
+    /// <summary>How often every StorageCluster's Volume objects are compared with its master's volumes.</summary>
+    public TimeSpan VolumeResyncPeriod { get; set; } = TimeSpan.FromSeconds(15);
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
 
     public const string Usage =
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
-        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT] [--log-level LEVEL]";
+        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT]\n" +
+        "                    [--volume-resync-seconds N] [--log-level LEVEL]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)
     {
@@ -44,6 +47,10 @@ public sealed class OperatorOptions
                 case "--identity": o.Identity = Value(); break;
                 case "--workers": o.Workers = Math.Max(1, IntValue("--workers")); break;
                 case "--master-address": o.MasterAddress = Value(); break;
+                case "--volume-resync-seconds":
+                    var seconds = IntValue("--volume-resync-seconds");
+                    o.VolumeResyncPeriod = seconds >= 1 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException("--volume-resync-seconds needs at least 1");
+                    break;
                 case "--log-level":
                     o.LogLevel = Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(Value(), ignoreCase: true, out var level)
                         ? level : throw new ArgumentException("--log-level needs Trace, Debug, Information, Warning or Error");

@@ -93,6 +93,14 @@ public sealed class KubeApi(IKubernetes client, ILogger<KubeApi> logger)
         return response.Body;
     }
 
+    public async Task<Volume> ReplaceStatusAsync(Volume volume, CancellationToken ct)
+    {
+        using var response = await client.CustomObjects.ReplaceNamespacedCustomObjectStatusWithHttpMessagesAsync<Volume>(
+            volume, StorageCluster.Group, StorageCluster.Version, volume.Metadata.NamespaceProperty, Volume.Plural, volume.Metadata.Name,
+            cancellationToken: ct);
+        return response.Body;
+    }
+
     /// <summary>
     /// Makes the object match the desired one: create if missing; replace (carrying the current
     /// resourceVersion, so a concurrent change answers 409) when the content hash differs.

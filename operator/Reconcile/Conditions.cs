@@ -8,10 +8,16 @@ public static class Conditions
     public const string Ready = "Ready";
     public const string Progressing = "Progressing";
     public const string Degraded = "Degraded";
+    /// <summary>On Volumes: the master volume matches the spec (or why it does not).</summary>
+    public const string Synced = "Synced";
+    public const string Unknown = "Unknown";
 
-    public static void Set(IList<V1Condition> conditions, string type, bool status, string reason, string message, long? generation)
+    public static void Set(IList<V1Condition> conditions, string type, bool status, string reason, string message, long? generation) =>
+        Set(conditions, type, status ? "True" : "False", reason, message, generation);
+
+    /// <summary>Sets a condition to "True", "False" or "Unknown".</summary>
+    public static void Set(IList<V1Condition> conditions, string type, string value, string reason, string message, long? generation)
     {
-        var value = status ? "True" : "False";
         var existing = conditions.FirstOrDefault(c => c.Type == type);
         if (existing is null)
         {
@@ -34,4 +40,6 @@ public static class Conditions
 
     public static bool IsTrue(IEnumerable<V1Condition>? conditions, string type) =>
         conditions?.Any(c => c.Type == type && c.Status == "True") == true;
+
+    public static V1Condition? Find(IEnumerable<V1Condition>? conditions, string type) => conditions?.FirstOrDefault(c => c.Type == type);
 }

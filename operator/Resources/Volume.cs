@@ -5,7 +5,7 @@ using k8s.Models;
 namespace FeitianK8s.Operator.Resources;
 
 /// <summary>The <c>Volume</c> custom resource (feitian.io/v1alpha1): one RAF volume of a storage cluster.</summary>
-public sealed class Volume : IKubernetesObject<V1ObjectMeta>, ISpec<VolumeSpec>
+public sealed class Volume : IKubernetesObject<V1ObjectMeta>, ISpec<VolumeSpec>, IStatus<VolumeStatus?>
 {
     public const string Plural = "volumes";
     public const string KindName = "Volume";
@@ -71,8 +71,13 @@ public sealed class VolumeStatus
     [JsonPropertyName("attachedNode")]
     public string? AttachedNode { get; set; }
 
+    /// <summary>"healthy/wanted": the fewest good replicas of any chunk of the volume, over its replica count.</summary>
     [JsonPropertyName("replicaHealth")]
     public string? ReplicaHealth { get; set; }
+
+    /// <summary>Size of the volume on the master, in bytes (spec.size rounded up to 4 KiB once created).</summary>
+    [JsonPropertyName("sizeBytes")]
+    public long? SizeBytes { get; set; }
 
     [JsonPropertyName("conditions")]
     public IList<V1Condition> Conditions { get; set; } = [];

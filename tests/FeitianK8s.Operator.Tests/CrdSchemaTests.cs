@@ -35,6 +35,34 @@ public sealed class CrdSchemaTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Volume_objects_the_operator_writes_are_valid_and_show_health_and_origin()
+    {
+        var crd = Repo.CrdsByKind()["Volume"];
+        var columns = crd["spec"]!["versions"]![0]!["additionalPrinterColumns"]!.AsArray()
+            .ToDictionary(c => c!["name"]!.GetValue<string>(), c => c!["jsonPath"]!.GetValue<string>());
+        Assert.Equal(".status.replicaHealth", columns["Health"]);
+        Assert.Equal(".metadata.labels.feitian\\.io/origin", columns["Origin"]);
+        Assert.Equal(".status.state", columns["State"]);
+
+        // A mirror with the status the sync writes: what the API server would store must pass the schema.
+        var csi = new Volumes.MasterVolume("pvc-1", 3L << 30, 2, new Dictionary<string, string>
+        {
+            [Volumes.VolumeNames.CsiManagedByLabel] = "feitian.csi.k8s.io",
+            [Volumes.VolumeNames.CsiRackSpreadLabel] = "false",
+        }, "node-a1", 1);
+        var plan = Volumes.VolumePlanner.Plan(new Volumes.VolumeSyncInput(TestClusters.Minimal(), [], new HashSet<string>(), [csi])).For("pvc-1")!;
+        var mirror = plan.Steps.OfType<Volumes.CreateMirror>().Single().Mirror;
+        mirror.Status = plan.Status;
+        var json = (JsonObject)JsonNode.Parse(k8s.KubernetesJson.Serialize(mirror))!;
+        json["metadata"] = new JsonObject { ["name"] = "pvc-1" };
+        var errors = StructuralSchemaValidator.Validate(Repo.SchemaOf(crd), json);
+        Assert.Empty(errors);
+        Assert.Equal("Degraded", json["status"]!["state"]!.GetValue<string>());
+        Assert.Equal("1/2", json["status"]!["replicaHealth"]!.GetValue<string>());
+        Assert.Equal(3L << 30, json["status"]!["sizeBytes"]!.GetValue<long>());
+    }
+
+    [Fact]
     public void Defaults_fill_a_minimal_storage_cluster_the_same_way_the_operator_models_do()
     {
         var schema = Repo.SchemaOf(Repo.CrdsByKind()["StorageCluster"]);

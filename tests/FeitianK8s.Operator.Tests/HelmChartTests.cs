@@ -115,6 +115,24 @@ public sealed partial class HelmChartTests
         Assert.Contains(Names.CsiNodeClusterRole, roles);
     }
 
+    [Fact]
+    public void Operator_cluster_role_grants_exactly_the_verbs_the_volume_sync_uses()
+    {
+        var text = File.ReadAllText(Path.Combine(Chart, "templates", "rbac.yaml"));
+        var plain = string.Join('\n', text.Split('\n').Where(l => !ActionOnlyLine().IsMatch(l)).Select(l => InlineAction().Replace(l, "x")));
+        var role = YamlToJson.ReadAll(plain).OfType<JsonObject>().First(d => d["kind"]!.GetValue<string>() == "ClusterRole");
+        List<string> Verbs(string group, string resource) => role["rules"]!.AsArray()
+            .Where(r => r!["apiGroups"]!.AsArray().Any(g => g!.GetValue<string>() == group) && r["resources"]!.AsArray().Any(x => x!.GetValue<string>() == resource))
+            .SelectMany(r => r!["verbs"]!.AsArray().Select(v => v!.GetValue<string>())).Order().ToList();
+        // Mirrors are created, rewritten and deleted; user Volumes get finalizers and the adoption annotation.
+        Assert.Equal(["create", "delete", "get", "list", "update", "watch"], Verbs("feitian.io", "volumes"));
+        Assert.Equal(["get", "update"], Verbs("feitian.io", "volumes/status"));
+        // Nothing the operator makes is owned by a Volume; mirrors block their StorageCluster's deletion (storageclusters/finalizers).
+        Assert.Empty(Verbs("feitian.io", "volumes/finalizers"));
+        Assert.Equal(["update"], Verbs("feitian.io", "storageclusters/finalizers"));
+        Assert.Equal(["create"], Verbs("", "events"));
+    }
+
     [GeneratedRegex(@"^\|\s*`([A-Za-z0-9_.]+)`\s*\|", RegexOptions.Multiline)]
     private static partial Regex ReadmeKey();
 

@@ -1,0 +1,22 @@
+namespace FeitianK8s.Operator.Tests;
+
+public sealed class OperatorOptionsTests
+{
+    [Fact]
+    public void The_volume_resync_period_defaults_to_15_seconds_and_is_set_in_whole_seconds()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(15), OperatorOptions.Parse([]).VolumeResyncPeriod);
+        Assert.Equal(TimeSpan.FromSeconds(3), OperatorOptions.Parse(["--volume-resync-seconds", "3"]).VolumeResyncPeriod);
+        Assert.Contains("--volume-resync-seconds", OperatorOptions.Usage);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-5")]
+    [InlineData("soon")]
+    public void A_bad_volume_resync_period_is_refused(string value)
+    {
+        var e = Assert.Throws<ArgumentException>(() => OperatorOptions.Parse(["--volume-resync-seconds", value]));
+        Assert.Contains("--volume-resync-seconds", e.Message);
+    }
+}
