@@ -207,7 +207,9 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
         Assert.Equal("True", ready["status"]!.GetValue<string>());
         Assert.Equal(1, ready["observedGeneration"]!.GetValue<long>());
 
-        // ControllerPublish: the node takes the volume's lease.
+        // ControllerPublish (to a node whose node plugin registered): the node takes the volume's lease.
+        await _fixture.Client.Master.CallAsync("register node",
+            (c, o) => c.RegisterNodeAsync(new RegisterNodeRequest { Id = "node-b1", Rack = "rack-1" }, o).ResponseAsync, CancellationToken.None);
         await Csi.PublishAsync("pvc-mirror", "node-b1", writable: true, CancellationToken.None);
         var attached = await EventuallyAsync(() => State(Volume("pvc-mirror")) == "Attached" ? Volume("pvc-mirror") : null, "mirror Attached");
         Assert.Equal("node-b1", attached["status"]!["attachedNode"]!.GetValue<string>());
