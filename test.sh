@@ -6,8 +6,12 @@ cd "$(dirname "$0")"
 
 need_packages=()
 for tool in nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdfuse:libnbd-bin qemu-io:qemu-utils fio:fio \
-            mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount; do
+            mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount go:golang-go; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool##*:}")
+done
+# Go sources the chart's helm-template replay (tests/helm-render) builds against.
+for source in github.com/Masterminds/sprig:golang-github-masterminds-sprig-dev sigs.k8s.io/yaml:golang-k8s-sigs-yaml-dev; do
+  [ -d "/usr/share/gocode/src/${source%%:*}" ] || need_packages+=("${source##*:}")
 done
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${need_packages[*]}"
