@@ -39,6 +39,9 @@ public sealed class StorageClusterController(
 
     private readonly ILogger _logger = loggerFactory.CreateLogger<StorageClusterController>();
     private readonly WorkQueue _queue = new(options.RetryBaseDelay, options.RetryMaxDelay);
+    private QueueWorker CreateWorker() => new(_queue, reconciler.ReconcileAsync,
+        new QueueWork("Reconcile", "Reconcile", Reconciles, ReconcileSeconds, LogLevel.Information), options.MaxRetries, events, _logger,
+        () => QueueDepth.Set(_queue.Count));
     private readonly ConcurrentDictionary<string, (long? Generation, DateTime? Deleting)> _seen = new();
     private readonly ConcurrentDictionary<string, string> _nodeLabels = new();
 
@@ -53,7 +56,7 @@ public sealed class StorageClusterController(
             NodeWatcher().RunAsync(ct),
             ResyncAsync(ct),
         };
-        tasks.AddRange(Enumerable.Range(0, options.Workers).Select(_ => WorkerAsync(ct)));
+        tasks.AddRange(Enumerable.Range(0, options.Workers).Select(_ => CreateWorker().RunAsync(ct)));
         _logger.LogInformation("Controller started: namespace {Namespace}, {Workers} workers", options.Namespace ?? "(all)", options.Workers);
         await Task.WhenAll(tasks);
     }
@@ -155,84 +158,6 @@ public sealed class StorageClusterController(
         {
         }
     }
-
-    private async Task WorkerAsync(CancellationToken ct)
-    {
-        while (!ct.IsCancellationRequested)
-        {
-            string key;
-            try
-            {
-                key = await _queue.TakeAsync(ct);
-                QueueDepth.Set(_queue.Count);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            try
-            {
-                await ProcessAsync(key, ct);
-            }
-            finally
-            {
-                _queue.Done(key);
-            }
-        }
-    }
-
-    /// <summary>The exception guard: every outcome is logged, errors are recorded as Events and retried.</summary>
-    internal async Task ProcessAsync(string key, CancellationToken ct)
-    {
-        var slash = key.IndexOf('/');
-        var (ns, name) = (key[..slash], key[(slash + 1)..]);
-        using var scope = _logger.BeginScope(new Dictionary<string, object> { ["StorageCluster"] = key });
-        var clock = Stopwatch.StartNew();
-        try
-        {
-            var result = await reconciler.ReconcileAsync(ns, name, ct);
-            _queue.Forget(key);
-            Reconciles.WithLabels(result.Reason).Inc();
-            _logger.LogInformation("Reconciled {Key}: {Result} in {Ms} ms{Requeue}", key, result.Reason, clock.ElapsedMilliseconds,
-                result.RequeueAfter is { } d ? $", again in {d.TotalSeconds:0.#}s" : "");
-            if (result.RequeueAfter is { } after)
-            {
-                _queue.AddAfter(key, after);
-            }
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-        }
-        catch (Exception e)
-        {
-            var kind = KubeErrors.Classify(e);
-            Reconciles.WithLabels($"Error{kind}").Inc();
-            var failures = _queue.Failures(key) + 1;
-            if (failures > options.MaxRetries)
-            {
-                _queue.Forget(key);
-                _logger.LogError(e, "Reconcile of {Key} failed {Failures} times ({Class}); giving up until the next change or resync", key, failures, kind);
-                await RecordOnClusterAsync(ns, name, "Warning", "ReconcileGaveUp", $"{kind}: {e.Message}", ct);
-                return;
-            }
-            var delay = _queue.AddRateLimited(key);
-            if (kind == KubeErrorClass.Conflict)
-            {
-                _logger.LogInformation("Reconcile of {Key} hit a conflict; retrying in {Delay}", key, delay);
-                return;
-            }
-            _logger.LogWarning(e, "Reconcile of {Key} failed ({Class}, attempt {Failures}); retrying in {Delay}", key, kind, failures, delay);
-            await RecordOnClusterAsync(ns, name, "Warning", "ReconcileFailed", $"{kind}: {e.Message}", ct);
-        }
-        finally
-        {
-            ReconcileSeconds.Observe(clock.Elapsed.TotalSeconds);
-        }
-    }
-
-    private Task RecordOnClusterAsync(string ns, string name, string type, string reason, string message, CancellationToken ct) =>
-        events.RecordAsync(new StorageCluster { Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = ns } }, type, reason,
-            message.Length > 1000 ? message[..1000] : message, ct);
 
     private static string Key(V1ObjectMeta m) => $"{m.NamespaceProperty}/{m.Name}";
 }

@@ -28,6 +28,8 @@ public sealed class VolumeController(
 
     private readonly ILogger _logger = loggerFactory.CreateLogger<VolumeController>();
     private readonly WorkQueue _queue = new(options.RetryBaseDelay, options.RetryMaxDelay);
+    private QueueWorker CreateWorker() => new(_queue, reconciler.SyncAsync,
+        new QueueWork("Volume sync", "VolumeSync", Syncs, SyncSeconds, LogLevel.Debug), options.MaxRetries, events, _logger);
     private readonly ConcurrentDictionary<string, (long? Generation, bool Deleting, string? Cluster, string? Origin)> _seen = new();
 
     public WorkQueue Queue => _queue;
@@ -35,7 +37,7 @@ public sealed class VolumeController(
     public async Task RunAsync(CancellationToken ct)
     {
         var tasks = new List<Task> { Watcher().RunAsync(ct), ResyncAsync(ct) };
-        tasks.AddRange(Enumerable.Range(0, Math.Max(1, options.Workers)).Select(_ => WorkerAsync(ct)));
+        tasks.AddRange(Enumerable.Range(0, Math.Max(1, options.Workers)).Select(_ => CreateWorker().RunAsync(ct)));
         _logger.LogInformation("Volume sync started: namespace {Namespace}, resync every {Period}", options.Namespace ?? "(all)", options.ResyncPeriod);
         await Task.WhenAll(tasks);
     }
@@ -111,82 +113,6 @@ public sealed class VolumeController(
         }
         catch (OperationCanceledException)
         {
-        }
-    }
-
-    private async Task WorkerAsync(CancellationToken ct)
-    {
-        while (!ct.IsCancellationRequested)
-        {
-            string key;
-            try
-            {
-                key = await _queue.TakeAsync(ct);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            try
-            {
-                await ProcessAsync(key, ct);
-            }
-            finally
-            {
-                _queue.Done(key);
-            }
-        }
-    }
-
-    /// <summary>The exception guard: every outcome is logged, errors are recorded as Events and retried.</summary>
-    internal async Task ProcessAsync(string key, CancellationToken ct)
-    {
-        var slash = key.IndexOf('/');
-        var (ns, name) = (key[..slash], key[(slash + 1)..]);
-        using var scope = _logger.BeginScope(new Dictionary<string, object> { ["StorageCluster"] = key });
-        var clock = Stopwatch.StartNew();
-        try
-        {
-            var result = await reconciler.SyncAsync(ns, name, ct);
-            _queue.Forget(key);
-            Syncs.WithLabels(result.Reason).Inc();
-            _logger.LogDebug("Volumes of {Key}: {Result} in {Ms} ms", key, result.Reason, clock.ElapsedMilliseconds);
-            if (result.RequeueAfter is { } after)
-            {
-                _queue.AddAfter(key, after);
-            }
-        }
-        catch (Exception) when (ct.IsCancellationRequested)
-        {
-            // Stopping (leadership lost or shutdown): a cancelled call is not a failure.
-        }
-        catch (Exception e)
-        {
-            var kind = KubeErrors.Classify(e);
-            Syncs.WithLabels($"Error{kind}").Inc();
-            var failures = _queue.Failures(key) + 1;
-            var cluster = new StorageCluster { Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = ns } };
-            var message = $"{kind}: {e.Message}";
-            message = message.Length > 1000 ? message[..1000] : message;
-            if (failures > options.MaxRetries)
-            {
-                _queue.Forget(key);
-                _logger.LogError(e, "Volume sync of {Key} failed {Failures} times ({Class}); giving up until the next change or resync", key, failures, kind);
-                await events.RecordAsync(cluster, "Warning", "VolumeSyncGaveUp", message, ct);
-                return;
-            }
-            var delay = _queue.AddRateLimited(key);
-            if (kind == KubeErrorClass.Conflict)
-            {
-                _logger.LogInformation("Volume sync of {Key} hit a conflict; retrying in {Delay}", key, delay);
-                return;
-            }
-            _logger.LogWarning(e, "Volume sync of {Key} failed ({Class}, attempt {Failures}); retrying in {Delay}", key, kind, failures, delay);
-            await events.RecordAsync(cluster, "Warning", "VolumeSyncFailed", message, ct);
-        }
-        finally
-        {
-            SyncSeconds.Observe(clock.Elapsed.TotalSeconds);
         }
     }
 }
