@@ -54,6 +54,15 @@ public sealed partial class HelmTemplateRenderTests(ITestOutputHelper output)
         Assert.Empty(duplicates);
     }
 
+    [Fact]
+    public async Task A_bundled_storage_cluster_outside_the_watched_namespace_is_refused_at_render()
+    {
+        var values = JsonNode.Parse("""{ "storageCluster": { "create": true }, "operator": { "watchNamespace": "elsewhere" } }""")!.AsObject();
+        var result = await HelmRenderer.RunAsync(output, new HelmRelease("feitian", "feitian-system", values));
+        Assert.False(result.Succeeded);
+        Assert.Contains("operator.watchNamespace is elsewhere: the operator would never see it", result.StandardError, StringComparison.Ordinal);
+    }
+
     [Theory]
     [MemberData(nameof(Scenarios))]
     public async Task Operator_pod_would_start_with_its_command_line_service_account_and_rbac(string scenario)
