@@ -39,7 +39,7 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
                 var replicas = (int)v.Replicas;
                 var healthy = everythingHealthy ? replicas : await HealthyReplicasAsync(client, v, alive, ct);
                 result.Add(new MasterVolume(v.Name, (long)v.SizeBytes, replicas, new Dictionary<string, string>(v.Labels, StringComparer.Ordinal),
-                    v.LeaseHolder, healthy));
+                    v.LeaseHolder, healthy, v.Readers.ToList()));
             }
             return result;
         }
@@ -107,9 +107,10 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
             return;
         }
         // Checked again right before deleting: the plan saw the volume a moment ago.
-        if (current.LeaseHolder.Length > 0)
+        if (current.LeaseHolder.Length > 0 || current.Readers.Count > 0)
         {
-            throw new MasterVolumeException(MasterFailure.Transient, $"volume '{name}' is attached to '{current.LeaseHolder}'");
+            var nodes = string.Join(", ", current.Readers.Prepend(current.LeaseHolder).Where(n => n.Length > 0));
+            throw new MasterVolumeException(MasterFailure.Transient, $"volume '{name}' is attached to {nodes}");
         }
         try
         {

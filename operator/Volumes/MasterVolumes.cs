@@ -13,12 +13,20 @@ public sealed record MasterVolume(
     int Replicas,
     IReadOnlyDictionary<string, string> Labels,
     string LeaseHolder,
-    int? HealthyReplicas)
+    int? HealthyReplicas,
+    IReadOnlyList<string>? Readers = null)
 {
+    /// <summary>Nodes that read the volume without its lease (read-only publishes).</summary>
+    public IReadOnlyList<string> ReadOnlyNodes => Readers ?? [];
+
     public bool RackSpread => Labels.GetValueOrDefault(VolumeNames.CsiRackSpreadLabel, "true") == "true";
     public bool ManagedByCsi => Labels.ContainsKey(VolumeNames.CsiManagedByLabel);
     public string? CreatedForUid => Labels.GetValueOrDefault(VolumeNames.VolumeUidLabel);
-    public bool Attached => LeaseHolder.Length > 0;
+    public bool Attached => LeaseHolder.Length > 0 || ReadOnlyNodes.Count > 0;
+
+    /// <summary>Where the volume is attached: the lease holder, else the read-only nodes; empty when detached.</summary>
+    public string AttachedTo => LeaseHolder.Length > 0 ? LeaseHolder
+        : ReadOnlyNodes.Count > 0 ? string.Join(",", ReadOnlyNodes) + " (read-only)" : "";
 }
 
 /// <summary>What to create on the master for a user Volume.</summary>
@@ -49,6 +57,6 @@ public interface IMasterVolumes
     /// <summary>Grows the volume (the master refuses to shrink).</summary>
     Task ResizeAsync(StorageCluster cluster, string name, long sizeBytes, CancellationToken ct);
 
-    /// <summary>Deletes the volume and its data unless a lease holder has it attached; a missing volume is already deleted.</summary>
+    /// <summary>Deletes the volume and its data unless a node has it attached (lease holder or reader); a missing volume is already deleted.</summary>
     Task DeleteAsync(StorageCluster cluster, string name, CancellationToken ct);
 }

@@ -142,8 +142,8 @@ public static class VolumePlanner
         }
         if (mv.Attached)
         {
-            // The data is in use: keep the finalizer until the lease holder lets go.
-            var message = $"the volume is attached to {mv.LeaseHolder}; it is deleted once detached";
+            // The data is in use: keep the finalizer until every node lets go.
+            var message = $"the volume is attached to {mv.AttachedTo}; it is deleted once detached";
             b.Status = VolumeStatusBuilder.FromMaster(cr, mv, deleting: true, ConditionValue.False("DeletionBlocked", message));
             b.Events.Add(PlannedEvent.Warning("DeletionBlocked", message));
             b.RetrySoon = true;

@@ -34,12 +34,12 @@ public static class VolumeStatusBuilder
         var healthy = mv.HealthyReplicas;
         var degraded = healthy < mv.Replicas;
         s.State = deleting ? Deleting : degraded ? Degraded : mv.Attached ? Attached : Available;
-        s.AttachedNode = mv.Attached ? mv.LeaseHolder : null;
+        s.AttachedNode = mv.Attached ? mv.AttachedTo : null;
         s.ReplicaHealth = healthy is { } h ? $"{h}/{mv.Replicas}" : null;
         s.SizeBytes = mv.SizeBytes;
         var ready = deleting
             ? ConditionValue.False("Deleting", "the volume is being deleted")
-            : ConditionValue.True(s.State, mv.Attached ? $"attached to {mv.LeaseHolder}" : "not attached to any node");
+            : ConditionValue.True(s.State, mv.Attached ? $"attached to {mv.AttachedTo}" : "not attached to any node");
         Set(s, Conditions.Ready, ready, generation);
         Set(s, Conditions.Synced, synced, generation);
         Set(s, Conditions.Degraded, healthy switch

@@ -44,12 +44,13 @@ public sealed class VolumePlannerTests
     };
 
     /// <summary>A master volume the operator created for the user Volume <paramref name="name"/>.</summary>
-    private static MasterVolume Owned(string name = "data", long size = 10 * Gi, int replicas = 3, string lease = "", int? healthy = -1) =>
+    private static MasterVolume Owned(string name = "data", long size = 10 * Gi, int replicas = 3, string lease = "", int? healthy = -1,
+        string[]? readers = null) =>
         new(name, size, replicas, new Dictionary<string, string>
         {
             [VolumeNames.VolumeUidLabel] = $"uid-{name}",
             [VolumeNames.CsiRackSpreadLabel] = "true",
-        }, lease, healthy == -1 ? replicas : healthy);
+        }, lease, healthy == -1 ? replicas : healthy, readers);
 
     /// <summary>A master volume as the CSI driver creates it (VolumeParameters.ToLabels).</summary>
     private static MasterVolume Csi(string name, long size = 10 * Gi, int replicas = 3, bool rackSpread = true, string lease = "") =>
@@ -300,6 +301,19 @@ public sealed class VolumePlannerTests
         Assert.Equal("node-c2", p.Status.AttachedNode);
         Assert.Equal(("False", "DeletionBlocked"), (Condition(p.Status, Conditions.Synced).Status, Condition(p.Status, Conditions.Synced).Reason));
         Assert.Contains(p.Events, e => e is { Type: "Warning", Reason: "DeletionBlocked" });
+        Assert.True(plan.RetrySoon);
+    }
+
+    [Fact]
+    public void Read_only_nodes_attach_the_volume_and_block_its_deletion()
+    {
+        var status = Written(Plan([User(finalizer: true)], [Owned(readers: ["node-r1", "node-r2"])]), "data");
+        Assert.Equal(VolumeStatusBuilder.Attached, status.State);
+        Assert.Equal("node-r1,node-r2 (read-only)", status.AttachedNode);
+
+        var plan = Plan([User(finalizer: true, deleting: true)], [Owned(readers: ["node-r1"])]);
+        Assert.Empty(plan.For("data")!.Steps);
+        Assert.Contains(plan.For("data")!.Events, e => e is { Type: "Warning", Reason: "DeletionBlocked" });
         Assert.True(plan.RetrySoon);
     }
 
