@@ -4,13 +4,16 @@
 # serving a file on the same filesystem. Prints IOPS, mean and p99 latency per workload
 # for both, and the ratio project/nbdkit.
 #
-# Environment: RUNTIME (seconds per job, default 10), VOLUME_SIZE (default 2GiB),
+# Environment: RUNTIME (seconds per job, default 10), RAMP (seconds each job runs before
+# fio starts measuring, default 10: the .NET servers JIT their hot paths during the first
+# seconds of a new workload; nbdkit gets the same ramp), VOLUME_SIZE (default 2GiB),
 # FIO_SIZE (region the jobs touch, prefilled first; default 1G), BENCH_DIR (parent of the
 # temporary directory; default $TMPDIR or /tmp), CHUNKSERVERS (default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNTIME=${RUNTIME:-10}
+RAMP=${RAMP:-10}
 VOLUME_SIZE=${VOLUME_SIZE:-2GiB}
 FIO_SIZE=${FIO_SIZE:-1G}
 CHUNKSERVERS=${CHUNKSERVERS:-6}
@@ -77,9 +80,9 @@ for target in project nbdkit; do
       --output-format=json >"$work/prefill-$target.json"
   for w in "${workloads[@]}"; do
     read -r name rw bs depth <<<"$w"
-    echo "$target: $name (${RUNTIME}s)..." >&2
+    echo "$target: $name (${RAMP}s ramp, ${RUNTIME}s measured)..." >&2
     fio --name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
-        --size="$FIO_SIZE" --time_based --runtime="$RUNTIME" --ramp_time=1 --randrepeat=0 \
+        --size="$FIO_SIZE" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=0 \
         --output-format=json >"$work/$target-$name.json"
   done
 done
