@@ -43,7 +43,7 @@ public sealed class OperatorHost : IAsyncDisposable
         Masters = masters ?? (options.MasterAddress is { } address
             ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>())
             : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()));
-        Reconciler = new StorageClusterReconciler(api, Events, Masters, reconcilerOptions ?? new ReconcilerOptions(),
+        Reconciler = new StorageClusterReconciler(api, Events, Masters, reconcilerOptions ?? new ReconcilerOptions { CsiClusterRolePrefix = options.CsiClusterRolePrefix },
             loggerFactory.CreateLogger<StorageClusterReconciler>());
         Controller = new StorageClusterController(_client, Reconciler, Events, controllerOptions ?? new ControllerOptions
         {

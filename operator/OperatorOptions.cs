@@ -1,3 +1,5 @@
+using FeitianK8s.Operator.Desired;
+
 namespace FeitianK8s.Operator;
 
 /// <summary>Command line of the operator.</summary>
@@ -19,12 +21,14 @@ public sealed class OperatorOptions
     public string? MasterAddress { get; set; }
     /// <summary>How often every StorageCluster's Volume objects are compared with its master's volumes.</summary>
     public TimeSpan VolumeResyncPeriod { get; set; } = TimeSpan.FromSeconds(15);
+    /// <summary>The CSI ClusterRoles the operator binds are PREFIX-controller and PREFIX-node (installed by the chart).</summary>
+    public string CsiClusterRolePrefix { get; set; } = Names.DefaultCsiClusterRolePrefix;
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
 
     public const string Usage =
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
         "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT]\n" +
-        "                    [--volume-resync-seconds N] [--log-level LEVEL]";
+        "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)
     {
@@ -50,6 +54,11 @@ public sealed class OperatorOptions
                 case "--volume-resync-seconds":
                     var seconds = IntValue("--volume-resync-seconds");
                     o.VolumeResyncPeriod = seconds >= 1 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException("--volume-resync-seconds needs at least 1");
+                    break;
+                case "--csi-cluster-role-prefix":
+                    var prefix = Value();
+                    o.CsiClusterRolePrefix = System.Text.RegularExpressions.Regex.IsMatch(prefix, "^[a-z0-9]([-a-z0-9.]{0,240}[a-z0-9])?$")
+                        ? prefix : throw new ArgumentException("--csi-cluster-role-prefix needs a lower-case DNS name");
                     break;
                 case "--log-level":
                     o.LogLevel = Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(Value(), ignoreCase: true, out var level)

@@ -4,7 +4,8 @@ using k8s.Models;
 namespace FeitianK8s.Operator.Desired;
 
 /// <summary>What the cluster's environment looks like when the desired state is computed.</summary>
-public sealed record ClusterEnvironment(IReadOnlyList<V1Node> Nodes, bool SnapshotClassCrdExists);
+public sealed record ClusterEnvironment(IReadOnlyList<V1Node> Nodes, bool SnapshotClassCrdExists,
+    string CsiClusterRolePrefix = Names.DefaultCsiClusterRolePrefix);
 
 /// <summary>
 /// Pure function from (StorageCluster, environment) to every object the operator maintains, in
@@ -26,8 +27,8 @@ public static class DesiredState
         list.AddRange(racks.Racks.Select(r => new DesiredObject(ResourceKind.DaemonSet, ChunkServerBuilder.DaemonSet(c, r))));
         list.Add(new(ResourceKind.ServiceAccount, CsiBuilder.ServiceAccount(c)));
         list.Add(new(ResourceKind.ServiceAccount, CsiBuilder.NodeServiceAccount(c)));
-        list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiControllerClusterRole, Names.ServiceAccount(c), CsiBuilder.ControllerComponent)));
-        list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiNodeClusterRole, Names.NodeServiceAccount(c), CsiBuilder.NodeComponent)));
+        list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiControllerClusterRole(env.CsiClusterRolePrefix), Names.ServiceAccount(c), CsiBuilder.ControllerComponent)));
+        list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiNodeClusterRole(env.CsiClusterRolePrefix), Names.NodeServiceAccount(c), CsiBuilder.NodeComponent)));
         list.Add(new(ResourceKind.Deployment, CsiBuilder.ControllerDeployment(c)));
         list.AddRange(racks.Racks.Select(r => new DesiredObject(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c, r))));
         list.Add(new(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c, null)));

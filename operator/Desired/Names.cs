@@ -28,9 +28,15 @@ public static class Names
     public static string ServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi";
     public static string NodeServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
 
-    /// <summary>ClusterRoles the Helm chart installs for the CSI pods; the operator only binds them.</summary>
-    public const string CsiControllerClusterRole = "feitian-csi-controller";
-    public const string CsiNodeClusterRole = "feitian-csi-node";
+    /// <summary>
+    /// Prefix of the ClusterRoles the Helm chart installs for the CSI pods (PREFIX-controller,
+    /// PREFIX-node); the operator only binds them. The chart passes its own, so two releases do not clash.
+    /// </summary>
+    public const string DefaultCsiClusterRolePrefix = "feitian-csi";
+
+    public static string CsiControllerClusterRole(string prefix) => $"{prefix}-controller";
+
+    public static string CsiNodeClusterRole(string prefix) => $"{prefix}-node";
 
     public static string RoleBinding(StorageCluster c, string role) => $"{role}-{c.Metadata.NamespaceProperty}-{c.Metadata.Name}";
 

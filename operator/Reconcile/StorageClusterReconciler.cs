@@ -13,6 +13,7 @@ public sealed class ReconcilerOptions
     public TimeSpan DeletionBlockedRetry { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan NotReadyRetry { get; init; } = TimeSpan.FromSeconds(10);
     public TimeSpan RolloutRetry { get; init; } = TimeSpan.FromSeconds(5);
+    public string CsiClusterRolePrefix { get; init; } = Names.DefaultCsiClusterRolePrefix;
 }
 
 /// <summary>
@@ -82,7 +83,7 @@ public sealed class StorageClusterReconciler(
         }
 
         // 7. create / update
-        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd);
+        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd, options.CsiClusterRolePrefix);
         var desired = DesiredState.Build(cluster, env);
         var changed = new List<string>();
         foreach (var d in desired)

@@ -109,10 +109,6 @@ public sealed partial class HelmChartTests
         }
         Assert.Contains(rules, r => r.Resources.Contains("storageclusters/status"));
         Assert.Contains(rules, r => r.Resources.Contains("events"));
-        var roles = YamlToJson.ReadAll(plain).OfType<JsonObject>().Where(d => d["kind"]!.GetValue<string>() == "ClusterRole")
-            .Select(d => d["metadata"]!["name"]!.GetValue<string>()).ToList();
-        Assert.Contains(Names.CsiControllerClusterRole, roles);
-        Assert.Contains(Names.CsiNodeClusterRole, roles);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using FeitianK8s.Operator.Desired;
 using FeitianK8s.Operator.Tests.Helm;
 using FeitianK8s.Operator.Tests.Schema;
 using Microsoft.Extensions.Logging;
@@ -52,6 +53,28 @@ public sealed partial class HelmTemplateRenderTests(ITestOutputHelper output)
         }
         var duplicates = chart.Documents.GroupBy(d => (d.Kind, d.Namespace, d.Name)).Where(g => g.Count() > 1).Select(g => g.Key);
         Assert.Empty(duplicates);
+    }
+
+    [Fact]
+    public async Task Csi_cluster_roles_are_named_per_release_and_the_operator_binds_exactly_those()
+    {
+        var clusterScoped = new List<HashSet<string>>();
+        foreach (var release in new[] { new HelmRelease("feitian", "feitian-system", []), new HelmRelease("second", "other-ns", []) })
+        {
+            var chart = await HelmRenderer.RenderAsync(output, release);
+            var container = chart.Single("Deployment").Object["spec"]!["template"]!["spec"]!["containers"]![0]!;
+            var prefix = OperatorOptions.Parse(container["args"]!.AsArray().Select(a => a!.GetValue<string>()).ToList()).CsiClusterRolePrefix;
+            var roles = chart.Documents.Where(d => d.Kind == "ClusterRole").Select(d => d.Name).ToList();
+            Assert.Contains(Names.CsiControllerClusterRole(prefix), roles);
+            Assert.Contains(Names.CsiNodeClusterRole(prefix), roles);
+            var bind = chart.Documents.Where(d => d.Kind == "ClusterRole").SelectMany(d => d.Object["rules"]!.AsArray())
+                .Single(r => r!["verbs"]!.AsArray().Any(v => v!.GetValue<string>() == "bind"))!;
+            Assert.Equal([Names.CsiControllerClusterRole(prefix), Names.CsiNodeClusterRole(prefix)],
+                bind["resourceNames"]!.AsArray().Select(n => n!.GetValue<string>()).Order(StringComparer.Ordinal).ToList());
+            clusterScoped.Add(chart.Documents.Where(d => KubernetesNames.IsClusterScoped(d.Kind)).Select(d => $"{d.Kind}/{d.Name}").ToHashSet());
+        }
+        // Two releases in one cluster: no cluster-scoped object of one has the name of the other's.
+        Assert.Empty(clusterScoped[0].Intersect(clusterScoped[1]));
     }
 
     [Fact]

@@ -19,4 +19,23 @@ public sealed class OperatorOptionsTests
         var e = Assert.Throws<ArgumentException>(() => OperatorOptions.Parse(["--volume-resync-seconds", value]));
         Assert.Contains("--volume-resync-seconds", e.Message);
     }
+
+    [Fact]
+    public void The_csi_cluster_role_prefix_defaults_to_feitian_csi()
+    {
+        Assert.Equal("feitian-csi", OperatorOptions.Parse([]).CsiClusterRolePrefix);
+        Assert.Equal("prod-feitian-csi", OperatorOptions.Parse(["--csi-cluster-role-prefix", "prod-feitian-csi"]).CsiClusterRolePrefix);
+        Assert.Contains("--csi-cluster-role-prefix", OperatorOptions.Usage);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("Upper-Case")]
+    [InlineData("-leading-dash")]
+    [InlineData("has space")]
+    public void A_bad_csi_cluster_role_prefix_is_refused(string value)
+    {
+        var e = Assert.Throws<ArgumentException>(() => OperatorOptions.Parse(["--csi-cluster-role-prefix", value]));
+        Assert.Contains("--csi-cluster-role-prefix", e.Message);
+    }
 }
