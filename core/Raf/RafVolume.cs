@@ -238,7 +238,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         {
             throw new BlockDeviceException(BlockErrorKind.Io, $"volume {Name} is closed");
         }
-        RequireWritable(op.Kind.ToString().ToLowerInvariant());
+        RequireWritable(op.Kind);
         var started = Stopwatch.GetTimestamp();
         try
         {
@@ -253,11 +253,13 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         _metrics.WriteSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
     }
 
-    private void RequireWritable(string operation)
+    /// <summary>Generic so that the write path formats nothing unless it throws.</summary>
+    private void RequireWritable<T>(T operation)
+        where T : notnull
     {
         if (_readOnly)
         {
-            throw new BlockDeviceException(BlockErrorKind.ReadOnly, $"volume {Name} is open read-only: {operation} refused");
+            throw new BlockDeviceException(BlockErrorKind.ReadOnly, $"volume {Name} is open read-only: {operation.ToString()!.ToLowerInvariant()} refused");
         }
     }
 

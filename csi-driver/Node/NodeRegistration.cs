@@ -19,8 +19,6 @@ public sealed class NodeRegistration(CsiDriverOptions options, MasterConnection 
     private readonly CancellationTokenSource _stopping = new();
     private Task _retries = Task.CompletedTask;
 
-    public bool Registered { get; private set; }
-
     public async Task StartAsync(CancellationToken ct)
     {
         using var first = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -51,7 +49,6 @@ public sealed class NodeRegistration(CsiDriverOptions options, MasterConnection 
         {
             await master.CallAsync("register node",
                 (c, o) => c.RegisterNodeAsync(new RegisterNodeRequest { Id = options.NodeId, Rack = options.Rack }, o).ResponseAsync, ct);
-            Registered = true;
             logger.LogInformation("Node {Node} registered with the master (rack {Rack})", options.NodeId, options.Rack);
             return true;
         }

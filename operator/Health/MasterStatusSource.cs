@@ -1,9 +1,7 @@
-using System.Collections.Concurrent;
 using FeitianK8s.Operator.Desired;
 using FeitianK8s.Operator.Resources;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Operator.Health;
@@ -28,7 +26,7 @@ public interface IMasterStatusSource
 public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressOf, ILogger<GrpcMasterStatusSource> logger)
     : IMasterStatusSource, IDisposable
 {
-    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new();
+    private readonly MasterChannels _channels = new();
 
     public GrpcMasterStatusSource(ILogger<GrpcMasterStatusSource> logger)
         : this(Names.MasterAddress, logger)
@@ -37,15 +35,10 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
 
     public async Task<MasterReport?> GetAsync(StorageCluster cluster, CancellationToken ct)
     {
-        var address = addressOf(cluster);
-        if (!address.Contains("://", StringComparison.Ordinal))
-        {
-            address = "http://" + address;
-        }
-        var channel = _channels.GetOrAdd(address, a => GrpcChannel.ForAddress(a));
+        var address = MasterChannels.Url(addressOf(cluster));
         try
         {
-            var status = await new Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
+            var status = await _channels.Client(address).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
             var leader = status.Masters.FirstOrDefault(m => m.Role == "leader")?.Address;
             return new MasterReport(leader, status.DegradedChunks, status.BadReplicas, status.ChunkServers.ToList());
@@ -58,11 +51,5 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
         }
     }
 
-    public void Dispose()
-    {
-        foreach (var c in _channels.Values)
-        {
-            c.Dispose();
-        }
-    }
+    public void Dispose() => _channels.Dispose();
 }

@@ -1,9 +1,8 @@
-using System.Collections.Concurrent;
 using FeitianK8s.Operator.Desired;
+using FeitianK8s.Operator.Health;
 using FeitianK8s.Operator.Resources;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Operator.Volumes;
@@ -17,7 +16,7 @@ namespace FeitianK8s.Operator.Volumes;
 public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, ILogger<GrpcMasterVolumes> logger) : IMasterVolumes, IDisposable
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
-    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new();
+    private readonly MasterChannels _channels = new();
 
     public GrpcMasterVolumes(ILogger<GrpcMasterVolumes> logger)
         : this(Names.MasterAddress, logger)
@@ -141,19 +140,9 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
 
     private Master.MasterClient Client(StorageCluster cluster, out string address)
     {
-        address = addressOf(cluster);
-        if (!address.Contains("://", StringComparison.Ordinal))
-        {
-            address = "http://" + address;
-        }
-        return new Master.MasterClient(_channels.GetOrAdd(address, a => GrpcChannel.ForAddress(a)));
+        address = MasterChannels.Url(addressOf(cluster));
+        return _channels.Client(address);
     }
 
-    public void Dispose()
-    {
-        foreach (var c in _channels.Values)
-        {
-            c.Dispose();
-        }
-    }
+    public void Dispose() => _channels.Dispose();
 }

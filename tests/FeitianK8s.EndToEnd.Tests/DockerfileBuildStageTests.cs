@@ -24,7 +24,7 @@ public sealed partial class DockerfileBuildStageTests(ITestOutputHelper output)
     [MemberData(nameof(Images))]
     public async Task Build_stage_publishes_the_entrypoint_from_only_what_the_Dockerfile_copies(string dockerfile, string[] runtimePackages)
     {
-        var root = RepositoryRoot();
+        var root = RepositoryPaths.Root;
         var stages = Dockerfile.Parse(File.ReadAllText(Path.Combine(root, dockerfile)));
         Assert.Equal(2, stages.Count);
         var (build, runtime) = (stages[0], stages[1]);
@@ -106,16 +106,6 @@ public sealed partial class DockerfileBuildStageTests(ITestOutputHelper output)
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             File.Copy(file, target, overwrite: true);
         }
-    }
-
-    private static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "FeitianK8s.sln")))
-        {
-            dir = dir.Parent;
-        }
-        return dir?.FullName ?? throw new InvalidOperationException($"no FeitianK8s.sln above {AppContext.BaseDirectory}");
     }
 
     [GeneratedRegex(@"^dotnet publish (?<args>.*?)\s-o\s(?<out>/\S+)(?<rest>.*)$")]

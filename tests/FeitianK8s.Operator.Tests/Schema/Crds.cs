@@ -1,23 +1,14 @@
 using System.Text.Json.Nodes;
+using FeitianK8s.Testing;
 
 namespace FeitianK8s.Operator.Tests.Schema;
 
 /// <summary>Finds the repository's folders and reads the CRDs from crds/.</summary>
 public static class Repo
 {
-    public static string Root { get; } = FindRoot();
+    public static string Root => RepositoryPaths.Root;
 
-    public static string Path(params string[] parts) => System.IO.Path.Combine([Root, .. parts]);
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(System.IO.Path.Combine(dir.FullName, "FeitianK8s.sln")))
-        {
-            dir = dir.Parent;
-        }
-        return dir?.FullName ?? throw new InvalidOperationException($"no FeitianK8s.sln above {AppContext.BaseDirectory}");
-    }
+    public static string Path(params string[] parts) => RepositoryPaths.Combine(parts);
 
     /// <summary>The CRDs in crds/, by kind.</summary>
     public static Dictionary<string, JsonObject> CrdsByKind() =>
