@@ -30,6 +30,8 @@ public static class FeitianCli
     {
         config.SetApplicationName("feitian");
         config.PropagateExceptions();
+        // A typo in an option must not silently start a cluster or run a command: refuse it (exit 2).
+        config.UseStrictParsing();
         config.AddCommand<UpCommand>("up").WithDescription("Run a local cluster (master, chunk servers, NBD) on 127.0.0.1 in the foreground.");
         config.AddCommand<StatusCommand>("status").WithDescription("Show masters and chunk servers.");
         config.AddBranch("fs", fs =>

@@ -14,7 +14,7 @@ public static class CliErrors
     {
         var (code, message) = error switch
         {
-            CommandParseException or CommandRuntimeException => (2, error.Message),
+            CommandParseException or CommandRuntimeException => (2, $"{error.Message.TrimEnd('.')} (see `feitian --help`, or `feitian COMMAND --help`)"),
             CliException => (1, error.Message),
             PanguException pangu => (1, pangu.Message),
             FencedException fenced => (1, fenced.Message),
