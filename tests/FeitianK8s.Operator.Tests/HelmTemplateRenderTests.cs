@@ -116,7 +116,7 @@ public sealed partial class HelmTemplateRenderTests(ITestOutputHelper output)
         Assert.True(GrantsLeases(csiRole));
         var leaseVerbs = csiRole.Object["rules"]!.AsArray().Single()!["verbs"]!.AsArray().Select(v => v!.GetValue<string>()).ToHashSet();
         // What the sidecars' leader election (client-go's Lease lock, as csi-lib-utils uses it) needs.
-        Assert.Superset(leaseVerbs, new HashSet<string> { "get", "create", "update" });
+        Assert.Superset(new HashSet<string> { "get", "create", "update" }, leaseVerbs);
         // The operator may create RoleBindings there and bind exactly that Role.
         var operatorRules = chart.OfKind("Role").Where(r => r.Namespace == release.Namespace && r.Name != csiRole.Name)
             .SelectMany(r => r.Object["rules"]!.AsArray()).ToList();
