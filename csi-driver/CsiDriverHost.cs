@@ -61,6 +61,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton(_ => new NodeStateStore(options.StateDir));
         builder.Services.AddSingleton<NodeStager>();
         builder.Services.AddSingleton<NodeRegistration>();
+        builder.Services.AddSingleton<PluginHealth>();
         var app = builder.Build();
         app.MapGrpcService<IdentityService>();
         if (options.RunsController)

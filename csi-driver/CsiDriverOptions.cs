@@ -11,8 +11,6 @@ public enum CsiMode { Controller, Node, All }
 public sealed class CsiDriverOptions
 {
     public const string DriverName = "feitian.csi.k8s.io";
-    public const string NodeTopologyKey = "topology.feitian.csi.k8s.io/node";
-    public const string RackTopologyKey = "topology.feitian.csi.k8s.io/rack";
 
     /// <summary>Path of the unix socket to serve on.</summary>
     public required string SocketPath { get; init; }
@@ -20,6 +18,7 @@ public sealed class CsiDriverOptions
     public required string NodeId { get; init; }
     /// <summary>Master gRPC addresses, normalized to http://HOST:PORT.</summary>
     public required IReadOnlyList<string> Masters { get; init; }
+    /// <summary>Rack the node plugin registers with the master (informational; not a topology segment).</summary>
     public string Rack { get; init; } = "";
     /// <summary>Where the node plugin keeps one JSON file per staged volume and its NBD sockets.</summary>
     public string StateDir { get; init; } = "/var/lib/feitian-csi";

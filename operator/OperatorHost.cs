@@ -43,7 +43,11 @@ public sealed class OperatorHost : IAsyncDisposable
         Masters = masters ?? (options.MasterAddress is { } address
             ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>())
             : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()));
-        Reconciler = new StorageClusterReconciler(api, Events, Masters, reconcilerOptions ?? new ReconcilerOptions { CsiClusterRolePrefix = options.CsiClusterRolePrefix },
+        Reconciler = new StorageClusterReconciler(api, Events, Masters, reconcilerOptions ?? new ReconcilerOptions
+        {
+            CsiClusterRolePrefix = options.CsiClusterRolePrefix,
+            CsiLeaseNamespace = options.LeaseNamespace,
+        },
             loggerFactory.CreateLogger<StorageClusterReconciler>());
         Controller = new StorageClusterController(_client, Reconciler, Events, controllerOptions ?? new ControllerOptions
         {
@@ -71,12 +75,28 @@ public sealed class OperatorHost : IAsyncDisposable
     /// <summary>Completes when the operator stops: cancelled, or leadership lost (then it faults, so the process exits non-zero).</summary>
     public Task Completion => _run ?? Task.CompletedTask;
 
-    public static KubernetesClientConfiguration LoadConfig(OperatorOptions options) =>
-        options.Kubeconfig is { } path
-            ? KubernetesClientConfiguration.BuildConfigFromConfigFile(path)
-            : KubernetesClientConfiguration.IsInCluster()
-                ? KubernetesClientConfiguration.InClusterConfig()
-                : KubernetesClientConfiguration.BuildConfigFromConfigFile();
+    /// <summary>
+    /// --kubeconfig FILE; else, inside a pod, the in-cluster config; else $KUBECONFIG (of a list
+    /// like kubectl's, the first file that exists); else ~/.kube/config.
+    /// </summary>
+    public static KubernetesClientConfiguration LoadConfig(OperatorOptions options) => LoadConfig(options, Environment.GetEnvironmentVariable);
+
+    public static KubernetesClientConfiguration LoadConfig(OperatorOptions options, Func<string, string?> environment)
+    {
+        if (options.Kubeconfig is { } path)
+        {
+            return KubernetesClientConfiguration.BuildConfigFromConfigFile(path);
+        }
+        if (KubernetesClientConfiguration.IsInCluster())
+        {
+            return KubernetesClientConfiguration.InClusterConfig();
+        }
+        var fromEnvironment = (environment("KUBECONFIG") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .FirstOrDefault(File.Exists);
+        return fromEnvironment is not null
+            ? KubernetesClientConfiguration.BuildConfigFromConfigFile(fromEnvironment)
+            : KubernetesClientConfiguration.BuildConfigFromConfigFile();
+    }
 
     public async Task StartAsync()
     {

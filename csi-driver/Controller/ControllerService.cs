@@ -1,7 +1,6 @@
 using FeitianK8s.Csi.Common;
 using FeitianK8s.Proto.Csi;
 using Grpc.Core;
-using RpcType = FeitianK8s.Proto.Csi.ControllerServiceCapability.Types.RPC.Types.Type;
 
 namespace FeitianK8s.Csi.Controller;
 
@@ -12,12 +11,6 @@ namespace FeitianK8s.Csi.Controller;
 public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) : Proto.Csi.Controller.ControllerBase
 {
     private const string TokenPrefix = "after:";
-
-    private static readonly RpcType[] Capabilities =
-    [
-        RpcType.CreateDeleteVolume, RpcType.PublishUnpublishVolume, RpcType.ListVolumes, RpcType.GetCapacity,
-        RpcType.PublishReadonly, RpcType.ExpandVolume, RpcType.ListVolumesPublishedNodes, RpcType.GetVolume,
-    ];
 
     public override async Task<CreateVolumeResponse> CreateVolume(CreateVolumeRequest request, ServerCallContext context)
     {
@@ -35,13 +28,11 @@ public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) 
         using var _ = locks.Acquire(request.Name, "CreateVolume");
         var volume = await volumes.CreateAsync(request.Name, request.CapacityRange?.RequiredBytes ?? 0, request.CapacityRange?.LimitBytes ?? 0,
             parameters, context.CancellationToken);
-        var result = ToCsi(volume);
-        if (request.AccessibilityRequirements is { } topology)
-        {
-            // Every node reaches the cluster over the network: accessible wherever the CO asked.
-            result.AccessibleTopology.AddRange(topology.Requisite.Count > 0 ? topology.Requisite : topology.Preferred);
-        }
-        return new CreateVolumeResponse { Volume = result };
+        // No accessible topology, whatever accessibility_requirements a CO sends (they are accepted
+        // and ignored): every node reaches the cluster over the network, and racks are where the
+        // master places replicas, not where a volume can be used. A PV without node affinity lets
+        // its pod move to any node.
+        return new CreateVolumeResponse { Volume = ToCsi(volume) };
     }
 
     public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
@@ -142,7 +133,7 @@ public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) 
     public override Task<ControllerGetCapabilitiesResponse> ControllerGetCapabilities(ControllerGetCapabilitiesRequest request, ServerCallContext context)
     {
         var response = new ControllerGetCapabilitiesResponse();
-        response.Capabilities.AddRange(Capabilities.Select(t => new ControllerServiceCapability
+        response.Capabilities.AddRange(FeitianCsiCapabilities.Controller.Select(t => new ControllerServiceCapability
         {
             Rpc = new ControllerServiceCapability.Types.RPC { Type = t },
         }));

@@ -1,15 +1,12 @@
 using FeitianK8s.Csi.Common;
 using FeitianK8s.Proto.Csi;
 using Grpc.Core;
-using RpcType = FeitianK8s.Proto.Csi.NodeServiceCapability.Types.RPC.Types.Type;
 
 namespace FeitianK8s.Csi.Node;
 
 /// <summary>CSI Node, thin over <see cref="NodeStager"/>: validate, lock the volume (ABORTED when busy), act.</summary>
 public sealed class NodeService(NodeStager stager, VolumeLocks locks, CsiDriverOptions options) : Proto.Csi.Node.NodeBase
 {
-    private static readonly RpcType[] Capabilities = [RpcType.StageUnstageVolume, RpcType.GetVolumeStats, RpcType.ExpandVolume, RpcType.VolumeCondition];
-
     public override async Task<NodeStageVolumeResponse> NodeStageVolume(NodeStageVolumeRequest request, ServerCallContext context)
     {
         CsiErrors.Require(request.VolumeId.Length > 0, "NodeStageVolume: volume id is missing");
@@ -110,19 +107,15 @@ public sealed class NodeService(NodeStager stager, VolumeLocks locks, CsiDriverO
     public override Task<NodeGetCapabilitiesResponse> NodeGetCapabilities(NodeGetCapabilitiesRequest request, ServerCallContext context)
     {
         var response = new NodeGetCapabilitiesResponse();
-        response.Capabilities.AddRange(Capabilities.Select(t => new NodeServiceCapability { Rpc = new NodeServiceCapability.Types.RPC { Type = t } }));
+        response.Capabilities.AddRange(FeitianCsiCapabilities.Node.Select(t => new NodeServiceCapability { Rpc = new NodeServiceCapability.Types.RPC { Type = t } }));
         return Task.FromResult(response);
     }
 
     public override Task<NodeGetInfoResponse> NodeGetInfo(NodeGetInfoRequest request, ServerCallContext context)
     {
-        var topology = new Topology();
-        topology.Segments[CsiDriverOptions.NodeTopologyKey] = options.NodeId;
-        if (options.Rack.Length > 0)
-        {
-            topology.Segments[CsiDriverOptions.RackTopologyKey] = options.Rack;
-        }
-        return Task.FromResult(new NodeGetInfoResponse { NodeId = options.NodeId, MaxVolumesPerNode = options.MaxVolumesPerNode, AccessibleTopology = topology });
+        // No accessible topology: the plugin advertises no VOLUME_ACCESSIBILITY_CONSTRAINTS, since
+        // any node reaches the cluster over the network (a per-node segment would pin PVs to nodes).
+        return Task.FromResult(new NodeGetInfoResponse { NodeId = options.NodeId, MaxVolumesPerNode = options.MaxVolumesPerNode });
     }
 
     private static string FsTypeOf(VolumeCapability capability, IDictionary<string, string> context)

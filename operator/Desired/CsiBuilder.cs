@@ -3,7 +3,7 @@ using k8s.Models;
 
 namespace FeitianK8s.Operator.Desired;
 
-/// <summary>The CSI controller Deployment, the node plugin DaemonSets and the CSIDriver object.</summary>
+/// <summary>The CSI controller Deployment, the node plugin DaemonSet, the CSIDriver object and the sidecars' RBAC binding.</summary>
 public static class CsiBuilder
 {
     public const string ControllerComponent = "csi-controller";
@@ -35,7 +35,25 @@ public static class CsiBuilder
         Subjects = [new Rbacv1Subject { Kind = "ServiceAccount", Name = serviceAccount, NamespaceProperty = c.Metadata.NamespaceProperty }],
     };
 
-    public static V1Deployment ControllerDeployment(StorageCluster c)
+    /// <summary>Port of the controller's livenessprobe sidecar (kubelet probes the driver through it).</summary>
+    public const int ControllerHealthPort = 9808;
+    /// <summary>Port of the node plugin's livenessprobe sidecar.</summary>
+    public const int NodeHealthPort = 9809;
+    /// <summary>Port of node-driver-registrar's own health check (its registration socket is there).</summary>
+    public const int RegistrarHealthPort = 9810;
+
+    /// <summary>
+    /// How long livenessprobe waits for the driver's Probe. kubelet's timeout is longer, so it
+    /// hears livenessprobe's answer rather than timing out first.
+    /// </summary>
+    public const string ProbeTimeout = "3s";
+
+    /// <summary>
+    /// The controller Deployment: the driver, one sidecar per capability it advertises
+    /// (<see cref="CsiSidecars"/>) and livenessprobe. The sidecars elect their leaders with Leases
+    /// in <paramref name="leaseNamespace"/>, where the chart's namespaced Role allows it.
+    /// </summary>
+    public static V1Deployment ControllerDeployment(StorageCluster c, string leaseNamespace)
     {
         var images = c.Spec.Images;
         var socket = new V1VolumeMount { Name = "socket-dir", MountPath = "/csi" };
@@ -47,6 +65,7 @@ public static class CsiBuilder
             Args = ["--csi-address=/csi/csi.sock", "--v=2", .. extraArgs],
             VolumeMounts = [socket],
         };
+        string[] election = ["--leader-election", $"--leader-election-namespace={leaseNamespace}"];
         var driver = new V1Container
         {
             Name = "csi-driver",
@@ -61,11 +80,29 @@ public static class CsiBuilder
             ],
             // Snapshots and backups are the controller's work; only it gets the object-store target.
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), .. SnapshotTargetEnv.For(c.Spec.SnapshotTarget)],
-            Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = 9808 }],
-            LivenessProbe = MasterBuilder.HttpProbe("/healthz", 9808, 10),
+            Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = ControllerHealthPort }],
+            LivenessProbe = LivenessProbe(ControllerHealthPort),
             VolumeMounts = [socket],
             Resources = c.Spec.Resources.CsiController,
         };
+        var containers = new List<V1Container> { driver };
+        if (CsiSidecars.Deployed(CsiSidecars.Provisioner))
+        {
+            containers.Add(Sidecar(CsiSidecars.Provisioner, images.CsiProvisioner, [.. election, "--timeout=120s"]));
+        }
+        if (CsiSidecars.Deployed(CsiSidecars.Attacher))
+        {
+            containers.Add(Sidecar(CsiSidecars.Attacher, images.CsiAttacher, [.. election, "--timeout=120s"]));
+        }
+        if (CsiSidecars.Deployed(CsiSidecars.Resizer))
+        {
+            containers.Add(Sidecar(CsiSidecars.Resizer, images.CsiResizer, [.. election, "--timeout=120s"]));
+        }
+        if (CsiSidecars.Deployed(CsiSidecars.Snapshotter))
+        {
+            containers.Add(Sidecar(CsiSidecars.Snapshotter, images.CsiSnapshotter, [.. election, "--timeout=300s"]));
+        }
+        containers.Add(Sidecar("liveness-probe", images.LivenessProbe, $"--http-endpoint=:{ControllerHealthPort}", $"--probe-timeout={ProbeTimeout}"));
         return new V1Deployment
         {
             ApiVersion = "apps/v1",
@@ -81,15 +118,7 @@ public static class CsiBuilder
                     Spec = new V1PodSpec
                     {
                         ServiceAccountName = Names.ServiceAccount(c),
-                        Containers =
-                        [
-                            driver,
-                            Sidecar("csi-provisioner", images.CsiProvisioner, "--leader-election", "--feature-gates=Topology=true", "--extra-create-metadata", "--timeout=120s"),
-                            Sidecar("csi-attacher", images.CsiAttacher, "--leader-election", "--timeout=120s"),
-                            Sidecar("csi-resizer", images.CsiResizer, "--leader-election", "--timeout=120s"),
-                            Sidecar("csi-snapshotter", images.CsiSnapshotter, "--leader-election", "--timeout=300s"),
-                            Sidecar("liveness-probe", images.LivenessProbe, "--health-port=9808"),
-                        ],
+                        Containers = containers,
                         Volumes = [new V1Volume { Name = "socket-dir", EmptyDir = new V1EmptyDirVolumeSource() }],
                     },
                 },
@@ -98,41 +127,37 @@ public static class CsiBuilder
     }
 
     /// <summary>
-    /// The node plugin for the nodes of one rack (or, with <paramref name="rack"/> null, for nodes
-    /// without a rack label, which can consume volumes but report no rack topology).
+    /// The node plugin, one DaemonSet for every node of the cluster (any node may run a pod with
+    /// a volume: it reaches the chunk servers over the network), tolerating every taint. Its pods
+    /// are selected by <see cref="Names.NodePluginSetLabel"/> too, so the selector of the per-rack
+    /// node DaemonSets of earlier versions (pruned by the reconciler) never overlaps with it.
     /// </summary>
-    public static V1DaemonSet NodeDaemonSet(StorageCluster c, string? rack)
+    public static V1DaemonSet NodeDaemonSet(StorageCluster c)
     {
         var images = c.Spec.Images;
-        var rackLabel = c.Spec.ChunkServers.RackLabel;
         var selector = Names.Selector(c, NodeComponent);
-        selector[Names.RackLabel] = rack is null ? "none" : Names.DnsLabel(rack);
+        selector[Names.NodePluginSetLabel] = Names.NodePluginSetValue;
         var labels = Names.Labels(c, NodeComponent);
-        labels[Names.RackLabel] = selector[Names.RackLabel];
-        var args = new List<string>
-        {
-            "--endpoint", "unix:///csi/csi.sock",
-            "--mode", "node",
-            "--node-id", "$(NODE_NAME)",
-            "--masters", Names.MasterAddress(c),
-            "--state-dir", "/var/lib/feitian/csi",
-        };
-        if (rack is not null)
-        {
-            args.AddRange(["--rack", rack]);
-        }
+        labels[Names.NodePluginSetLabel] = Names.NodePluginSetValue;
         var socket = new V1VolumeMount { Name = "plugin-dir", MountPath = "/csi" };
         var driver = new V1Container
         {
             Name = "csi-driver",
             Image = images.CsiDriver,
             ImagePullPolicy = images.PullPolicy,
-            Args = args,
+            Args =
+            [
+                "--endpoint", "unix:///csi/csi.sock",
+                "--mode", "node",
+                "--node-id", "$(NODE_NAME)",
+                "--masters", Names.MasterAddress(c),
+                "--state-dir", "/var/lib/feitian/csi",
+            ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
             // Mounting filesystems and attaching nbd/loop devices needs the host's privileges.
             SecurityContext = new V1SecurityContext { Privileged = true, AllowPrivilegeEscalation = true },
-            Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = 9809 }],
-            LivenessProbe = MasterBuilder.HttpProbe("/healthz", 9809, 10),
+            Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = NodeHealthPort }],
+            LivenessProbe = LivenessProbe(NodeHealthPort),
             VolumeMounts =
             [
                 socket,
@@ -148,7 +173,13 @@ public static class CsiBuilder
             Name = "node-driver-registrar",
             Image = images.NodeDriverRegistrar,
             ImagePullPolicy = images.PullPolicy,
-            Args = ["--csi-address=/csi/csi.sock", $"--kubelet-registration-path={PluginDir}/csi.sock", "--v=2"],
+            Args =
+            [
+                "--csi-address=/csi/csi.sock", $"--kubelet-registration-path={PluginDir}/csi.sock",
+                $"--http-endpoint=:{RegistrarHealthPort}", "--v=2",
+            ],
+            Ports = [new V1ContainerPort { Name = "registrar-hz", ContainerPort = RegistrarHealthPort }],
+            LivenessProbe = LivenessProbe(RegistrarHealthPort),
             VolumeMounts = [socket, new V1VolumeMount { Name = "registration-dir", MountPath = "/registration" }],
         };
         var liveness = new V1Container
@@ -156,17 +187,14 @@ public static class CsiBuilder
             Name = "liveness-probe",
             Image = images.LivenessProbe,
             ImagePullPolicy = images.PullPolicy,
-            Args = ["--csi-address=/csi/csi.sock", "--health-port=9809"],
+            Args = ["--csi-address=/csi/csi.sock", $"--http-endpoint=:{NodeHealthPort}", $"--probe-timeout={ProbeTimeout}"],
             VolumeMounts = [socket],
         };
-        var requirement = rack is null
-            ? new V1NodeSelectorRequirement { Key = rackLabel, OperatorProperty = "DoesNotExist" }
-            : new V1NodeSelectorRequirement { Key = rackLabel, OperatorProperty = "In", Values = [rack] };
         return new V1DaemonSet
         {
             ApiVersion = "apps/v1",
             Kind = "DaemonSet",
-            Metadata = Meta.Owned(c, Names.CsiNode(c, rack), NodeComponent),
+            Metadata = Meta.Owned(c, Names.CsiNode(c), NodeComponent),
             Spec = new V1DaemonSetSpec
             {
                 Selector = new V1LabelSelector { MatchLabels = selector },
@@ -181,16 +209,8 @@ public static class CsiBuilder
                     Spec = new V1PodSpec
                     {
                         ServiceAccountName = Names.NodeServiceAccount(c),
-                        Affinity = new V1Affinity
-                        {
-                            NodeAffinity = new V1NodeAffinity
-                            {
-                                RequiredDuringSchedulingIgnoredDuringExecution = new V1NodeSelector
-                                {
-                                    NodeSelectorTerms = [new V1NodeSelectorTerm { MatchExpressions = [requirement] }],
-                                },
-                            },
-                        },
+                        // Any node, whatever its taints (NoSchedule, NoExecute, control plane): a pod
+                        // that lands there may mount a volume, and a running plugin must stay to unmount.
                         Tolerations = [new V1Toleration { OperatorProperty = "Exists" }],
                         Containers = [driver, registrar, liveness],
                         Volumes =
@@ -207,6 +227,39 @@ public static class CsiBuilder
         };
     }
 
+    /// <summary>
+    /// kubelet's liveness probe of a CSI container, through a health endpoint: a 5 s timeout (more
+    /// than livenessprobe's own <see cref="ProbeTimeout"/>), restart only after 5 failures 10 s apart.
+    /// </summary>
+    public static V1Probe LivenessProbe(int port) => new()
+    {
+        HttpGet = new V1HTTPGetAction { Path = "/healthz", Port = port },
+        InitialDelaySeconds = 10,
+        PeriodSeconds = 10,
+        TimeoutSeconds = 5,
+        FailureThreshold = 5,
+    };
+
+    /// <summary>
+    /// Lets the controller sidecars of this cluster take their leader-election Leases in the
+    /// lease namespace, through the namespaced Role the chart installs there. It lives outside the
+    /// cluster's namespace whenever that differs, so it carries the owner label and the operator
+    /// deletes it itself.
+    /// </summary>
+    public static V1RoleBinding LeaderElectionRoleBinding(StorageCluster c, string role, string leaseNamespace)
+    {
+        var meta = Meta.ClusterScoped(c, Names.RoleBinding(c, role), ControllerComponent);
+        meta.NamespaceProperty = leaseNamespace;
+        return new V1RoleBinding
+        {
+            ApiVersion = "rbac.authorization.k8s.io/v1",
+            Kind = "RoleBinding",
+            Metadata = meta,
+            RoleRef = new V1RoleRef { ApiGroup = "rbac.authorization.k8s.io", Kind = "Role", Name = role },
+            Subjects = [new Rbacv1Subject { Kind = "ServiceAccount", Name = Names.ServiceAccount(c), NamespaceProperty = c.Metadata.NamespaceProperty }],
+        };
+    }
+
     public static V1CSIDriver CsiDriver(StorageCluster c) => new()
     {
         ApiVersion = "storage.k8s.io/v1",
@@ -214,7 +267,7 @@ public static class CsiBuilder
         Metadata = Meta.ClusterScoped(c, Names.CsiDriverName, ControllerComponent),
         Spec = new V1CSIDriverSpec
         {
-            AttachRequired = true,
+            AttachRequired = CsiSidecars.AttachRequired,
             PodInfoOnMount = false,
             FsGroupPolicy = "File",
             VolumeLifecycleModes = ["Persistent"],

@@ -4,8 +4,12 @@ using k8s.Models;
 namespace FeitianK8s.Operator.Desired;
 
 /// <summary>What the cluster's environment looks like when the desired state is computed.</summary>
+/// <param name="CsiLeaseNamespace">
+/// Where the CSI controller sidecars keep their leader-election Leases (the operator's own lease
+/// namespace, where the chart's namespaced Role is); null = the StorageCluster's namespace.
+/// </param>
 public sealed record ClusterEnvironment(IReadOnlyList<V1Node> Nodes, bool SnapshotClassCrdExists,
-    string CsiClusterRolePrefix = Names.DefaultCsiClusterRolePrefix);
+    string CsiClusterRolePrefix = Names.DefaultCsiClusterRolePrefix, string? CsiLeaseNamespace = null);
 
 /// <summary>
 /// Pure function from (StorageCluster, environment) to every object the operator maintains, in
@@ -29,12 +33,13 @@ public static class DesiredState
         list.Add(new(ResourceKind.ServiceAccount, CsiBuilder.NodeServiceAccount(c)));
         list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiControllerClusterRole(env.CsiClusterRolePrefix), Names.ServiceAccount(c), CsiBuilder.ControllerComponent)));
         list.Add(new(ResourceKind.ClusterRoleBinding, CsiBuilder.RoleBinding(c, Names.CsiNodeClusterRole(env.CsiClusterRolePrefix), Names.NodeServiceAccount(c), CsiBuilder.NodeComponent)));
-        list.Add(new(ResourceKind.Deployment, CsiBuilder.ControllerDeployment(c)));
-        list.AddRange(racks.Racks.Select(r => new DesiredObject(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c, r))));
-        list.Add(new(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c, null)));
+        var leaseNamespace = env.CsiLeaseNamespace ?? c.Metadata.NamespaceProperty;
+        list.Add(new(ResourceKind.RoleBinding, CsiBuilder.LeaderElectionRoleBinding(c, Names.CsiLeaderElectionRole(env.CsiClusterRolePrefix), leaseNamespace)));
+        list.Add(new(ResourceKind.Deployment, CsiBuilder.ControllerDeployment(c, leaseNamespace)));
+        list.Add(new(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c)));
         list.Add(new(ResourceKind.CsiDriver, CsiBuilder.CsiDriver(c)));
         list.Add(new(ResourceKind.StorageClass, StorageClassBuilder.StorageClass(c)));
-        if (env.SnapshotClassCrdExists)
+        if (env.SnapshotClassCrdExists && CsiSidecars.Snapshots)
         {
             list.Add(new(ResourceKind.SnapshotClass, StorageClassBuilder.SnapshotClass(c)));
         }

@@ -18,13 +18,17 @@ public static class Names
     /// <summary>On cluster-scoped objects (which cannot have a namespaced owner): "namespace.name" of the owning cluster.</summary>
     public const string OwnerLabel = "feitian.io/owner";
     public const string RackLabel = "feitian.io/rack";
+    /// <summary>Marks the pods of the all-nodes node plugin DaemonSet (keeps its selector apart from the old per-rack ones).</summary>
+    public const string NodePluginSetLabel = "feitian.io/node-plugin";
+    public const string NodePluginSetValue = "all-nodes";
 
     public static string Master(StorageCluster c) => $"{c.Metadata.Name}-master";
     public static string MasterMetrics(StorageCluster c) => $"{c.Metadata.Name}-master-metrics";
     public static string ChunkServer(StorageCluster c, string rack) => $"{c.Metadata.Name}-chunkserver-{DnsLabel(rack)}";
     public static string ChunkServerMetrics(StorageCluster c) => $"{c.Metadata.Name}-chunkserver-metrics";
     public static string CsiController(StorageCluster c) => $"{c.Metadata.Name}-csi-controller";
-    public static string CsiNode(StorageCluster c, string? rack) => rack is null ? $"{c.Metadata.Name}-csi-node-unracked" : $"{c.Metadata.Name}-csi-node-{DnsLabel(rack)}";
+    /// <summary>The node plugin DaemonSet (one for all nodes; earlier versions had CLUSTER-csi-node-RACK and CLUSTER-csi-node-unracked).</summary>
+    public static string CsiNode(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
     public static string ServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi";
     public static string NodeServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
 
@@ -37,6 +41,9 @@ public static class Names
     public static string CsiControllerClusterRole(string prefix) => $"{prefix}-controller";
 
     public static string CsiNodeClusterRole(string prefix) => $"{prefix}-node";
+
+    /// <summary>The namespaced Role (in the operator's lease namespace) that allows the controller sidecars their Leases.</summary>
+    public static string CsiLeaderElectionRole(string prefix) => $"{prefix}-leader-election";
 
     public static string RoleBinding(StorageCluster c, string role) => $"{role}-{c.Metadata.NamespaceProperty}-{c.Metadata.Name}";
 

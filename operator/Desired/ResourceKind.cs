@@ -21,6 +21,7 @@ public sealed record ResourceKind(string Group, string Version, string Plural, b
     public static readonly ResourceKind StorageClass = new("storage.k8s.io", "v1", "storageclasses", false, typeof(V1StorageClass));
     public static readonly ResourceKind SnapshotClass = new(VolumeSnapshotClass.Group, VolumeSnapshotClass.Version, VolumeSnapshotClass.Plural, false, typeof(VolumeSnapshotClass));
     public static readonly ResourceKind ClusterRoleBinding = new("rbac.authorization.k8s.io", "v1", "clusterrolebindings", false, typeof(V1ClusterRoleBinding));
+    public static readonly ResourceKind RoleBinding = new("rbac.authorization.k8s.io", "v1", "rolebindings", true, typeof(V1RoleBinding));
     public static readonly ResourceKind Crd = new("apiextensions.k8s.io", "v1", "customresourcedefinitions", false, typeof(V1CustomResourceDefinition));
     public static readonly ResourceKind StorageClusters = new(StorageCluster.Group, StorageCluster.Version, StorageCluster.Plural, true, typeof(StorageCluster));
     public static readonly ResourceKind Volumes = new(StorageCluster.Group, StorageCluster.Version, Volume.Plural, true, typeof(Volume));

@@ -3,7 +3,7 @@ using k8s.Models;
 
 namespace FeitianK8s.Operator.Desired;
 
-/// <summary>The StorageClass and VolumeSnapshotClass that make the cluster usable from PVCs.</summary>
+/// <summary>The StorageClass (and, once the driver serves snapshots, the VolumeSnapshotClass) that make the cluster usable from PVCs.</summary>
 public static class StorageClassBuilder
 {
     public const string Component = "storage-class";
@@ -29,8 +29,10 @@ public static class StorageClassBuilder
             {
                 ["replicas"] = c.Spec.Replication.Factor.ToString(),
                 ["rackSpread"] = (c.Spec.Replication.MinRacks > 1).ToString().ToLowerInvariant(),
+                // external-provisioner takes this one out of the parameters (into the volume
+                // capability); every other key reaches CreateVolume, so only keys the driver accepts.
+                // The owning cluster is in the owner label, never in a parameter.
                 ["csi.storage.k8s.io/fstype"] = spec.FsType,
-                ["feitian.io/cluster"] = Names.OwnerValue(c),
             },
         };
     }

@@ -14,6 +14,8 @@ public sealed class ReconcilerOptions
     public TimeSpan NotReadyRetry { get; init; } = TimeSpan.FromSeconds(10);
     public TimeSpan RolloutRetry { get; init; } = TimeSpan.FromSeconds(5);
     public string CsiClusterRolePrefix { get; init; } = Names.DefaultCsiClusterRolePrefix;
+    /// <summary>Where the CSI controller sidecars keep their Leases (the chart's namespaced Role is there); null = each cluster's namespace.</summary>
+    public string? CsiLeaseNamespace { get; init; }
 }
 
 /// <summary>
@@ -83,7 +85,7 @@ public sealed class StorageClusterReconciler(
         }
 
         // 7. create / update
-        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd, options.CsiClusterRolePrefix);
+        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd, options.CsiClusterRolePrefix, options.CsiLeaseNamespace);
         var desired = DesiredState.Build(cluster, env);
         var changed = new List<string>();
         foreach (var d in desired)
@@ -102,6 +104,11 @@ public sealed class StorageClusterReconciler(
             }
         }
         await PruneDaemonSetsAsync(cluster, desired, ct);
+        if (snapshotCrd && !desired.Any(d => d.Kind == ResourceKind.SnapshotClass))
+        {
+            // Made by an earlier version while the driver does not serve snapshots: nothing would answer it.
+            await DeleteOwnedClusterScopedAsync(ResourceKind.SnapshotClass, $"{Names.OwnerLabel}={Names.OwnerValue(cluster)}", ct);
+        }
         if (changed.Count > 0)
         {
             await events.RecordAsync(cluster, "Normal", "Reconciled", string.Join(", ", changed), ct);
@@ -183,6 +190,12 @@ public sealed class StorageClusterReconciler(
         {
             await DeleteOwnedClusterScopedAsync(ResourceKind.SnapshotClass, owner, ct);
         }
+        // The sidecars' leader-election RoleBinding may live outside the cluster's namespace (no owner reference there).
+        var leaseNamespace = options.CsiLeaseNamespace ?? ns;
+        foreach (var binding in await api.ListAsync<V1RoleBinding, V1RoleBindingList>(ResourceKind.RoleBinding, leaseNamespace, owner, ct))
+        {
+            await api.DeleteAsync(ResourceKind.RoleBinding, leaseNamespace, binding.Metadata.Name, ct);
+        }
         cluster.Metadata.Finalizers = cluster.Metadata.Finalizers.Where(f => f != Names.Finalizer).ToList();
         await api.ReplaceAsync(ResourceKind.StorageClusters, cluster, ct);
         logger.LogInformation("Finalized {Namespace}/{Name}", ns, cluster.Metadata.Name);
@@ -204,7 +217,11 @@ public sealed class StorageClusterReconciler(
         }
     }
 
-    /// <summary>Deletes per-rack DaemonSets of racks that no longer exist among the storage nodes.</summary>
+    /// <summary>
+    /// Deletes the DaemonSets this operator made that are no longer desired: chunk servers of racks
+    /// without storage nodes, and the per-rack node plugin DaemonSets of earlier versions (replaced
+    /// by one for all nodes, created before these are deleted).
+    /// </summary>
     private async Task PruneDaemonSetsAsync(StorageCluster cluster, IReadOnlyList<DesiredObject> desired, CancellationToken ct)
     {
         var wanted = desired.Where(d => d.Kind == ResourceKind.DaemonSet).Select(d => d.Name).ToHashSet();
@@ -213,7 +230,10 @@ public sealed class StorageClusterReconciler(
         foreach (var ds in existing.Where(ds => !wanted.Contains(ds.Metadata.Name)))
         {
             await api.DeleteAsync(ResourceKind.DaemonSet, ds.Metadata.NamespaceProperty, ds.Metadata.Name, ct);
-            await events.RecordAsync(cluster, "Normal", "RackRemoved", $"deleted daemonset {ds.Metadata.Name}: no storage node in its rack any more", ct);
+            var nodePlugin = Names.Value(ds.Metadata.Labels, Names.ComponentLabel) == CsiBuilder.NodeComponent;
+            await events.RecordAsync(cluster, "Normal", nodePlugin ? "NodePluginReplaced" : "RackRemoved", nodePlugin
+                ? $"deleted daemonset {ds.Metadata.Name}: the node plugin runs on every node from daemonset {Names.CsiNode(cluster)}"
+                : $"deleted daemonset {ds.Metadata.Name}: no storage node in its rack any more", ct);
         }
     }
 

@@ -70,12 +70,14 @@ public sealed class ErrorPathTests : IDisposable
         var get = await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = "pvc-reuse" });
         Assert.Equal(8 * Csi.MiB, get.Volume.CapacityBytes);
 
-        // Topology asked for is where the volume is accessible.
+        // Accessibility requirements from a CO that sends them anyway are accepted, and the volume
+        // still carries no accessible topology (any node reaches the cluster).
         var topo = Csi.Create("pvc-topo", Csi.MiB, cap);
         topo.AccessibilityRequirements = new TopologyRequirement();
-        topo.AccessibilityRequirements.Requisite.Add(new Topology { Segments = { [CsiDriverOptions.RackTopologyKey] = "rack-2" } });
+        topo.AccessibilityRequirements.Requisite.Add(new Topology { Segments = { ["topology.kubernetes.io/zone"] = "zone-2" } });
+        topo.AccessibilityRequirements.Preferred.Add(new Topology { Segments = { ["topology.kubernetes.io/zone"] = "zone-2" } });
         var topoVolume = await C.Controller.CreateVolumeAsync(topo);
-        Assert.Equal("rack-2", topoVolume.Volume.AccessibleTopology.Single().Segments[CsiDriverOptions.RackTopologyKey]);
+        Assert.Empty(topoVolume.Volume.AccessibleTopology);
         // Without a size the default is 1 GiB, with only a limit the largest 4 KiB multiple below it.
         Assert.Equal(1L << 30, (await C.Controller.CreateVolumeAsync(Csi.Create("pvc-default", 0, cap))).Volume.CapacityBytes);
         Assert.Equal(8 * Csi.MiB, (await C.Controller.CreateVolumeAsync(Csi.Create("pvc-limit", 0, cap, limit: 8 * Csi.MiB + 100))).Volume.CapacityBytes);

@@ -27,7 +27,8 @@ public sealed class IdentityAndOptionsTests : IDisposable
         Assert.Matches(@"^\d+\.\d+\.\d+$", info.VendorVersion);
         var caps = await _f.Client.Identity.GetPluginCapabilitiesAsync(new GetPluginCapabilitiesRequest());
         Assert.Contains(caps.Capabilities, c => c.Service?.Type == PluginCapability.Types.Service.Types.Type.ControllerService);
-        Assert.Contains(caps.Capabilities, c => c.Service?.Type == PluginCapability.Types.Service.Types.Type.VolumeAccessibilityConstraints);
+        // No topology at all: without VOLUME_ACCESSIBILITY_CONSTRAINTS the provisioner builds no requirements and PVs get no node affinity.
+        Assert.DoesNotContain(caps.Capabilities, c => c.Service?.Type == PluginCapability.Types.Service.Types.Type.VolumeAccessibilityConstraints);
         Assert.Contains(caps.Capabilities, c => c.VolumeExpansion?.Type == PluginCapability.Types.VolumeExpansion.Types.Type.Online);
         Assert.True((await _f.Client.Identity.ProbeAsync(new ProbeRequest())).Ready);
 
@@ -44,8 +45,7 @@ public sealed class IdentityAndOptionsTests : IDisposable
         var nodeInfo = await _f.Client.Node.NodeGetInfoAsync(new NodeGetInfoRequest());
         Assert.Equal(CsiFixture.NodeA, nodeInfo.NodeId);
         Assert.True(nodeInfo.MaxVolumesPerNode > 0);
-        Assert.Equal(CsiFixture.NodeA, nodeInfo.AccessibleTopology.Segments[CsiDriverOptions.NodeTopologyKey]);
-        Assert.Equal("rack-1", nodeInfo.AccessibleTopology.Segments[CsiDriverOptions.RackTopologyKey]);
+        Assert.Null(nodeInfo.AccessibleTopology);
     }
 
     [Fact]
@@ -63,19 +63,71 @@ public sealed class IdentityAndOptionsTests : IDisposable
         Assert.Equal(0, unsupported.AvailableCapacity);
     }
 
+    /// <summary>
+    /// The "master outage does not fail liveness" proof: livenessprobe answers kubelet's probe with
+    /// the driver's Probe, so a node plugin whose master refuses connections must stay ready (a
+    /// restart would stop the volume engines it hosts). The controller too: its calls answer
+    /// UNAVAILABLE instead, and a restart would not bring a master back.
+    /// </summary>
+    [Theory]
+    [InlineData(CsiMode.Node)]
+    [InlineData(CsiMode.Controller)]
+    public async Task Probe_stays_ready_while_no_master_answers(CsiMode mode)
+    {
+        var deadPort = RefusingPort();
+        var master = $"http://127.0.0.1:{deadPort}";
+        // The fault took effect: nothing accepts on that port.
+        using (var probeSocket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            var refused = Assert.Throws<SocketException>(() => probeSocket.Connect(IPAddress.Loopback, deadPort));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        }
+        var name = $"probe-{mode.ToString().ToLowerInvariant()}";
+        await using var driver = await _f.StartDriverAsync(name, _f.Root.Combine(name, "state"), masters: [master], mode: mode, masterRetry: TimeSpan.FromSeconds(1));
+        // Several probes across more than one livenessprobe period of a kubelet (its 3 s timeout each).
+        for (var i = 0; i < 3; i++)
+        {
+            var started = Stopwatch.StartNew();
+            var probe = await driver.Client.Identity.ProbeAsync(new ProbeRequest(), deadline: DateTime.UtcNow.AddSeconds(3));
+            Assert.True(probe.Ready, $"probe {i} not ready while the master at {master} refuses connections");
+            _f.Output.Current?.WriteLine($"probe {i}: ready in {started.ElapsedMilliseconds} ms");
+            await Task.Delay(500);
+        }
+        if (mode == CsiMode.Controller)
+        {
+            // The master really is unreachable for the driver: a call that needs it fails.
+            var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await driver.Client.Controller.ListVolumesAsync(new ListVolumesRequest()));
+            Assert.Equal(Grpc.Core.StatusCode.Unavailable, e.StatusCode);
+        }
+    }
+
     [Fact]
-    public async Task Probe_is_not_ready_while_no_master_answers()
+    public async Task Node_plugin_probe_is_not_ready_when_its_state_dir_is_unusable()
+    {
+        var name = "probe-bad-state";
+        var stateDir = _f.Root.Combine(name, "state");
+        await using var driver = await _f.StartDriverAsync(name, stateDir, mode: CsiMode.Node);
+        Assert.True((await driver.Client.Identity.ProbeAsync(new ProbeRequest())).Ready);
+        // A file where the state dir should be: nothing can be written under it.
+        Directory.Delete(stateDir, recursive: true);
+        File.WriteAllText(stateDir, "not a directory");
+        try
+        {
+            Assert.False((await driver.Client.Identity.ProbeAsync(new ProbeRequest())).Ready);
+        }
+        finally
+        {
+            File.Delete(stateDir);
+        }
+    }
+
+    private static int RefusingPort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
-        var deadPort = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        await using var driver = await _f.StartDriverAsync("node-probe", _f.Root.Combine("node-probe", "state"), masters: [$"http://127.0.0.1:{deadPort}"],
-            mode: CsiMode.Controller, masterRetry: TimeSpan.FromSeconds(1));
-        var probe = await driver.Client.Identity.ProbeAsync(new ProbeRequest());
-        Assert.False(probe.Ready);
-        var caps = await driver.Client.Identity.GetPluginCapabilitiesAsync(new GetPluginCapabilitiesRequest());
-        Assert.Contains(caps.Capabilities, c => c.Service?.Type == PluginCapability.Types.Service.Types.Type.ControllerService);
+        return port;
     }
 
     [Fact]

@@ -84,11 +84,12 @@ public sealed class DesiredStateTests
     }
 
     [Fact]
-    public void Csi_controller_has_the_standard_sidecars_on_one_socket()
+    public void Csi_controller_has_a_sidecar_per_advertised_capability_on_one_socket()
     {
         var deployment = Single<V1Deployment>(Build(), "prod-csi-controller");
         var containers = deployment.Spec.Template.Spec.Containers;
-        Assert.Equal(["csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "liveness-probe"], containers.Select(c => c.Name));
+        // No csi-snapshotter: the driver does not advertise CREATE_DELETE_SNAPSHOT (it would exit at start).
+        Assert.Equal(["csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "liveness-probe"], containers.Select(c => c.Name));
         Assert.All(containers.Skip(1), c => Assert.Contains("--csi-address=/csi/csi.sock", c.Args));
         var driverArgs = containers[0].Args;
         Assert.Equal("controller", driverArgs[driverArgs.IndexOf("--mode") + 1]);
@@ -97,25 +98,82 @@ public sealed class DesiredStateTests
         Assert.Equal("prod-csi", deployment.Spec.Template.Spec.ServiceAccountName);
         var binding = Single<V1ClusterRoleBinding>(Build(), "feitian-csi-controller-storage-prod");
         Assert.Equal(("feitian-csi-controller", "prod-csi", "storage"), (binding.RoleRef.Name, binding.Subjects.Single().Name, binding.Subjects.Single().NamespaceProperty));
+        var provisioner = containers.Single(c => c.Name == "csi-provisioner").Args;
+        Assert.DoesNotContain(provisioner, a => a.StartsWith("--feature-gates", StringComparison.Ordinal));
+        Assert.DoesNotContain("--extra-create-metadata", provisioner);
+        Assert.All(containers.Where(c => c.Name is "csi-provisioner" or "csi-attacher" or "csi-resizer"),
+            c => Assert.Contains("--leader-election-namespace=storage", c.Args));
     }
 
     [Fact]
-    public void Csi_node_plugin_is_privileged_with_bidirectional_kubelet_mount_and_registrar()
+    public void Sidecar_leases_are_granted_by_a_namespaced_role_binding_in_the_lease_namespace()
+    {
+        var objects = DesiredState.Build(TestClusters.Minimal(), new ClusterEnvironment(TestClusters.ThreeRacks(), false, "rel-csi", "feitian-system"));
+        var deployment = Single<V1Deployment>(objects, "prod-csi-controller");
+        Assert.All(deployment.Spec.Template.Spec.Containers.Where(c => c.Args.Contains("--leader-election")),
+            c => Assert.Contains("--leader-election-namespace=feitian-system", c.Args));
+        var binding = Assert.Single(objects.Select(o => o.Object).OfType<V1RoleBinding>());
+        Assert.Equal(("feitian-system", "Role", "rel-csi-leader-election"), (binding.Metadata.NamespaceProperty, binding.RoleRef.Kind, binding.RoleRef.Name));
+        Assert.Equal(("prod-csi", "storage"), (binding.Subjects.Single().Name, binding.Subjects.Single().NamespaceProperty));
+        Assert.Equal("storage.prod", binding.Metadata.Labels[Names.OwnerLabel]);
+        // The ClusterRoleBindings name only the chart's CSI ClusterRoles (which grant no leases, see the Helm tests).
+        Assert.Equal(["rel-csi-controller", "rel-csi-node"], objects.Select(o => o.Object).OfType<V1ClusterRoleBinding>().Select(b => b.RoleRef.Name).Order());
+    }
+
+    [Fact]
+    public void Liveness_goes_through_http_endpoints_with_timeouts_of_at_least_three_seconds()
     {
         var objects = Build();
-        var ds = Single<V1DaemonSet>(objects, "prod-csi-node-rack-a");
+        var controller = Single<V1Deployment>(objects, "prod-csi-controller").Spec.Template.Spec.Containers;
+        var node = Single<V1DaemonSet>(objects, "prod-csi-node").Spec.Template.Spec.Containers;
+        foreach (var containers in new[] { controller, node })
+        {
+            var probe = containers.Single(c => c.Name == "liveness-probe");
+            Assert.DoesNotContain(probe.Args, a => a.StartsWith("--health-port", StringComparison.Ordinal));
+            var endpoint = probe.Args.Single(a => a.StartsWith("--http-endpoint=:", StringComparison.Ordinal));
+            var port = int.Parse(endpoint["--http-endpoint=:".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            var timeout = probe.Args.Single(a => a.StartsWith("--probe-timeout=", StringComparison.Ordinal));
+            var seconds = int.Parse(timeout["--probe-timeout=".Length..].TrimEnd('s'), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(seconds >= 3, timeout);
+            var kubelet = containers.Single(c => c.Name == "csi-driver").LivenessProbe;
+            Assert.Equal(port.ToString(System.Globalization.CultureInfo.InvariantCulture), kubelet.HttpGet.Port.Value);
+            Assert.True(kubelet.TimeoutSeconds > seconds, $"kubelet timeout {kubelet.TimeoutSeconds}s must exceed livenessprobe's {seconds}s");
+            Assert.True(kubelet.FailureThreshold * kubelet.PeriodSeconds >= 30, "a restart needs at least 30 s of failures");
+        }
+        var registrar = node.Single(c => c.Name == "node-driver-registrar");
+        Assert.Contains("--http-endpoint=:9810", registrar.Args);
+        Assert.Equal("/healthz", registrar.LivenessProbe.HttpGet.Path);
+        Assert.True(registrar.LivenessProbe.TimeoutSeconds >= 3);
+    }
+
+    [Fact]
+    public void Csi_node_plugin_is_one_privileged_daemonset_for_every_node_with_bidirectional_kubelet_mount_and_registrar()
+    {
+        var nodes = TestClusters.ThreeRacks();
+        var edge = TestClusters.Node("edge-1", "zone-without-storage", storage: false);
+        edge.Spec = new V1NodeSpec { Taints = [new V1Taint { Key = "dedicated", Value = "edge", Effect = "NoSchedule" }] };
+        nodes.Add(edge);
+        nodes.Add(TestClusters.Node("bare-1", null, storage: false));
+        var objects = Build(nodes: nodes);
+        var nodePlugins = objects.Select(o => o.Object).OfType<V1DaemonSet>().Where(d => d.Metadata.Labels[Names.ComponentLabel] == "csi-node").ToList();
+        var ds = Assert.Single(nodePlugins);
+        Assert.Equal("prod-csi-node", ds.Metadata.Name);
+        Assert.All(nodes, n => Assert.True(DaemonSetSchedulingEmulation.RunsOn(ds, n), $"no node plugin on {n.Metadata.Name}"));
         var driver = ds.Spec.Template.Spec.Containers.Single(c => c.Name == "csi-driver");
         Assert.True(driver.SecurityContext.Privileged);
         Assert.Equal("Bidirectional", driver.VolumeMounts.Single(m => m.MountPath == "/var/lib/kubelet").MountPropagation);
         Assert.Contains(driver.VolumeMounts, m => m.MountPath == "/dev");
-        Assert.Equal("rack-a", driver.Args[driver.Args.IndexOf("--rack") + 1]);
+        Assert.DoesNotContain("--rack", driver.Args);
         var registrar = ds.Spec.Template.Spec.Containers.Single(c => c.Name == "node-driver-registrar");
         Assert.Contains("--kubelet-registration-path=/var/lib/kubelet/plugins/feitian.csi.k8s.io/csi.sock", registrar.Args);
         Assert.Contains(ds.Spec.Template.Spec.Volumes, v => v.HostPath?.Path == "/var/lib/kubelet/plugins_registry");
-        var unracked = Single<V1DaemonSet>(objects, "prod-csi-node-unracked");
-        var req = unracked.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions.Single();
-        Assert.Equal("DoesNotExist", req.OperatorProperty);
-        Assert.DoesNotContain("--rack", unracked.Spec.Template.Spec.Containers[0].Args);
+        // Chunk servers stay per rack, on storage nodes only.
+        var chunkServers = DesiredState.ChunkServerDaemonSets(objects).ToList();
+        Assert.Equal(3, chunkServers.Count);
+        Assert.DoesNotContain(chunkServers, c => DaemonSetSchedulingEmulation.RunsOn(c, edge));
+        // The selector cannot overlap with the per-rack node DaemonSets of earlier versions (selected by feitian.io/rack).
+        Assert.Equal("all-nodes", ds.Spec.Selector.MatchLabels[Names.NodePluginSetLabel]);
+        Assert.DoesNotContain(Names.RackLabel, ds.Spec.Selector.MatchLabels.Keys);
     }
 
     [Fact]
@@ -124,7 +182,13 @@ public sealed class DesiredStateTests
         var objects = Build(snapshotCrd: true);
         foreach (var d in objects)
         {
-            if (d.Kind.Namespaced)
+            if (d.Kind == ResourceKind.RoleBinding)
+            {
+                // In the lease namespace, which may not be the cluster's: the owner label, no owner reference.
+                Assert.Null(d.Object.Metadata.OwnerReferences);
+                Assert.Equal("storage.prod", d.Object.Metadata.Labels[Names.OwnerLabel]);
+            }
+            else if (d.Kind.Namespaced)
             {
                 var owner = Assert.Single(d.Object.Metadata.OwnerReferences!);
                 Assert.Equal(("StorageCluster", "prod", "uid-prod", true), (owner.Kind, owner.Name, owner.Uid, owner.Controller == true));
@@ -140,14 +204,18 @@ public sealed class DesiredStateTests
     }
 
     [Fact]
-    public void Storage_class_is_wait_for_first_consumer_expandable_default_and_snapshot_class_only_with_its_crd()
+    public void Storage_class_is_wait_for_first_consumer_expandable_default_with_driver_keys_only_and_no_snapshot_class_without_snapshots()
     {
         var sc = Single<V1StorageClass>(Build(), "feitian");
         Assert.Equal(("feitian.csi.k8s.io", "WaitForFirstConsumer", true), (sc.Provisioner, sc.VolumeBindingMode, sc.AllowVolumeExpansion == true));
         Assert.Equal("true", sc.Metadata.Annotations["storageclass.kubernetes.io/is-default-class"]);
         Assert.Equal("3", sc.Parameters["replicas"]);
+        // Only keys the driver accepts (external-provisioner passes all but csi.storage.k8s.io/* to CreateVolume).
+        Assert.Equal(["csi.storage.k8s.io/fstype", "rackSpread", "replicas"], sc.Parameters.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("storage.prod", sc.Metadata.Labels[Names.OwnerLabel]);
+        // The driver advertises no CREATE_DELETE_SNAPSHOT: no class, with or without the snapshot CRDs.
         Assert.DoesNotContain(Build(), d => d.Kind == ResourceKind.SnapshotClass);
-        Assert.Contains(Build(snapshotCrd: true), d => d.Kind == ResourceKind.SnapshotClass);
+        Assert.DoesNotContain(Build(snapshotCrd: true), d => d.Kind == ResourceKind.SnapshotClass);
         var driver = Single<V1CSIDriver>(Build(), "feitian.csi.k8s.io");
         Assert.True(driver.Spec.AttachRequired);
     }

@@ -17,6 +17,8 @@ namespace FeitianK8s.Operator.Tests;
 public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const string Ns = "storage";
+    private const string LeaseNs = "feitian-system";
+    private const string RoleBindings = "rbac.authorization.k8s.io/v1/rolebindings";
     private const string Clusters = "feitian.io/v1alpha1/storageclusters";
     private const string StatefulSets = "apps/v1/statefulsets";
     private const string DaemonSets = "apps/v1/daemonsets";
@@ -52,7 +54,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
             HttpPort = 0,
             Listen = "127.0.0.1",
             Identity = identity,
-            LeaseNamespace = "feitian-system",
+            LeaseNamespace = LeaseNs,
             MasterAddress = "127.0.0.1:1",
         };
         var host = new OperatorHost(options, new KubernetesClientConfiguration { Host = _api.Url }, _logs, masters,
@@ -61,6 +63,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
                 DeletionBlockedRetry = TimeSpan.FromMilliseconds(500),
                 NotReadyRetry = TimeSpan.FromMilliseconds(500),
                 RolloutRetry = TimeSpan.FromMilliseconds(300),
+                CsiLeaseNamespace = LeaseNs,
             },
             new ControllerOptions { Workers = 2, MaxRetries = maxRetries, ResyncPeriod = TimeSpan.FromSeconds(2), RetryBaseDelay = TimeSpan.FromMilliseconds(50), RetryMaxDelay = TimeSpan.FromSeconds(1) });
         _hosts.Add(host);
@@ -130,8 +133,11 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.Equal(cluster["metadata"]!["uid"]!.GetValue<string>(), sts["metadata"]!["ownerReferences"]![0]!["uid"]!.GetValue<string>());
         Assert.Contains("feitian.io/storagecluster-protection", cluster["metadata"]!["finalizers"]!.AsArray().Select(f => f!.GetValue<string>()));
         var daemonSets = _api.List(DaemonSets, Ns).Select(d => d["metadata"]!["name"]!.GetValue<string>()).Order().ToList();
-        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-c",
-            "prod-csi-node-rack-a", "prod-csi-node-rack-b", "prod-csi-node-rack-c", "prod-csi-node-unracked"], daemonSets);
+        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-c", "prod-csi-node"], daemonSets);
+        // The sidecars' Leases: a RoleBinding to the chart's namespaced Role, in the operator's namespace.
+        var leases = _api.Get(RoleBindings, LeaseNs, "feitian-csi-leader-election-storage-prod")!;
+        Assert.Equal(("Role", "feitian-csi-leader-election"), (leases["roleRef"]!["kind"]!.GetValue<string>(), leases["roleRef"]!["name"]!.GetValue<string>()));
+        Assert.Equal(("prod-csi", Ns), (leases["subjects"]![0]!["name"]!.GetValue<string>(), leases["subjects"]![0]!["namespace"]!.GetValue<string>()));
         Assert.NotNull(_api.Get("apps/v1/deployments", Ns, "prod-csi-controller"));
         Assert.NotNull(_api.Get("policy/v1/poddisruptionbudgets", Ns, "prod-master"));
         Assert.NotNull(_api.Get("v1/services", Ns, "prod-master"));
@@ -142,7 +148,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         var creating = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["masters"]?["summary"]?.GetValue<string>() == "0/3" ? c : null, "status of a creating cluster");
         Assert.Equal("Creating", creating["status"]!["phase"]!.GetValue<string>());
 
-        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-unracked"), "daemonsets");
+        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node"), "daemonsets");
         MarkWorkloadsReady();
         var ready = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c
             && c["status"]?["conditions"]?.AsArray().Any(x => x!["type"]!.GetValue<string>() == "Ready" && x["status"]!.GetValue<string>() == "True") == true ? c : null, "Ready");
@@ -159,7 +165,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
     {
         await StartOperatorAsync();
         ApplyCluster();
-        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-unracked"), "daemonsets");
+        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node"), "daemonsets");
         MarkWorkloadsReady();
         await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod")?["status"]?["masters"]?["summary"]?.GetValue<string>() == "3/3", "status");
         await Task.Delay(1500);
@@ -201,6 +207,82 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         _api.Delete("v1/nodes", null, "node-c2");
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-c") is null, "rack-c daemonset gone");
         await EventuallyAsync(() => EventReasons().Contains("RackRemoved"), "RackRemoved event");
+    }
+
+    /// <summary>
+    /// Every node the cluster can schedule on gets the node plugin, whatever its zone or taints,
+    /// through the reconcile against the fake API server; which nodes a DaemonSet covers is the
+    /// DaemonSet controller's rule, emulated (<see cref="DaemonSetSchedulingEmulation"/>).
+    /// </summary>
+    [Fact]
+    public async Task The_node_plugin_daemonset_covers_every_node_including_zones_without_storage()
+    {
+        var edge = TestClusters.Node("edge-1", "zone-without-storage", storage: false);
+        var bare = TestClusters.Node("bare-1", null, storage: false);
+        var controlPlane = TestClusters.Node("control-plane-1", null, storage: false);
+        controlPlane.Spec = new k8s.Models.V1NodeSpec { Taints = [new k8s.Models.V1Taint { Key = "node-role.kubernetes.io/control-plane", Effect = "NoSchedule" }] };
+        var draining = TestClusters.Node("gpu-1", "zone-without-storage", storage: false);
+        draining.Spec = new k8s.Models.V1NodeSpec { Taints = [new k8s.Models.V1Taint { Key = "nvidia.com/gpu", Value = "true", Effect = "NoExecute" }] };
+        foreach (var node in new[] { edge, bare, controlPlane, draining })
+        {
+            _api.Create("v1/nodes", null, ToJson(node));
+        }
+        await StartOperatorAsync();
+        ApplyCluster();
+        var json = await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node"), "node plugin daemonset");
+        var nodePlugin = KubernetesJson.Deserialize<k8s.Models.V1DaemonSet>(json.ToJsonString());
+        var nodes = _api.List("v1/nodes").Select(n => KubernetesJson.Deserialize<k8s.Models.V1Node>(n.ToJsonString())).ToList();
+        Assert.Equal(11, nodes.Count);
+        Assert.All(nodes, n => Assert.True(DaemonSetSchedulingEmulation.RunsOn(nodePlugin, n), $"no node plugin on {n.Metadata.Name}"));
+        // Chunk servers stay per rack on storage nodes.
+        var chunkA = KubernetesJson.Deserialize<k8s.Models.V1DaemonSet>(_api.Get(DaemonSets, Ns, "prod-chunkserver-rack-a")!.ToJsonString());
+        Assert.Equal(["node-a1", "node-a2"], nodes.Where(n => DaemonSetSchedulingEmulation.RunsOn(chunkA, n)).Select(n => n.Metadata.Name).Order());
+    }
+
+    /// <summary>
+    /// An operator upgrade from per-rack node plugin DaemonSets: the one for all nodes appears and
+    /// the old ones this operator owns are deleted, and so is a VolumeSnapshotClass an earlier
+    /// version made while the driver serves no snapshots.
+    /// </summary>
+    [Fact]
+    public async Task An_upgrade_replaces_the_per_rack_node_plugin_daemonsets_and_drops_the_stale_snapshot_class()
+    {
+        _api.Create("apiextensions.k8s.io/v1/customresourcedefinitions", null, new JsonObject
+        {
+            ["apiVersion"] = "apiextensions.k8s.io/v1", ["kind"] = "CustomResourceDefinition",
+            ["metadata"] = new JsonObject { ["name"] = "volumesnapshotclasses.snapshot.storage.k8s.io" },
+        });
+        _api.Create("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, new JsonObject
+        {
+            ["apiVersion"] = "snapshot.storage.k8s.io/v1", ["kind"] = "VolumeSnapshotClass", ["driver"] = "feitian.csi.k8s.io", ["deletionPolicy"] = "Delete",
+            ["metadata"] = new JsonObject { ["name"] = "feitian", ["labels"] = new JsonObject { ["feitian.io/owner"] = $"{Ns}.prod" } },
+        });
+        foreach (var old in new[] { "prod-csi-node-rack-a", "prod-csi-node-unracked" })
+        {
+            _api.Create(DaemonSets, Ns, new JsonObject
+            {
+                ["apiVersion"] = "apps/v1", ["kind"] = "DaemonSet",
+                ["metadata"] = new JsonObject
+                {
+                    ["name"] = old,
+                    ["labels"] = new JsonObject
+                    {
+                        ["feitian.io/cluster"] = "prod", ["app.kubernetes.io/managed-by"] = "feitian-operator", ["app.kubernetes.io/component"] = "csi-node",
+                    },
+                },
+                ["spec"] = new JsonObject(),
+            });
+        }
+        // Someone else's DaemonSet in the namespace is not ours to delete.
+        _api.Create(DaemonSets, Ns, new JsonObject { ["apiVersion"] = "apps/v1", ["kind"] = "DaemonSet", ["metadata"] = new JsonObject { ["name"] = "prod-csi-node-mine" }, ["spec"] = new JsonObject() });
+        Assert.NotNull(_api.Get(DaemonSets, Ns, "prod-csi-node-rack-a"));
+        await StartOperatorAsync();
+        ApplyCluster();
+        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node"), "node plugin daemonset");
+        await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-rack-a") is null && _api.Get(DaemonSets, Ns, "prod-csi-node-unracked") is null, "old node daemonsets gone");
+        await EventuallyAsync(() => EventReasons().Contains("NodePluginReplaced"), "NodePluginReplaced event");
+        await EventuallyAsync(() => _api.Get("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, "feitian") is null, "stale snapshot class gone");
+        Assert.NotNull(_api.Get(DaemonSets, Ns, "prod-csi-node-mine"));
     }
 
     [Fact]
@@ -246,6 +328,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.Null(_api.Get("storage.k8s.io/v1/csidrivers", null, "feitian.csi.k8s.io"));
         Assert.Null(_api.Get("storage.k8s.io/v1/storageclasses", null, "feitian"));
         Assert.Empty(_api.List("rbac.authorization.k8s.io/v1/clusterrolebindings"));
+        Assert.Empty(_api.List(RoleBindings, LeaseNs));
         Assert.Empty(_api.List(DaemonSets, Ns));
         Assert.Empty(_api.List("v1/services", Ns));
     }

@@ -77,6 +77,55 @@ public sealed partial class HelmTemplateRenderTests(ITestOutputHelper output)
         Assert.Empty(clusterScoped[0].Intersect(clusterScoped[1]));
     }
 
+    /// <summary>
+    /// Leases only through namespaced Roles: no ClusterRole of the chart grants leases (the CSI
+    /// ones included, which the operator binds cluster-wide); the CSI sidecars' Role lives in the
+    /// release namespace, where the operator points their --leader-election-namespace (its own
+    /// lease namespace) and may bind that Role, and only that one.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Scenarios))]
+    public async Task Leases_are_granted_only_by_namespaced_roles_and_the_operator_can_bind_the_csi_one(string scenario)
+    {
+        var release = HelmScenarios.All[scenario];
+        var values = HelmScenarios.EffectiveValues(release);
+        var chart = await HelmRenderer.RenderAsync(output, release);
+        static bool GrantsLeases(RenderedDocument role) =>
+            (role.Object["rules"]?.AsArray() ?? []).Any(r => r!["resources"]!.AsArray().Any(x => x!.GetValue<string>() == "leases"));
+        Assert.DoesNotContain(chart.OfKind("ClusterRole"), GrantsLeases);
+        if (!values["rbac"]!["create"]!.GetValue<bool>())
+        {
+            // No RBAC rendered at all: whoever grants it must follow the same rule.
+            Assert.DoesNotContain(chart.Documents, d => RbacKinds.Contains(d.Kind));
+        }
+        else
+        {
+            AssertCsiLeaseRoleAndOperatorBind(chart, release);
+        }
+    }
+
+    private static void AssertCsiLeaseRoleAndOperatorBind(RenderedChart chart, HelmRelease release)
+    {
+        static bool GrantsLeases(RenderedDocument role) =>
+            (role.Object["rules"]?.AsArray() ?? []).Any(r => r!["resources"]!.AsArray().Any(x => x!.GetValue<string>() == "leases"));
+        var container = chart.Single("Deployment").Object["spec"]!["template"]!["spec"]!["containers"]![0]!;
+        var options = OperatorOptions.Parse(container["args"]!.AsArray().Select(a => a!.GetValue<string>()).ToList());
+        Assert.Equal(release.Namespace, options.LeaseNamespace);
+        var csiRole = Assert.Single(chart.OfKind("Role"), r => r.Name == Names.CsiLeaderElectionRole(options.CsiClusterRolePrefix));
+        Assert.Equal(release.Namespace, csiRole.Namespace);
+        Assert.True(GrantsLeases(csiRole));
+        var leaseVerbs = csiRole.Object["rules"]!.AsArray().Single()!["verbs"]!.AsArray().Select(v => v!.GetValue<string>()).ToHashSet();
+        // What the sidecars' leader election (client-go's Lease lock, as csi-lib-utils uses it) needs.
+        Assert.Superset(new HashSet<string> { "get", "create", "update" }, leaseVerbs);
+        // The operator may create RoleBindings there and bind exactly that Role.
+        var operatorRules = chart.OfKind("Role").Where(r => r.Namespace == release.Namespace && r.Name != csiRole.Name)
+            .SelectMany(r => r.Object["rules"]!.AsArray()).ToList();
+        Assert.Contains(operatorRules, r => r!["resources"]!.AsArray().Any(x => x!.GetValue<string>() == "rolebindings")
+            && r["verbs"]!.AsArray().Any(v => v!.GetValue<string>() == "create"));
+        var bind = Assert.Single(operatorRules, r => r!["verbs"]!.AsArray().Any(v => v!.GetValue<string>() == "bind"));
+        Assert.Equal([csiRole.Name], bind!["resourceNames"]!.AsArray().Select(n => n!.GetValue<string>()));
+    }
+
     [Fact]
     public async Task A_bundled_storage_cluster_outside_the_watched_namespace_is_refused_at_render()
     {
@@ -139,7 +188,9 @@ public sealed partial class HelmTemplateRenderTests(ITestOutputHelper output)
         if (values["rbac"]!["create"]!.GetValue<bool>())
         {
             Assert.Contains(chart.OfKind("ClusterRoleBinding"), b => b.Object["subjects"]!.AsArray().Any(s => s!["name"]!.GetValue<string>() == serviceAccount));
-            var leaseRole = Assert.Single(chart.OfKind("Role"), r => r.Namespace == options.LeaseNamespace);
+            var operatorBinding = Assert.Single(chart.OfKind("RoleBinding"),
+                b => b.Namespace == options.LeaseNamespace && b.Object["subjects"]!.AsArray().Any(s => s!["name"]!.GetValue<string>() == serviceAccount));
+            var leaseRole = Assert.Single(chart.OfKind("Role"), r => r.Namespace == options.LeaseNamespace && r.Name == operatorBinding.Object["roleRef"]!["name"]!.GetValue<string>());
             Assert.Contains(leaseRole.Object["rules"]!.AsArray(), r => r!["resources"]!.AsArray().Any(x => x!.GetValue<string>() == "leases"));
         }
 

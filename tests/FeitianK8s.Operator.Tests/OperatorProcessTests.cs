@@ -10,9 +10,14 @@ public sealed class OperatorProcessTests(ITestOutputHelper output)
 {
     private static readonly string OperatorDll = Path.Combine(AppContext.BaseDirectory, "FeitianK8s.Operator.dll");
 
-    private async Task<(int Code, string Stdout, string Stderr, Process? Running)> RunAsync(string[] args, TimeSpan wait, bool keepRunning = false)
+    private async Task<(int Code, string Stdout, string Stderr, Process? Running)> RunAsync(string[] args, TimeSpan wait, bool keepRunning = false,
+        IReadOnlyDictionary<string, string?>? environment = null)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            psi.Environment[name] = value;
+        }
         psi.ArgumentList.Add(OperatorDll);
         foreach (var a in args)
         {
@@ -52,14 +57,8 @@ public sealed class OperatorProcessTests(ITestOutputHelper output)
         Assert.Contains("failed to start", stdout + stderr);
     }
 
-    [Fact]
-    public async Task Out_of_cluster_with_a_kubeconfig_it_reconciles_and_stops_cleanly_on_sigterm()
-    {
-        using var logs = XunitLoggerProvider.CreateFactory(output);
-        await using var api = await FakeKubeApiServer.StartAsync(logs);
-        using var dir = new TempDirectory("feitian-operator");
-        var kubeconfig = dir.Combine("kubeconfig");
-        await File.WriteAllTextAsync(kubeconfig, $"""
+    private static async Task WriteKubeconfigAsync(string path, FakeKubeApiServer api) =>
+        await File.WriteAllTextAsync(path, $"""
             apiVersion: v1
             kind: Config
             clusters:
@@ -75,13 +74,53 @@ public sealed class OperatorProcessTests(ITestOutputHelper output)
                 context: {"{"}cluster: fake, user: tester{"}"}
             current-context: fake
             """);
+
+    [Fact]
+    public async Task Out_of_cluster_with_a_kubeconfig_it_reconciles_and_stops_cleanly_on_sigterm()
+    {
+        using var logs = XunitLoggerProvider.CreateFactory(output);
+        await using var api = await FakeKubeApiServer.StartAsync(logs);
+        using var dir = new TempDirectory("feitian-operator");
+        var kubeconfig = dir.Combine("kubeconfig");
+        await WriteKubeconfigAsync(kubeconfig, api);
+        await ReconcilesAndStopsAsync(api, ["--kubeconfig", kubeconfig], null);
+    }
+
+    /// <summary>
+    /// Issue 15: out of a cluster, without --kubeconfig, the operator reads $KUBECONFIG (as kubectl
+    /// does; of a list, the first file that exists). HOME points at an empty dir, so
+    /// ~/.kube/config cannot be what it used, and no in-cluster variables are set.
+    /// </summary>
+    [Fact]
+    public async Task Out_of_cluster_without_flag_it_connects_through_the_KUBECONFIG_variable()
+    {
+        using var logs = XunitLoggerProvider.CreateFactory(output);
+        await using var api = await FakeKubeApiServer.StartAsync(logs);
+        using var dir = new TempDirectory("feitian-operator");
+        var kubeconfig = dir.Combine("fake-kubeconfig");
+        await WriteKubeconfigAsync(kubeconfig, api);
+        var home = dir.Combine("empty-home");
+        Directory.CreateDirectory(home);
+        Assert.False(File.Exists(Path.Combine(home, ".kube", "config")));
+        var environment = new Dictionary<string, string?>
+        {
+            ["KUBECONFIG"] = $"{dir.Combine("missing-kubeconfig")}:{kubeconfig}",
+            ["HOME"] = home,
+            ["KUBERNETES_SERVICE_HOST"] = null,
+            ["KUBERNETES_SERVICE_PORT"] = null,
+        };
+        await ReconcilesAndStopsAsync(api, [], environment);
+    }
+
+    private async Task ReconcilesAndStopsAsync(FakeKubeApiServer api, string[] connection, IReadOnlyDictionary<string, string?>? environment)
+    {
         var manifest = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(k8s.KubernetesJson.Serialize(TestClusters.Minimal("prod", "storage")))!;
         manifest["metadata"] = new System.Text.Json.Nodes.JsonObject { ["name"] = "prod" };
         manifest.Remove("status");
         api.Create("feitian.io/v1alpha1/storageclusters", "storage", manifest);
 
-        var (_, _, _, process) = await RunAsync(["--kubeconfig", kubeconfig, "--http-port", "0", "--listen", "127.0.0.1", "--leader-elect", "false",
-            "--master-address", "127.0.0.1:1"], TimeSpan.FromSeconds(1), keepRunning: true);
+        var (_, _, _, process) = await RunAsync([.. connection, "--http-port", "0", "--listen", "127.0.0.1", "--leader-elect", "false",
+            "--master-address", "127.0.0.1:1"], TimeSpan.FromSeconds(1), keepRunning: true, environment);
         Assert.NotNull(process);
         try
         {
