@@ -107,7 +107,11 @@ public sealed class LifecycleTests : IDisposable
             await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
         }
         await Csi.AssertCode(StatusCode.NotFound, async () => await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id }));
-        Assert.Null(_f.Driver.Host.Services.GetService(typeof(NodeStager)) is NodeStager s ? s.Find(id) : null);
+        // The node forgot the volume and left nothing mounted.
+        var stager = Assert.IsType<NodeStager>(_f.Driver.Host.Services.GetService(typeof(NodeStager)));
+        Assert.Null(stager.Find(id));
+        Assert.False(Mounter.IsMounted(staging), $"{staging} is still mounted after unstage");
+        Assert.False(Mounter.IsMounted(target), $"{target} is still mounted after unpublish");
     }
 
     [Fact]
@@ -212,6 +216,8 @@ public sealed class LifecycleTests : IDisposable
         var data = Csi.Pattern((int)(2 * Csi.MiB), seed: 21);
         Csi.WriteDurably(Path.Combine(target, "x.bin"), data);
         var stagingMount = Mounter.FindMount(staging);
+        Assert.NotNull(stagingMount);
+        Assert.Equal("xfs", stagingMount.FsType);
 
         var before = (await c.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = id, VolumePath = target })).Usage
             .Single(u => u.Unit == VolumeUsage.Types.Unit.Bytes).Total;
@@ -230,7 +236,9 @@ public sealed class LifecycleTests : IDisposable
         await UnstageTwice(id, staging);
         await c.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = CsiFixture.NodeA });
         await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
-        Assert.NotNull(stagingMount);
+        // The xfs staging mount is gone, not just the bookkeeping.
+        Assert.Null(Mounter.FindMount(staging));
+        Assert.Null(Mounter.FindMount(target));
     }
 
     private async Task StageTwice(string id, string staging, VolumeCapability capability)

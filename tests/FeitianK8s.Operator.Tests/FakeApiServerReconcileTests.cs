@@ -23,11 +23,13 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
     private readonly ILoggerFactory _logs = XunitLoggerProvider.CreateFactory(output);
+    private readonly CompletedWorkCounter _work = new();
     private FakeKubeApiServer _api = null!;
     private readonly List<OperatorHost> _hosts = [];
 
     public async Task InitializeAsync()
     {
+        _logs.AddProvider(_work);
         _api = await FakeKubeApiServer.StartAsync(_logs);
         foreach (var node in TestClusters.ThreeRacks())
         {
@@ -162,10 +164,33 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-unracked"), "daemonsets");
         MarkWorkloadsReady();
         await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod")?["status"]?["masters"]?["summary"]?.GetValue<string>() == "3/3", "status");
-        await Task.Delay(1500);
-        var before = _api.Get(Clusters, Ns, "prod")!["metadata"]!["resourceVersion"]!.GetValue<string>();
-        await Task.Delay(3000); // more than one resync period and several requeues
-        Assert.Equal(before, _api.Get(Clusters, Ns, "prod")!["metadata"]!["resourceVersion"]!.GetValue<string>());
+
+        // Counted, not timed: first let the status settle (a full reconcile that starts after the
+        // version was read and leaves it as it was), then require several more full reconciles
+        // (resyncs and requeues) that leave it unchanged.
+        var before = await SettledVersionAsync("prod");
+        var reconciles = _work.Count("Reconcile", $"{Ns}/prod");
+        await _work.WaitForCountAsync("Reconcile", $"{Ns}/prod", reconciles + 4, Timeout);
+        Assert.Equal(before, ResourceVersion("prod"));
+    }
+
+    private string ResourceVersion(string name) => _api.Get(Clusters, Ns, name)!["metadata"]!["resourceVersion"]!.GetValue<string>();
+
+    /// <summary>The cluster's resourceVersion once a whole reconcile (begun after reading it) has left it unchanged.</summary>
+    private async Task<string> SettledVersionAsync(string name)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            var version = ResourceVersion(name);
+            // Two more completions: the first may be a reconcile already running when the version was read.
+            await _work.WaitForCountAsync("Reconcile", $"{Ns}/{name}", _work.Count("Reconcile", $"{Ns}/{name}") + 2, Timeout);
+            if (ResourceVersion(name) == version)
+            {
+                return version;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"the status of {name} never settled within {Timeout}");
+        }
     }
 
     [Fact]
