@@ -125,7 +125,9 @@ public sealed class ReaderOnlyTests : IDisposable
             foreach (var (_, _, readerTarget) in readers)
             {
                 Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(readerTarget, "shared.bin")));
-                Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(readerTarget, "new.txt"), "must fail"));
+                var refused = Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(readerTarget, "new.txt"), "must fail"));
+                Assert.Contains("Read-only file system", refused.Message);
+                Assert.False(File.Exists(Path.Combine(readerTarget, "new.txt")));
             }
             var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
             Assert.Equal(["node-r1", "node-r2"], status.Status.PublishedNodeIds);

@@ -226,6 +226,10 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         _api.Delete("v1/nodes", null, "node-c2");
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-c") is null, "rack-c daemonset gone");
         await EventuallyAsync(() => EventReasons().Contains("RackRemoved"), "RackRemoved event");
+        // Exactly one chunk-server DaemonSet per rack that still has nodes.
+        var chunkServerSets = _api.List(DaemonSets, Ns).Select(d => d["metadata"]!["name"]!.GetValue<string>())
+            .Where(n => n.StartsWith("prod-chunkserver-", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-d"], chunkServerSets);
     }
 
     [Fact]
@@ -336,6 +340,9 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         ApplyCluster("second", c => c["spec"]!["storageClass"] = new JsonObject { ["name"] = "feitian-second" });
         await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "prod-master")?["spec"]?["replicas"]?.GetValue<int>() == 5, "5 masters");
         await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "second-master"), "second cluster");
+        // The fault took effect: at least one watch resumed from a compacted resourceVersion and was answered 410 Gone.
+        Assert.True(_api.GoneServed > 0, "no watch was ever answered 410 Gone, so the resume-after-410 path was not exercised");
+        Assert.Equal(5, _api.Get(StatefulSets, Ns, "prod-master")!["spec"]!["replicas"]!.GetValue<int>());
     }
 
     [Fact]

@@ -347,7 +347,8 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
             await host.Server.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
             Assert.True(await client.IsClosedByServerAsync(CloseTimeout));
             Assert.False(File.Exists(host.SocketPath));
-            await Assert.ThrowsAnyAsync<SocketException>(() => RawNbdClient.ConnectAsync(host.Port));
+            var refused = await Assert.ThrowsAnyAsync<SocketException>(() => RawNbdClient.ConnectAsync(host.Port));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
         }
         finally
         {
