@@ -199,7 +199,8 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await StartOperatorAsync();
         ApplyCluster();
         await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "prod-master"), "masters");
-        var chunkBefore = _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-a")!["metadata"]!["resourceVersion"]!.GetValue<string>();
+        // The DaemonSets are created after the StatefulSet in the same reconcile: wait for the one compared below.
+        var chunkBefore = (await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-a"), "rack-a daemonset"))["metadata"]!["resourceVersion"]!.GetValue<string>();
 
         _api.Update(Clusters, Ns, "prod", c =>
         {
