@@ -25,11 +25,11 @@ public sealed class DiskFullTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public Task Free_space_check_refuses_appends_before_the_disk_is_full() => FillAndVerifyAsync(reserve: 256 * 1024);
+    public Task Free_space_check_refuses_appends_before_the_disk_is_full() => VerifyFillingTheDiskAsync(reserve: 256 * 1024);
 
     /// <summary>A negative reserve turns the free-space check off, so the write itself hits ENOSPC and must be rolled back.</summary>
     [Fact]
-    public Task Enospc_from_the_write_itself_is_rolled_back() => FillAndVerifyAsync(reserve: -(1L << 30));
+    public Task Enospc_from_the_write_itself_is_rolled_back() => VerifyFillingTheDiskAsync(reserve: -(1L << 30));
 
     [Fact]
     public async Task New_chunks_go_to_the_data_dir_with_the_most_free_space()
@@ -63,7 +63,7 @@ public sealed class DiskFullTests(ITestOutputHelper output) : IDisposable
         Assert.All(master.Heartbeats, h => Assert.Equal(4ul << 20, h.CapacityBytes));
     }
 
-    private async Task FillAndVerifyAsync(long reserve)
+    private async Task VerifyFillingTheDiskAsync(long reserve)
     {
         using var mount = TmpfsMount.Create(_dir.Sub("tmpfs"), "2m");
         var options = ChunkServerUnderTest.OptionsFor(mount.Path) with { DiskReserveBytes = reserve };

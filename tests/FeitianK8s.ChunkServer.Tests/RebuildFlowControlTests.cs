@@ -116,17 +116,43 @@ public sealed class RebuildFlowControlTests(ITestOutputHelper output) : IAsyncLi
         Assert.Equal(0, await MetricAsync(target, "feitian_chunkserver_rebuild_throttled_bytes_total"));
     }
 
+    /// <summary>Polls a metric of <paramref name="server"/> until it has <paramref name="expected"/>; fails after a generous deadline.</summary>
+    private async Task WaitForMetricAsync(ChunkServerUnderTest server, string name, double expected, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        double value;
+        while ((value = await MetricAsync(server, name)) != expected)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}: {name} is {value}, not {expected}");
+            await Task.Delay(20);
+        }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
     public async Task Concurrent_copies_never_exceed_the_concurrency_limit_and_extra_ones_wait(int concurrency)
     {
-        // Throttled so that each copy lasts about a second and the two requests surely meet.
+        // Event-driven: the second copy is sent once the first one runs, and the first is long
+        // (6 MiB at 2 MiB/s, about 3 s), so the second arrives while the first still holds its slot.
         var target = await StartTargetAsync(bandwidth: 2 * MiB, concurrency);
-        var one = await SealedChunkOnSourceAsync(1, 2 * MiB);
+        var one = await SealedChunkOnSourceAsync(1, 6 * MiB);
         var two = await SealedChunkOnSourceAsync(2, 2 * MiB);
 
-        await Task.WhenAll(CopyAsync(target, 1), CopyAsync(target, 2));
+        var first = CopyAsync(target, 1);
+        await Eventually.HoldsAsync(() => target.Host.Rebuild.Active == 1, "the first copy runs");
+        var second = CopyAsync(target, 2);
+        if (concurrency == 1)
+        {
+            await WaitForMetricAsync(target, "feitian_chunkserver_rebuild_copies_waiting", 1, "the second copy waiting for the only slot");
+            Assert.Equal(1, target.Host.Rebuild.Active);
+        }
+        else
+        {
+            await Eventually.HoldsAsync(() => target.Host.Rebuild.Active == 2, "both copies running at once");
+        }
+        Assert.False(first.IsCompleted, "the first copy ended before the second one met it");
+        await Task.WhenAll(first, second);
 
         // Concurrency 1: never two at once, the second waited for the slot. Concurrency 2: the counter does see overlap.
         Assert.Equal(concurrency, target.Host.Rebuild.PeakActive);
@@ -140,15 +166,23 @@ public sealed class RebuildFlowControlTests(ITestOutputHelper output) : IAsyncLi
     [Fact]
     public async Task A_copy_waiting_for_a_slot_gives_up_at_its_deadline_and_leaves_nothing()
     {
+        // The first copy holds the only slot for about 6 s (6 MiB at 1 MiB/s); the late copy's
+        // deadline of 2.5 s is generous enough to reach the server on a loaded machine and still
+        // passes while the first copy runs.
         var target = await StartTargetAsync(bandwidth: 1 * MiB, concurrency: 1);
-        var data = await SealedChunkOnSourceAsync(1, 3 * MiB);
+        var data = await SealedChunkOnSourceAsync(1, 6 * MiB);
         await SealedChunkOnSourceAsync(2, 1000);
 
         var running = CopyAsync(target, 1);
         await Eventually.HoldsAsync(() => target.Host.Rebuild.Active == 1, "the first copy runs");
-        var late = await Assert.ThrowsAsync<RpcException>(() => CopyAsync(target, 2, deadline: DateTime.UtcNow.AddMilliseconds(300)));
-        Assert.Equal(StatusCode.DeadlineExceeded, late.StatusCode);
+        var late = CopyAsync(target, 2, deadline: DateTime.UtcNow.AddSeconds(2.5));
+        // The late copy reached the slot wait (not a deadline spent before it got there).
+        await WaitForMetricAsync(target, "feitian_chunkserver_rebuild_copies_waiting", 1, "the late copy waiting for the slot");
+        var refused = await Assert.ThrowsAsync<RpcException>(() => late);
+        Assert.Equal(StatusCode.DeadlineExceeded, refused.StatusCode);
+        Assert.False(running.IsCompleted, "the first copy finished before the late copy's deadline: the deadline was not what ended it");
         Assert.Equal(1, await MetricAsync(target, "feitian_chunkserver_rebuild_slot_waits_total"));
+        await WaitForMetricAsync(target, "feitian_chunkserver_rebuild_copies_waiting", 0, "the late copy leaving the wait");
 
         await running;
         await AssertIdenticalCopyAsync(target, 1, data);

@@ -107,7 +107,11 @@ public sealed class LifecycleTests : IDisposable
             await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
         }
         await Csi.AssertCode(StatusCode.NotFound, async () => await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id }));
-        Assert.Null(_f.Driver.Host.Services.GetService(typeof(NodeStager)) is NodeStager s ? s.Find(id) : null);
+        // The node forgot the volume and left nothing mounted.
+        var stager = Assert.IsType<NodeStager>(_f.Driver.Host.Services.GetService(typeof(NodeStager)));
+        Assert.Null(stager.Find(id));
+        Assert.False(Mounter.IsMounted(staging), $"{staging} is still mounted after unstage");
+        Assert.False(Mounter.IsMounted(target), $"{target} is still mounted after unpublish");
     }
 
     [Fact]
@@ -174,8 +178,10 @@ public sealed class LifecycleTests : IDisposable
 
         Csi.WriteDurably(Path.Combine(writable, "a.txt"), "written"u8.ToArray());
         Assert.Equal("written", await File.ReadAllTextAsync(Path.Combine(readOnly, "a.txt")));
-        Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(readOnly, "b.txt"), "must fail"));
-        Assert.ThrowsAny<IOException>(() => File.Delete(Path.Combine(readOnly, "a.txt")));
+        // EROFS from the kernel, exactly (not, say, a missing file or a permission error).
+        Assert.Contains("Read-only file system", Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(readOnly, "b.txt"), "must fail")).Message);
+        Assert.Contains("Read-only file system", Assert.Throws<IOException>(() => File.Delete(Path.Combine(readOnly, "a.txt"))).Message);
+        Assert.False(File.Exists(Path.Combine(writable, "b.txt")));
         Assert.True(File.Exists(Path.Combine(writable, "a.txt")));
 
         // Publishing the same target again with the other read-only flag is incompatible.
@@ -212,6 +218,8 @@ public sealed class LifecycleTests : IDisposable
         var data = Csi.Pattern((int)(2 * Csi.MiB), seed: 21);
         Csi.WriteDurably(Path.Combine(target, "x.bin"), data);
         var stagingMount = Mounter.FindMount(staging);
+        Assert.NotNull(stagingMount);
+        Assert.Equal("xfs", stagingMount.FsType);
 
         var before = (await c.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = id, VolumePath = target })).Usage
             .Single(u => u.Unit == VolumeUsage.Types.Unit.Bytes).Total;
@@ -230,7 +238,9 @@ public sealed class LifecycleTests : IDisposable
         await UnstageTwice(id, staging);
         await c.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = CsiFixture.NodeA });
         await c.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
-        Assert.NotNull(stagingMount);
+        // The xfs staging mount is gone, not just the bookkeeping.
+        Assert.Null(Mounter.FindMount(staging));
+        Assert.Null(Mounter.FindMount(target));
     }
 
     private async Task StageTwice(string id, string staging, VolumeCapability capability)

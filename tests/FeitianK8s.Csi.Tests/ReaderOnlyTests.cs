@@ -52,7 +52,11 @@ public sealed class ReaderOnlyTests : IDisposable
             VolumeId = id, StagingTargetPath = readerStaging, TargetPath = readerTarget, VolumeCapability = readerCap, Readonly = true,
         });
         Assert.Equal(first, Csi.ReadDevice(readerTarget, 2 * Csi.MiB, first.Length));
-        Assert.ThrowsAny<Exception>(() => Csi.WriteDevice(readerTarget, 0, new byte[4096]));
+        // The reader's device is read-only: opening it for writing is refused by the kernel, and the
+        // refused write changed nothing the writer sees.
+        var refused = Assert.Throws<UnauthorizedAccessException>(() => Csi.WriteDevice(readerTarget, 0, Csi.Pattern(4096, seed: 13)));
+        _f.Output.Current?.WriteLine($"write through the reader's device refused: {refused.Message}");
+        Assert.Equal(new byte[4096], Csi.ReadDevice(writerTarget, 0, 4096));
 
         // The writer still holds the lease and keeps writing after the reader opened the volume.
         var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
@@ -121,7 +125,9 @@ public sealed class ReaderOnlyTests : IDisposable
             foreach (var (_, _, readerTarget) in readers)
             {
                 Assert.Equal(content, await File.ReadAllBytesAsync(Path.Combine(readerTarget, "shared.bin")));
-                Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(readerTarget, "new.txt"), "must fail"));
+                var refused = Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(readerTarget, "new.txt"), "must fail"));
+                Assert.Contains("Read-only file system", refused.Message);
+                Assert.False(File.Exists(Path.Combine(readerTarget, "new.txt")));
             }
             var status = await c.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id });
             Assert.Equal(["node-r1", "node-r2"], status.Status.PublishedNodeIds);

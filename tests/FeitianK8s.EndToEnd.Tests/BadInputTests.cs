@@ -151,7 +151,9 @@ public sealed class BadInputTests : IDisposable
             ChunkId = 0xFEEDFACE_00000002,
             Length = 5,
         }).ResponseAsync);
-        Assert.NotEqual(StatusCode.OK, unknownChunk.StatusCode);
+        // Exactly NotFound with the reason: an Internal from a crashed handler must not pass.
+        Assert.Equal(StatusCode.NotFound, unknownChunk.StatusCode);
+        Assert.Contains($"chunk {0xFEEDFACE_00000002UL} is not a chunk of '{path}'", unknownChunk.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(1000, (await client.StatAsync(path))!.Length);
         await appender.CloseAsync();
     }

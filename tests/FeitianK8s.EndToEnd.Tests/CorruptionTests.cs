@@ -37,27 +37,33 @@ public sealed class CorruptionTests : IDisposable
         var file = DiskFaults.FindChunkDataFile(server.DataDir, chunk.Id);
         Assert.NotNull(file);
         const long offset = 123_457;
-        DiskFaults.FlipByte(file, offset);
+        var original = DiskFaults.FlipByte(file, offset);
+        // The fault took effect: the byte on disk now differs.
+        Assert.Equal((byte)~original, DiskFaults.ReadByte(file, offset));
         _output.WriteLine($"flipped byte {offset} of {file} (chunk {chunk.Id} on {victim.ChunkServerId}/{victim.Node})");
 
         // A reader on the victim's node tries the corrupt replica first.
         var reader = cluster.CreateClient(clientNode: victim.Node);
         Assert.Equal(Streams.Sha256OfBlocks(4, 6, MiB), (await Streams.ReadAllAsync(reader, path)).Hash);
 
+        // Wait for THIS replica (this chunk on this chunk server) to be reported bad: the cluster-wide
+        // bad-replica counter can already be non-zero from another test sharing the cluster.
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (true)
         {
-            var status = await reader.GetClusterStatusAsync();
-            var replicas = (await reader.StatAsync(path))!.Chunks[0].Replicas;
-            var flagged = replicas.Any(r => r.ChunkServerId == victim.ChunkServerId && r.Bad);
-            _output.WriteLine($"bad_replicas {status.BadReplicas}, victim flagged bad: {flagged}");
-            if (flagged || status.BadReplicas > 0)
+            var flaggedChunk = (await reader.StatAsync(path))!.Chunks.Single(c => c.Id == chunk.Id);
+            var flagged = flaggedChunk.Replicas.Any(r => r.ChunkServerId == victim.ChunkServerId && r.Bad);
+            _output.WriteLine($"chunk {chunk.Id}: replica on {victim.ChunkServerId} flagged bad: {flagged}");
+            if (flagged)
             {
                 break;
             }
-            Assert.True(DateTime.UtcNow < deadline, "the corrupt replica was never reported to the master");
+            Assert.True(DateTime.UtcNow < deadline, $"the corrupt replica of chunk {chunk.Id} on {victim.ChunkServerId} was never reported to the master");
             await Task.Delay(500);
         }
+        // Only the corrupted replica is flagged; the other replicas of the chunk stay good.
+        var replicasNow = (await reader.StatAsync(path))!.Chunks.Single(c => c.Id == chunk.Id).Replicas;
+        Assert.All(replicasNow.Where(r => r.ChunkServerId != victim.ChunkServerId), r => Assert.False(r.Bad, $"replica on {r.ChunkServerId} flagged bad without a fault"));
 
         // The same byte range still reads correctly, now without touching the bad replica first.
         var expected = Streams.Block(4, 0, MiB);

@@ -44,28 +44,35 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         try
         {
             string written;
+            IReadOnlyList<PanguChunk> chunksAtKill = [];
             await using (var appender = await client.OpenForAppendAsync(path))
             {
-                written = await Streams.AppendAsync(appender, seed: 31, blocks: 100, blockSize: MiB, inFlight: 4, afterBlock: i =>
+                written = await Streams.AppendAsync(appender, seed: 31, blocks: 100, blockSize: MiB, inFlight: 4, afterBlock: async i =>
                 {
                     if (i == 30)
                     {
+                        chunksAtKill = (await client.StatAsync(path))!.Chunks;
                         Cluster.Launcher.KillChunkServer(1);
                     }
-                    return Task.CompletedTask;
                 });
                 Assert.Equal(100L * MiB, appender.Length);
                 await appender.CloseAsync();
             }
+            // The fault took effect: chunk server 1 is gone (process exited, port refuses).
+            await ServerFaults.AssertServerIsDownAsync(Cluster.Launcher.ChunkServer(1));
             var stat = (await client.StatAsync(path))!;
             Assert.Equal(100L * MiB, stat.Length);
             var killedId = Cluster.Launcher.ChunkServer(1).Id;
+            // At the moment of the kill, the chunks written so far had a replica on the victim.
+            Assert.NotEmpty(chunksAtKill);
+            Assert.All(chunksAtKill, c => Assert.Contains(c.Replicas, r => r.ChunkServerId == killedId));
             var late = stat.Chunks.Where(c => c.FileOffset >= 40L * MiB).ToArray();
             Assert.All(late, c => Assert.DoesNotContain(c.Replicas, r => r.ChunkServerId == killedId));
             // Read while the killed server is still down, by a client that tries it first (local node).
             var (read, length) = await Streams.ReadAllAsync(Cluster.CreateClient(clientNode: "node-1"), path);
             Assert.Equal(100L * MiB, length);
             Assert.Equal(written, read);
+            await ServerFaults.AssertServerIsDownAsync(Cluster.Launcher.ChunkServer(1));
         }
         finally
         {
@@ -91,11 +98,19 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         var held = (await client.StatAsync(path))!.Chunks.Where(c => c.Replicas.Any(r => r.ChunkServerId == server.Id)).ToArray();
         Assert.NotEmpty(held);
 
+        var serverId = server.Id;
+        Assert.All(held, c => Assert.Contains(c.Replicas, r => r.ChunkServerId == serverId && r.Node == "node-2"));
+
         Cluster.Launcher.KillChunkServer(2);
+        await ServerFaults.AssertServerIsDownAsync(server);
         // While it is down, a reader on its node fails over to the other replicas.
         Assert.Equal(Streams.Sha256OfBlocks(32, 10, MiB), (await Streams.ReadAllAsync(Cluster.CreateClient(clientNode: "node-2"), path)).Hash);
+        // Still down after the read: the read above really went around it.
+        await ServerFaults.AssertServerIsDownAsync(server);
         await Cluster.Launcher.RestartChunkServerAsync(2);
         await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+        // The restarted process is the same chunk server (same id from its data directory), not a new one.
+        Assert.Equal(serverId, server.Id);
 
         var expected = new byte[10 * MiB];
         for (var i = 0; i < 10; i++)
@@ -138,8 +153,11 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         await writer.AppendAsync(Streams.Block(39, 0, MiB));
 
         Cluster.Launcher.KillMaster();
+        await ServerFaults.AssertServerIsDownAsync(Cluster.Launcher.Master);
         // Appending inside the open chunk needs no master.
         Assert.Equal(MiB, await writer.AppendAsync(Streams.Block(39, 1, MiB)));
+        // The master was down for the whole append above.
+        await ServerFaults.AssertServerIsDownAsync(Cluster.Launcher.Master);
         await Cluster.Launcher.RestartMasterAsync();
         await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
 
@@ -179,13 +197,21 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         var acknowledged = TestData.Random(900_000, 36);
         await abandoned.AppendAsync(acknowledged);
         var chunk = (await client.StatAsync(path))!.Chunks.Single();
-        Assert.Contains(chunk.Replicas, r => r.Node == "node-4");
+        var killed = Cluster.Launcher.ChunkServer(4);
+        var killedId = killed.Id;
+        Assert.Equal(3, chunk.Replicas.Count);
+        Assert.Single(chunk.Replicas, r => r.ChunkServerId == killedId && r.Node == "node-4");
+        var survivors = chunk.Replicas.Where(r => r.ChunkServerId != killedId).ToArray();
+        Assert.Equal(2, survivors.Length);
         try
         {
             Cluster.Launcher.KillChunkServer(4);
+            await ServerFaults.AssertServerIsDownAsync(killed);
             await using var successor = await client.OpenForAppendAsync(path);
             Assert.Equal(acknowledged.Length, successor.Length);
-            foreach (var replica in chunk.Replicas.Where(r => r.Node != "node-4"))
+            // The takeover ran while the dead replica was still dead.
+            await ServerFaults.AssertServerIsDownAsync(killed);
+            foreach (var replica in survivors)
             {
                 using var raw = new RawChunkServer(replica.Address);
                 var info = await raw.InfoAsync(chunk.Id);
@@ -195,6 +221,12 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
             var more = TestData.Random(5000, 37);
             Assert.Equal(acknowledged.Length, await successor.AppendAsync(more));
             await successor.CloseAsync();
+            var after = (await client.StatAsync(path))!;
+            Assert.Equal(chunk.Id, after.Chunks[0].Id);
+            Assert.True(after.Chunks[0].Sealed);
+            Assert.Equal(acknowledged.Length, after.Chunks[0].Length);
+            // Bytes written after the takeover went to chunks without the dead server.
+            Assert.All(after.Chunks.Skip(1), c => Assert.DoesNotContain(c.Replicas, r => r.ChunkServerId == killedId));
             await Assert.ThrowsAsync<FencedException>(() => abandoned.AppendAsync(TestData.Random(10, 38)));
             Assert.Equal(TestData.Sha256([.. acknowledged, .. more]), (await Streams.ReadAllAsync(client, path)).Hash);
         }
@@ -218,6 +250,10 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
             foreach (var i in rack3)
             {
                 launcher.KillChunkServer(i);
+            }
+            foreach (var i in rack3)
+            {
+                await ServerFaults.AssertServerIsDownAsync(launcher.ChunkServer(i));
             }
             await launcher.WaitForChunkServersDeadAsync(rack3, TimeSpan.FromSeconds(90));
 

@@ -123,11 +123,14 @@ public sealed class RoundTripTests : IDisposable
         // Not flushed: the master still has the old length, a reader asks a replica.
         var second = TestData.Random(200_000, 8);
         Assert.Equal(first.Length, await appender.AppendAsync(second));
+        Assert.Equal(first.Length, (await client.StatAsync(path))!.Length);
         await using var reader = await client.OpenForReadAsync(path);
         Assert.Equal(first.Length + second.Length, reader.Length);
         var buffer = new byte[first.Length + second.Length];
         Assert.Equal(buffer.Length, await reader.ReadAsync(0, buffer));
         Assert.Equal(first.Concat(second).ToArray(), buffer);
+        // The reader learned the longer length from a replica, not from the master, which still has the flushed one.
+        Assert.Equal(first.Length, (await client.StatAsync(path))!.Length);
 
         await appender.CloseAsync();
         await appender.CloseAsync();

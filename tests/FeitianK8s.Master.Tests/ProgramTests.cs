@@ -64,19 +64,37 @@ public sealed class ProgramTests(ITestOutputHelper output) : IDisposable
         Assert.NotEmpty(Directory.GetFiles(_dir.Path, "snapshot-*.bin"));
     }
 
+    /// <summary>
+    /// Every case passes a valid --data, so the option under test is the first thing the parser
+    /// rejects; the exit code 2 and the exact reason prove it was that option, not a missing --data.
+    /// </summary>
     [Theory]
-    [InlineData("--port", "1")]
-    [InlineData("--chunk-size", "lots")]
-    [InlineData("--replicas", "9")]
-    [InlineData("--bogus", "x")]
-    public async Task BadArgumentsExitNonZeroWithTheReason(string option, string value)
+    [InlineData("--port", "abc", "error: --port 'abc' is not a number")]
+    [InlineData("--port", "70000", "error: ports must be between 0 and 65535")]
+    [InlineData("--chunk-size", "lots", "error: size 'lots' is not a positive size such as 64MiB")]
+    [InlineData("--replicas", "9", "error: replicas must be between 1 and 5")]
+    [InlineData("--bogus", "x", "error: unknown option --bogus")]
+    public async Task BadArgumentsExitNonZeroWithTheReason(string option, string value, string reason)
     {
-        using var process = Start(option == "--port" ? ["--port", "abc"] : ["--data", _dir.Path, option, value]);
+        using var process = Start("--data", _dir.Path, option, value);
         var stderr = await process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
         output.WriteLine(stderr);
-        Assert.NotEqual(0, process.ExitCode);
-        Assert.Contains("error:", stderr);
+        Assert.Equal(2, process.ExitCode);
+        Assert.Equal(reason, stderr.Split('\n')[0].TrimEnd('\r'));
+        Assert.Contains(CommandLine.Usage, stderr);
+        Assert.False(File.Exists(Path.Combine(_dir.Path, FeitianK8s.Core.Cluster.ServerEndpoints.FileName)), "a rejected command line must not start a master");
+    }
+
+    [Fact]
+    public async Task AMissingDataDirectoryIsTheReasonWhenOnlyThePortIsGiven()
+    {
+        using var process = Start("--port", "1");
+        var stderr = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        output.WriteLine(stderr);
+        Assert.Equal(2, process.ExitCode);
+        Assert.Equal("error: --data DIR is required", stderr.Split('\n')[0].TrimEnd('\r'));
     }
 
     [Fact]

@@ -25,11 +25,13 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
     private readonly ILoggerFactory _logs = XunitLoggerProvider.CreateFactory(output);
+    private readonly CompletedWorkCounter _work = new();
     private FakeKubeApiServer _api = null!;
     private readonly List<OperatorHost> _hosts = [];
 
     public async Task InitializeAsync()
     {
+        _logs.AddProvider(_work);
         _api = await FakeKubeApiServer.StartAsync(_logs);
         foreach (var node in TestClusters.ThreeRacks())
         {
@@ -168,10 +170,33 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node"), "daemonsets");
         MarkWorkloadsReady();
         await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod")?["status"]?["masters"]?["summary"]?.GetValue<string>() == "3/3", "status");
-        await Task.Delay(1500);
-        var before = _api.Get(Clusters, Ns, "prod")!["metadata"]!["resourceVersion"]!.GetValue<string>();
-        await Task.Delay(3000); // more than one resync period and several requeues
-        Assert.Equal(before, _api.Get(Clusters, Ns, "prod")!["metadata"]!["resourceVersion"]!.GetValue<string>());
+
+        // Counted, not timed: first let the status settle (a full reconcile that starts after the
+        // version was read and leaves it as it was), then require several more full reconciles
+        // (resyncs and requeues) that leave it unchanged.
+        var before = await SettledVersionAsync("prod");
+        var reconciles = _work.Count("Reconcile", $"{Ns}/prod");
+        await _work.WaitForCountAsync("Reconcile", $"{Ns}/prod", reconciles + 4, Timeout);
+        Assert.Equal(before, ResourceVersion("prod"));
+    }
+
+    private string ResourceVersion(string name) => _api.Get(Clusters, Ns, name)!["metadata"]!["resourceVersion"]!.GetValue<string>();
+
+    /// <summary>The cluster's resourceVersion once a whole reconcile (begun after reading it) has left it unchanged.</summary>
+    private async Task<string> SettledVersionAsync(string name)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            var version = ResourceVersion(name);
+            // Two more completions: the first may be a reconcile already running when the version was read.
+            await _work.WaitForCountAsync("Reconcile", $"{Ns}/{name}", _work.Count("Reconcile", $"{Ns}/{name}") + 2, Timeout);
+            if (ResourceVersion(name) == version)
+            {
+                return version;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"the status of {name} never settled within {Timeout}");
+        }
     }
 
     [Fact]
@@ -180,7 +205,8 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await StartOperatorAsync();
         ApplyCluster();
         await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "prod-master"), "masters");
-        var chunkBefore = _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-a")!["metadata"]!["resourceVersion"]!.GetValue<string>();
+        // The DaemonSets are created after the StatefulSet in the same reconcile: wait for the one compared below.
+        var chunkBefore = (await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-a"), "rack-a daemonset"))["metadata"]!["resourceVersion"]!.GetValue<string>();
 
         _api.Update(Clusters, Ns, "prod", c =>
         {
@@ -207,6 +233,10 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         _api.Delete("v1/nodes", null, "node-c2");
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-chunkserver-rack-c") is null, "rack-c daemonset gone");
         await EventuallyAsync(() => EventReasons().Contains("RackRemoved"), "RackRemoved event");
+        // Exactly one chunk-server DaemonSet per rack that still has nodes.
+        var chunkServerSets = _api.List(DaemonSets, Ns).Select(d => d["metadata"]!["name"]!.GetValue<string>())
+            .Where(n => n.StartsWith("prod-chunkserver-", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-d"], chunkServerSets);
     }
 
     /// <summary>
@@ -394,6 +424,9 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         ApplyCluster("second", c => c["spec"]!["storageClass"] = new JsonObject { ["name"] = "feitian-second" });
         await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "prod-master")?["spec"]?["replicas"]?.GetValue<int>() == 5, "5 masters");
         await EventuallyAsync(() => _api.Get(StatefulSets, Ns, "second-master"), "second cluster");
+        // The fault took effect: at least one watch resumed from a compacted resourceVersion and was answered 410 Gone.
+        Assert.True(_api.GoneServed > 0, "no watch was ever answered 410 Gone, so the resume-after-410 path was not exercised");
+        Assert.Equal(5, _api.Get(StatefulSets, Ns, "prod-master")!["spec"]!["replicas"]!.GetValue<int>());
     }
 
     [Fact]

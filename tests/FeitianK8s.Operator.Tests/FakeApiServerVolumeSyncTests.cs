@@ -48,6 +48,7 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
 
     private readonly RealMasterFixture _fixture;
     private readonly ILoggerFactory _logs;
+    private readonly CompletedWorkCounter _work = new();
     private readonly List<OperatorHost> _hosts = [];
     private FakeKubeApiServer _api = null!;
 
@@ -55,7 +56,16 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
     {
         _fixture = fixture;
         fixture.Output.Current = output;
-        _logs = XunitLoggerProvider.CreateFactory(output);
+        // As XunitLoggerProvider.CreateFactory, plus the counter of finished volume syncs, which are
+        // logged at Debug: only the counter sees that level.
+        _logs = LoggerFactory.Create(b => b
+            .SetMinimumLevel(LogLevel.Information)
+            .AddFilter("Microsoft", LogLevel.Warning)
+            .AddFilter("Grpc", LogLevel.Warning)
+            .AddFilter("System.Net.Http", LogLevel.Warning)
+            .AddProvider(new XunitLoggerProvider(output))
+            .AddProvider(_work)
+            .AddFilter<CompletedWorkCounter>("FeitianK8s.Operator", LogLevel.Debug));
     }
 
     private TestCluster Cluster => _fixture.Cluster;
@@ -113,6 +123,25 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
         _hosts.Add(host);
         await host.StartAsync();
         return host;
+    }
+
+    private string VolumeVersion(string name) => Volume(name)!["metadata"]!["resourceVersion"]!.GetValue<string>();
+
+    /// <summary>The volume's resourceVersion once a whole sync (begun after reading it) has left it unchanged.</summary>
+    private async Task<string> SettledVolumeVersionAsync(string name)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            var version = VolumeVersion(name);
+            // Two more completions: the first may be a sync already running when the version was read.
+            await _work.WaitForCountAsync("Volume sync", $"{Ns}/prod", _work.Count("Volume sync", $"{Ns}/prod") + 2, Timeout);
+            if (VolumeVersion(name) == version)
+            {
+                return version;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"the status of volume {name} never settled within {Timeout}");
+        }
     }
 
     private static JsonObject ToJson(object o) => (JsonObject)JsonNode.Parse(KubernetesJson.Serialize(o))!;
@@ -238,10 +267,12 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
         Assert.Equal(3u, info.Replicas);
         Assert.Equal(available["metadata"]!["uid"]!.GetValue<string>(), info.Labels[VolumeNames.VolumeUidLabel]);
         await EventuallyAsync(() => HasEvent("scratch", "Normal", "Created"), "Created event");
-        // Many resyncs later nothing was rewritten: status is written only when it changes.
-        var version = Volume("scratch")!["metadata"]!["resourceVersion"]!.GetValue<string>();
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        Assert.Equal(version, Volume("scratch")!["metadata"]!["resourceVersion"]!.GetValue<string>());
+        // Many resyncs later nothing was rewritten: status is written only when it changes. Counted
+        // syncs, not a quiet window: settle first, then four more full syncs must leave it alone.
+        var version = await SettledVolumeVersionAsync("scratch");
+        var syncs = _work.Count("Volume sync", $"{Ns}/prod");
+        await _work.WaitForCountAsync("Volume sync", $"{Ns}/prod", syncs + 4, Timeout);
+        Assert.Equal(version, VolumeVersion("scratch"));
 
         _api.Update(Volumes, Ns, "scratch", v => v["spec"]!["size"] = "200Mi");
         await EventuallyAsync(async () => (await StatOnMasterAsync("scratch"))?.SizeBytes == (ulong)(200 * Mi), "master volume grown");

@@ -9,6 +9,7 @@ namespace FeitianK8s.Testing;
 /// </summary>
 public static partial class DiskFaults
 {
+    private const int ReadOnly = 0;
     private const int ReadWrite = 2;
 
     /// <summary>Inverts every bit of the byte at offset. Returns the original value.</summary>
@@ -30,6 +31,29 @@ public static partial class DiskFaults
             if (PWrite(fd, ref flipped, 1, offset) != 1)
             {
                 throw new IOException($"pwrite {path} at {offset} failed: errno {Marshal.GetLastPInvokeError()}");
+            }
+            return value;
+        }
+        finally
+        {
+            _ = Close(fd);
+        }
+    }
+
+    /// <summary>Reads the byte at offset the same way <see cref="FlipByte"/> writes it, to prove a fault reached the disk.</summary>
+    public static byte ReadByte(string path, long offset)
+    {
+        var fd = Open(path, ReadOnly);
+        if (fd < 0)
+        {
+            throw new IOException($"open {path} failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        try
+        {
+            byte value = 0;
+            if (PRead(fd, ref value, 1, offset) != 1)
+            {
+                throw new IOException($"pread {path} at {offset} failed: errno {Marshal.GetLastPInvokeError()}");
             }
             return value;
         }

@@ -4,7 +4,7 @@ using FeitianK8s.Core.Block;
 namespace FeitianK8s.Core.Tests.Nbd;
 
 /// <summary>The contract both local devices keep, checked against a byte-array model, plus file persistence.</summary>
-public sealed class BlockDeviceTests : IDisposable
+public sealed class BlockDeviceTests(ITestOutputHelper output) : IDisposable
 {
     private const long Size = 1L << 20;
     private readonly string _dir = Directory.CreateTempSubdirectory("feitian-blockdev-").FullName;
@@ -102,14 +102,24 @@ public sealed class BlockDeviceTests : IDisposable
     {
         string path = Path.Combine(_dir, "persist.img");
         var data = RandomNumberGenerator.GetBytes(300_000);
+        long allocatedBeforeTrim, allocatedAfterTrim;
         using (var device = new FileBlockDevice("dev", path, 4L << 20))
         {
             Assert.Equal(4L << 20, new FileInfo(path).Length);
             await device.WriteAsync(1_000_003, data, fua: true);
             await device.WriteAsync(2L << 20, new byte[1 << 20].Select(_ => (byte)7).ToArray(), fua: false);
+            await device.FlushAsync();
+            allocatedBeforeTrim = await AllocatedBytesAsync(path);
+            Assert.True(allocatedBeforeTrim >= (1 << 20) + data.Length, $"only {allocatedBeforeTrim} bytes allocated after writing {(1 << 20) + data.Length}");
             await device.TrimAsync(2L << 20, 1 << 20);
             await device.FlushAsync();
+            allocatedAfterTrim = await AllocatedBytesAsync(path);
         }
+        output.WriteLine($"allocated {allocatedBeforeTrim} bytes before the trim, {allocatedAfterTrim} after");
+        // The trim of an aligned 1 MiB range gave exactly that space back to the filesystem: a hole, not written zeros.
+        Assert.True(allocatedBeforeTrim - allocatedAfterTrim >= 1 << 20,
+            $"trimming 1 MiB freed only {allocatedBeforeTrim - allocatedAfterTrim} bytes ({allocatedBeforeTrim} -> {allocatedAfterTrim})");
+        Assert.Equal(4L << 20, new FileInfo(path).Length);
         using (var reopened = new FileBlockDevice("dev", path))
         {
             Assert.Equal(4L << 20, reopened.Size);
@@ -120,6 +130,16 @@ public sealed class BlockDeviceTests : IDisposable
             await reopened.ReadAsync(2L << 20, trimmed);
             Assert.True(trimmed.AsSpan().IndexOfAnyExcept((byte)0) < 0, "trimmed range reads as zeros");
         }
+        Assert.Equal(allocatedAfterTrim, await AllocatedBytesAsync(path));
+    }
+
+    /// <summary>The space the filesystem has allocated to a file (st_blocks × block unit, as `stat` reports it).</summary>
+    private async Task<long> AllocatedBytesAsync(string path)
+    {
+        var stat = await ExternalProcess.RunAsync(output, "stat", ["--format=%b %B", path], TimeSpan.FromSeconds(60));
+        Assert.True(stat.ExitCode == 0, $"stat {path} failed (exit {stat.ExitCode})");
+        var fields = stat.StandardOutput.Trim().Split(' ');
+        return long.Parse(fields[0], System.Globalization.CultureInfo.InvariantCulture) * long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]

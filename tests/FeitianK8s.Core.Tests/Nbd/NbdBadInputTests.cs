@@ -23,8 +23,12 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
         await using var host = await NbdTestHost.StartAsync(output, [disk], o => o.HandshakeTimeout = TimeSpan.FromSeconds(5));
         // The healthy client owns the first MiB; the attacks below aim at the rest, which must stay zero.
         using var stop = new CancellationTokenSource();
-        var healthy = HealthyClientLoopAsync(host.Port, stop.Token);
+        var progress = new HealthyProgress();
+        var healthy = HealthyClientLoopAsync(host.Port, progress, stop.Token);
+        // The attacks start only once the healthy client has a working connection.
+        await progress.WaitForRoundsAsync(1, healthy);
 
+        int beforeAttacks = progress.Rounds;
         await RandomBytesAsync(host.Port);
         await TruncatedHandshakeAsync(host.Port);
         await BadOptionMagicAsync(host.Port);
@@ -38,10 +42,13 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
         await ErrorsThatKeepTheConnectionAsync(host.Port);
         await HalfOpenHandshakeIsTimedOutAsync(host.Port);
 
+        // The same healthy connection still completes verified rounds after every attack.
+        int afterAttacks = progress.Rounds;
+        await progress.WaitForRoundsAsync(afterAttacks + 2, healthy);
         stop.Cancel();
         int rounds = await healthy;
-        output.WriteLine($"healthy client completed {rounds} verified write/read rounds");
-        Assert.True(rounds > 0);
+        output.WriteLine($"healthy client completed {rounds} verified write/read rounds ({afterAttacks - beforeAttacks} during the attacks)");
+        Assert.True(rounds >= afterAttacks + 2, $"the healthy client stopped at {rounds} rounds, {afterAttacks} were done when the attacks ended");
 
         var rest = new byte[Size - (1 << 20)];
         await disk.ReadAsync(1 << 20, rest);
@@ -53,12 +60,12 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
         Assert.Equal(NbdError.None, read.Error);
     }
 
-    private static async Task<int> HealthyClientLoopAsync(int port, CancellationToken stop)
+    private static async Task<int> HealthyClientLoopAsync(int port, HealthyProgress progress, CancellationToken stop)
     {
         await using var client = await RawNbdClient.OpenAsync(port, "disk");
         int rounds = 0;
         ulong handle = 0;
-        while (!stop.IsCancellationRequested || rounds == 0)
+        while (!stop.IsCancellationRequested)
         {
             var data = RandomNumberGenerator.GetBytes(4096 + rounds % 7);
             ulong offset = (ulong)(rounds * 4099 % ((1 << 20) - 8192));
@@ -67,9 +74,37 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
             Assert.Equal(NbdError.None, reply.Error);
             Assert.Equal(data, reply.Data);
             rounds++;
+            progress.Completed(rounds);
             await Task.Yield();
         }
         return rounds;
+    }
+
+    /// <summary>How many verified rounds the healthy client has completed, observable while it runs.</summary>
+    private sealed class HealthyProgress
+    {
+        private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+        private int _rounds;
+
+        public int Rounds => Volatile.Read(ref _rounds);
+
+        public void Completed(int rounds) => Volatile.Write(ref _rounds, rounds);
+
+        /// <summary>Waits until at least <paramref name="rounds"/> rounds are done; fails if the loop ended or the deadline passed.</summary>
+        public async Task WaitForRoundsAsync(int rounds, Task loop)
+        {
+            var deadline = DateTime.UtcNow + Deadline;
+            while (Rounds < rounds)
+            {
+                if (loop.IsCompleted)
+                {
+                    await loop; // surfaces the healthy client's failure
+                    Assert.Fail($"the healthy client ended after {Rounds} rounds, waiting for {rounds}");
+                }
+                Assert.True(DateTime.UtcNow < deadline, $"the healthy client completed only {Rounds} of {rounds} rounds within {Deadline}");
+                await Task.Delay(10);
+            }
+        }
     }
 
     private async Task RandomBytesAsync(int port)
@@ -312,7 +347,8 @@ public sealed class NbdBadInputTests(ITestOutputHelper output)
             await host.Server.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
             Assert.True(await client.IsClosedByServerAsync(CloseTimeout));
             Assert.False(File.Exists(host.SocketPath));
-            await Assert.ThrowsAnyAsync<SocketException>(() => RawNbdClient.ConnectAsync(host.Port));
+            var refused = await Assert.ThrowsAnyAsync<SocketException>(() => RawNbdClient.ConnectAsync(host.Port));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
         }
         finally
         {

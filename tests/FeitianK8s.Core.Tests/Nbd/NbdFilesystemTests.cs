@@ -16,13 +16,9 @@ public sealed class NbdFilesystemTests(ITestOutputHelper output)
     [Fact]
     public async Task Ext4_over_nbdfuse_and_loop_survives_unmount_detach_and_server_restart()
     {
-        string? missing = MissingKernelFeature();
-        if (missing is not null)
-        {
-            // The only acceptable reason not to run: the machine lacks the kernel feature.
-            output.WriteLine($"NOT RUN: {missing}");
-            return;
-        }
+        // A missing prerequisite is a failure with its reason, never a silent pass (test.sh installs the tools).
+        string? missing = MissingPrerequisite();
+        Assert.True(missing is null, $"ext4 over nbdfuse cannot run on this machine: {missing}");
 
         string dir = Directory.CreateTempSubdirectory("feitian-nbd-ext4-").FullName;
         string backing = Path.Combine(dir, "volume.img");
@@ -67,8 +63,13 @@ public sealed class NbdFilesystemTests(ITestOutputHelper output)
         }
     }
 
-    private static string? MissingKernelFeature()
+    private static string? MissingPrerequisite()
     {
+        foreach (var tool in new[] { "nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "mount", "umount", "e2fsck" })
+        {
+            if (!OnPath(tool))
+                return $"{tool} is not installed";
+        }
         if (Environment.UserName != "root")
             return "not running as root (loop devices and mounts need it)";
         if (!File.Exists("/dev/fuse"))
@@ -79,6 +80,10 @@ public sealed class NbdFilesystemTests(ITestOutputHelper output)
             return "the kernel does not support ext4";
         return null;
     }
+
+    private static bool OnPath(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Concat(["/usr/sbin", "/sbin"]).Any(dir => File.Exists(Path.Combine(dir, tool)));
 
     private static async Task<Dictionary<string, string>> WriteTreeAsync(string root)
     {

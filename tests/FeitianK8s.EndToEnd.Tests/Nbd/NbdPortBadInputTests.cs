@@ -40,7 +40,8 @@ public sealed class NbdPortBadInputTests(ITestOutputHelper output)
             await garbage.Closed.WaitAsync(CloseTimeout);
         }
 
-        // A write whose payload stops short, then the connection ends: nothing of it may land.
+        // A write whose payload stops short, then the client half-closes: the server sees end of
+        // stream inside the payload, closes, and nothing of the write may land.
         await using (var truncated = await NbdWireClient.OpenAsync(port, "bad"))
         {
             var header = new byte[28 + 100];
@@ -51,14 +52,17 @@ public sealed class NbdPortBadInputTests(ITestOutputHelper output)
             BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(24), 1 << 20);
             header.AsSpan(28).Fill(0xEE);
             await truncated.SendRawAsync(header);
+            await AssertClosedWithoutReplyAsync(truncated, "a write whose payload stops 1 MiB - 100 bytes short");
         }
-        // And a request header cut after 13 bytes.
+        // And a request header cut after 13 bytes. The half-close keeps anything (such as the
+        // disconnect request sent on dispose) from completing the header.
         await using (var cut = await NbdWireClient.OpenAsync(port, "bad"))
         {
             var header = new byte[28];
             BinaryPrimitives.WriteUInt32BigEndian(header, NbdWireClient.RequestMagic);
             BinaryPrimitives.WriteUInt16BigEndian(header.AsSpan(6), NbdWireClient.CmdWrite);
             await cut.SendRawAsync(header.AsMemory(0, 13));
+            await AssertClosedWithoutReplyAsync(cut, "a request header cut after 13 bytes");
         }
 
         // Out-of-range requests get the errors the protocol names (EINVAL for reads, ENOSPC for writes) on a connection that stays usable.
@@ -78,6 +82,24 @@ public sealed class NbdPortBadInputTests(ITestOutputHelper output)
         Assert.True(pattern.AsSpan().SequenceEqual(seenByOther), "a write on a new connection is not seen by the first one");
         Assert.False(cluster.Up.HasExited);
         await ExternalTool.RunCheckedAsync(output, "nbdinfo", ["--size", cluster.Up.NbdUri("bad")], TimeSpan.FromMinutes(1));
+    }
+
+    /// <summary>Half-closes <paramref name="client"/> and waits for the server to close the connection without sending any reply.</summary>
+    private async Task AssertClosedWithoutReplyAsync(NbdWireClient client, string what)
+    {
+        client.ShutdownSend();
+        try
+        {
+            await client.Closed.WaitAsync(CloseTimeout);
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"the server kept the connection open after {what} and end of stream");
+        }
+        var failure = client.ReceiveFailure;
+        Assert.True(failure is EndOfStreamException or IOException { InnerException: SocketException },
+            $"after {what} the connection ended with {failure?.GetType().Name}: {failure?.Message} instead of a plain close (a reply was sent?)");
+        output.WriteLine($"server closed the connection after {what} ({failure?.GetType().Name})");
     }
 
     private async Task AssertServerClosesAsync(int port, byte[] bytes, string what, bool shutdownSend = false)

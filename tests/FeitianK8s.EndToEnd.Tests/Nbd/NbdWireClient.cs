@@ -100,6 +100,16 @@ public sealed class NbdWireClient : IAsyncDisposable
     /// <summary>Completes when the server has closed the connection (the receive loop ended).</summary>
     public Task Closed => _receiver;
 
+    /// <summary>Why the receive loop ended: end of stream when the server closed without a word, another error for a bad or unexpected reply.</summary>
+    public Exception? ReceiveFailure { get; private set; }
+
+    /// <summary>
+    /// Half-closes the connection: the server sees end of stream right after the bytes sent so far
+    /// (nothing completes a truncated request, not even the disconnect <see cref="DisposeAsync"/> sends),
+    /// while its replies can still arrive.
+    /// </summary>
+    public void ShutdownSend() => _socket.Shutdown(SocketShutdown.Send);
+
     private async Task HandshakeAsync(string export)
     {
         var greeting = await ReadExactlyAsync(18);
@@ -208,6 +218,7 @@ public sealed class NbdWireClient : IAsyncDisposable
         {
             failure = e;
         }
+        ReceiveFailure = failure;
         foreach (var handle in _pending.Keys)
         {
             if (_pending.TryRemove(handle, out var pending))
