@@ -45,6 +45,10 @@ public sealed class MasterOptions
         {
             throw new ArgumentException("heartbeat timeout must be positive");
         }
+        if (SnapshotEveryCommands < 1)
+        {
+            throw new ArgumentException("snapshot-every must be at least 1");
+        }
         if (RaftPeers.Count > 0 && string.IsNullOrWhiteSpace(RaftEndpoint))
         {
             throw new ArgumentException("--raft-endpoint (this master's own Raft endpoint) is required with --peers");

@@ -8,7 +8,7 @@ public static class CommandLine
 {
     public const string Usage =
         "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]\n" +
-        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--election-timeout 500ms]";
+        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
     {
@@ -23,7 +23,7 @@ public static class CommandLine
             values[name[2..]] = args[++i];
         }
         var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout",
-            "peers", "raft-endpoint", "raft-port", "advertise", "election-timeout" };
+            "peers", "raft-endpoint", "raft-port", "advertise", "election-timeout", "snapshot-every" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
         {
@@ -49,6 +49,7 @@ public static class CommandLine
             RaftPort = ParseInt(values, "raft-port", 0),
             AdvertiseAddress = values.GetValueOrDefault("advertise"),
             ElectionTimeout = values.TryGetValue("election-timeout", out var election) ? ParseDuration(election) : TimeSpan.FromMilliseconds(500),
+            SnapshotEveryCommands = ParseInt(values, "snapshot-every", 10_000),
         };
         if (options.RaftPeers.Count > 0)
         {

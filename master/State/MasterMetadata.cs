@@ -108,7 +108,7 @@ public sealed class MasterMetadata : IAsyncDisposable
             var metadata = new MasterMetadata(replica, wal, cluster, lockFile, clock, grpcAddress, RaftPeers.Format(settings.Peers.Self), logger);
             cluster.LeaderChanged += metadata.OnLeaderChanged;
             await cluster.StartAsync(ct).ConfigureAwait(false);
-            metadata._loop = Task.Run(metadata.RunAsync);
+            metadata._loop = Task.WhenAll(Task.Run(metadata.RunAsync), Task.Run(metadata.ReadinessLoopAsync));
             logger.LogInformation("Master joined the Raft group {Members} as {Self}",
                 string.Join(",", settings.Peers.Members.Select(RaftPeers.Format)), RaftPeers.Format(settings.Peers.Self));
             return metadata;
@@ -263,20 +263,34 @@ public sealed class MasterMetadata : IAsyncDisposable
         if (!leader.IsRemote)
         {
             _leaderAddress = _grpcAddress;
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    await EnsureReadyAsync(CancellationToken.None).ConfigureAwait(false);
-                }
-                catch (Exception error) when (error is not OutOfMemoryException)
-                {
-                    _logger.LogDebug(error, "Leader read barrier did not complete");
-                }
-            });
             return;
         }
         _ = Task.Run(() => LearnLeaderAddressAsync(leader));
+    }
+
+    /// <summary>Makes a newly elected leader ready (see <see cref="EnsureReadyAsync"/>) without waiting for a first write.</summary>
+    private async Task ReadinessLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (IsLeader && Interlocked.Read(ref _readyTerm) != _cluster.Term)
+                {
+                    await EnsureReadyAsync(_stopping.Token).ConfigureAwait(false);
+                }
+                await Task.Delay(25, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                // Leadership lost or quorum unreachable meanwhile: try again while still leader.
+                _logger.LogDebug(error, "The leader's read barrier did not complete");
+            }
+        }
     }
 
     private async Task LearnLeaderAddressAsync(IClusterMember leader)

@@ -49,6 +49,19 @@ public sealed class RaftTests(ITestOutputHelper output)
         Assert.Equal(0, group[leader]!.Host.Metadata.ReadLocal(s => s.FileCount) - 20);
     }
 
+    internal static async Task WaitUntilAsync(Func<Task<bool>> condition, int seconds = 60)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("condition not met within the deadline");
+            }
+            await Task.Delay(100);
+        }
+    }
+
     internal static async Task WaitUntil(Func<bool> condition, int seconds = 60)
     {
         var deadline = DateTime.UtcNow.AddSeconds(seconds);
