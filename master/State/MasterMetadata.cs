@@ -95,7 +95,8 @@ public sealed class MasterMetadata : IAsyncDisposable
                 PublicEndPoint = settings.Peers.Self,
                 LowerElectionTimeout = (int)settings.ElectionTimeout.TotalMilliseconds,
                 UpperElectionTimeout = (int)(settings.ElectionTimeout.TotalMilliseconds * 2),
-                RequestTimeout = settings.ElectionTimeout,
+                // Long enough to install a snapshot on a loaded machine; a dead peer refuses connections at once.
+                RequestTimeout = TimeSpan.FromSeconds(5),
                 ConnectTimeout = settings.ElectionTimeout,
                 ColdStart = false,
                 // Linearizable reads on the leader without a round trip: its lease (shorter than an election timeout).
