@@ -42,6 +42,7 @@ public sealed class MasterMetadata : IAsyncDisposable
     private long _readyTerm = -1;
     private volatile string? _leaderAddress;
     private int _disposed;
+    private bool _singleMember;
 
     public event Action<MasterCommand.KindOneofCase, bool>? CommandApplied;
     public event Action<TimeSpan, int>? BatchCommitted;
@@ -106,7 +107,10 @@ public sealed class MasterMetadata : IAsyncDisposable
             configuration.Metadata[GrpcMetadataKey] = grpcAddress;
 
             cluster = new RaftCluster(configuration) { AuditTrail = wal };
-            var metadata = new MasterMetadata(replica, wal, cluster, lockFile, clock, grpcAddress, RaftPeers.Format(settings.Peers.Self), logger);
+            var metadata = new MasterMetadata(replica, wal, cluster, lockFile, clock, grpcAddress, RaftPeers.Format(settings.Peers.Self), logger)
+            {
+                _singleMember = settings.Peers.Members.Count == 1,
+            };
             cluster.LeaderChanged += metadata.OnLeaderChanged;
             await cluster.StartAsync(ct).ConfigureAwait(false);
             metadata._loop = Task.WhenAll(Task.Run(metadata.RunAsync), Task.Run(metadata.ReadinessLoopAsync));
@@ -230,7 +234,9 @@ public sealed class MasterMetadata : IAsyncDisposable
         {
             return false;
         }
-        return _cluster.TryGetLeaseToken(out var lease) && !lease.IsCancellationRequested;
+        // A group of one is its own majority: no other leader can exist, so no lease is needed
+        // (a lease renewed every few milliseconds would only lapse under CPU pressure).
+        return _singleMember || (_cluster.TryGetLeaseToken(out var lease) && !lease.IsCancellationRequested);
     }
 
     /// <summary>
