@@ -16,6 +16,16 @@ public sealed class MasterOptions
     /// <summary>A snapshot is written after this many logged commands (and on clean shutdown).</summary>
     public int SnapshotEveryCommands { get; init; } = 10_000;
     public TimeProvider Clock { get; init; } = TimeProvider.System;
+    /// <summary>Every master's Raft endpoint (host:port); empty = a group of this master alone.</summary>
+    public IReadOnlyList<string> RaftPeers { get; init; } = [];
+    /// <summary>This master's own Raft endpoint, one of <see cref="RaftPeers"/>; required with peers.</summary>
+    public string? RaftEndpoint { get; init; }
+    /// <summary>Raft port of a master without peers; 0 = chosen at start.</summary>
+    public int RaftPort { get; init; }
+    /// <summary>The gRPC address other masters give clients for this one (default: the bound address).</summary>
+    public string? AdvertiseAddress { get; init; }
+    /// <summary>Lower bound of the Raft election timeout (the upper bound is twice it).</summary>
+    public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(500);
 
     public void Validate()
     {
@@ -35,7 +45,19 @@ public sealed class MasterOptions
         {
             throw new ArgumentException("heartbeat timeout must be positive");
         }
-        if (GrpcPort is < 0 or > 65535 || HttpPort is < 0 or > 65535)
+        if (SnapshotEveryCommands < 1)
+        {
+            throw new ArgumentException("snapshot-every must be at least 1");
+        }
+        if (RaftPeers.Count > 0 && string.IsNullOrWhiteSpace(RaftEndpoint))
+        {
+            throw new ArgumentException("--raft-endpoint (this master's own Raft endpoint) is required with --peers");
+        }
+        if (ElectionTimeout < TimeSpan.FromMilliseconds(50))
+        {
+            throw new ArgumentException("election timeout must be at least 50ms");
+        }
+        if (GrpcPort is < 0 or > 65535 || HttpPort is < 0 or > 65535 || RaftPort is < 0 or > 65535)
         {
             throw new ArgumentException("ports must be between 0 and 65535");
         }

@@ -7,7 +7,8 @@ using var loggers = LoggerFactory.Create(logging => logging
     .AddSimpleConsole(console => { console.SingleLine = true; console.TimestampFormat = "HH:mm:ss.fff "; })
     .SetMinimumLevel(LogLevel.Information)
     .AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
-    .AddFilter("Microsoft.Hosting", LogLevel.Warning));
+    .AddFilter("Microsoft.Hosting", LogLevel.Warning)
+    .AddFilter("Grpc.AspNetCore", LogLevel.Warning));
 var logger = loggers.CreateLogger("FeitianK8s.Master");
 
 MasterOptions options;

@@ -27,7 +27,7 @@ public sealed class OperatorOptions
 
     public const string Usage =
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
-        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT]\n" +
+        "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT[,HOST:PORT...]]\n" +
         "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)

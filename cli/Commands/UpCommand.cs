@@ -31,8 +31,12 @@ public sealed class UpSettings : CommandSettings
     public int NbdPort { get; init; } = 10809;
 
     [CommandOption("--master-port <PORT>")]
-    [Description("Master gRPC port (default: the port of the last run on DIR, else one the OS picks).")]
+    [Description("gRPC port of the first master (default: the port of the last run on DIR, else one the OS picks).")]
     public int? MasterPort { get; init; }
+
+    [CommandOption("--masters <N>")]
+    [Description("Masters in the Raft group: 1, 3 or 5. Ports are kept across restarts on DIR.")]
+    public int Masters { get; init; } = 3;
 
     [CommandOption("--segment-size <SIZE>")]
     [Description("RAF log segment size of every volume, e.g. 256MiB; GC only rewrites sealed segments.")]
@@ -74,6 +78,10 @@ public sealed class UpSettings : CommandSettings
         if (ChunkServers < 1 || Racks < 1)
         {
             return Spectre.Console.ValidationResult.Error("--chunkservers and --racks must be at least 1");
+        }
+        if (Masters is not (1 or 3 or 5))
+        {
+            return Spectre.Console.ValidationResult.Error("--masters must be 1, 3 or 5");
         }
         if (NbdPort is < 0 or > 65535)
         {
@@ -122,6 +130,8 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             Racks = settings.Racks,
             ChunkSize = ByteSize.Parse(settings.ChunkSize),
             MasterPort = settings.MasterPort ?? PreviousMasterPort(dataDir),
+            Masters = settings.Masters,
+            PreviousMasters = PreviousMasters(dataDir),
             ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
         }, loggers, cancellationToken);
         await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
@@ -129,7 +139,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         const string clientNode = "node-1";
         using var fs = new PanguClient(new PanguClientOptions
         {
-            MasterAddresses = [cluster.MasterAddress],
+            MasterAddresses = cluster.MasterAddresses,
             ClientNode = clientNode,
             // Replicas on this node are read from their files (checksums verified, chunk server as fallback).
             LocalChunkServerDataDirs = cluster.ChunkServers.Where(s => s.Node == clientNode).ToDictionary(s => s.GrpcAddress, s => s.DataDir),
@@ -149,7 +159,10 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         await nbd.StartAsync(cancellationToken);
         var nbdBase = $"nbd://127.0.0.1:{nbd.TcpEndPoint!.Port}";
 
-        Console.Out.WriteLine($"master        {cluster.MasterAddress}  (metrics {cluster.Master.HttpAddress}/metrics)");
+        foreach (var master in cluster.Masters)
+        {
+            Console.Out.WriteLine($"master        {master.GrpcAddress}  (metrics {master.HttpAddress}/metrics)");
+        }
         foreach (var server in cluster.ChunkServers)
         {
             Console.Out.WriteLine($"chunk server  {server.GrpcAddress}  node={server.Node} rack={server.Rack}  (metrics {server.HttpAddress}/metrics)");
@@ -192,6 +205,19 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
                 logger.LogWarning(e, "Listing volumes failed; retrying");
             }
             await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        }
+    }
+
+    /// <summary>The masters' gRPC and Raft endpoints of the last run on DIR (kept so the Raft group and clients keep their addresses).</summary>
+    private static IReadOnlyList<ClusterFileMaster> PreviousMasters(string dataDir)
+    {
+        try
+        {
+            return ClusterFile.Read(dataDir).MasterPeers ?? [];
+        }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or InvalidOperationException)
+        {
+            return [];
         }
     }
 

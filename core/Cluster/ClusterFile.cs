@@ -6,7 +6,8 @@ namespace FeitianK8s.Core.Cluster;
 /// <summary>DIR/cluster.json: how CLI commands find a local cluster from its directory.</summary>
 public sealed record ClusterFile(
     [property: JsonPropertyName("masters")] IReadOnlyList<string> Masters,
-    [property: JsonPropertyName("chunkServers")] IReadOnlyList<ClusterFileChunkServer> ChunkServers)
+    [property: JsonPropertyName("chunkServers")] IReadOnlyList<ClusterFileChunkServer> ChunkServers,
+    [property: JsonPropertyName("masterPeers")] IReadOnlyList<ClusterFileMaster>? MasterPeers = null)
 {
     public const string FileName = "cluster.json";
 
@@ -39,3 +40,8 @@ public sealed record ClusterFileChunkServer(
     [property: JsonPropertyName("rack")] string Rack,
     [property: JsonPropertyName("grpc")] string Grpc,
     [property: JsonPropertyName("http")] string Http);
+
+/// <summary>One master of a local cluster: its gRPC address and its Raft endpoint (host:port).</summary>
+public sealed record ClusterFileMaster(
+    [property: JsonPropertyName("grpc")] string Grpc,
+    [property: JsonPropertyName("raft")] string Raft);

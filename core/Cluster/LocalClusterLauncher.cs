@@ -21,10 +21,12 @@ public sealed class LocalServer(string name, string dataDir, string node, string
 }
 
 /// <summary>
-/// Runs a master and N chunk servers as child processes on 127.0.0.1 (used by `feitian up`
-/// and the end-to-end tests). Layout under DIR: DIR/master, DIR/chunkserver-&lt;i&gt; (i from 1),
+/// Runs 1, 3 or 5 masters (one Raft group) and N chunk servers as child processes on
+/// 127.0.0.1 (used by `feitian up` and the end-to-end tests). Layout under DIR: DIR/master
+/// (one master) or DIR/master-&lt;i&gt; (i from 1), DIR/chunkserver-&lt;i&gt; (i from 1),
 /// DIR/cluster.json. Chunk server i is node "node-i" on rack "rack-((i-1) % racks + 1)".
-/// Ports are chosen by the OS on first start and kept on restarts, so clients keep working.
+/// Ports (gRPC and Raft) are chosen on first start and kept on restarts, so clients and
+/// peers keep working. Every chunk server and client is given every master's address.
 /// </summary>
 public sealed class LocalClusterLauncher : IAsyncDisposable
 {
@@ -34,7 +36,6 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
     private readonly ServerExecutable _masterExe;
     private readonly ServerExecutable _chunkServerExe;
     private readonly SemaphoreSlim _lock = new(1, 1);
-    private GrpcChannel? _masterChannel;
 
     private LocalClusterLauncher(LocalClusterOptions options, ILoggerFactory loggerFactory)
     {
@@ -42,20 +43,39 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         {
             throw new ArgumentException($"need at least one chunk server and one rack (got {options.ChunkServers} and {options.Racks})", nameof(options));
         }
+        if (options.Masters is not (1 or 3 or 5))
+        {
+            throw new ArgumentException($"masters must be 1, 3 or 5 (got {options.Masters})", nameof(options));
+        }
         _options = options;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<LocalClusterLauncher>();
         _masterExe = ServerExecutable.Find("FeitianK8s.Master", options.BinDirectory);
         _chunkServerExe = ServerExecutable.Find("FeitianK8s.ChunkServer", options.BinDirectory);
         DataDir = Path.GetFullPath(options.DataDir);
-        Master = new LocalServer("master", Path.Combine(DataDir, "master"), "", "");
+        Masters = options.Masters == 1
+            ? [new LocalServer("master", Path.Combine(DataDir, "master"), "", "")]
+            : Enumerable.Range(1, options.Masters).Select(i => new LocalServer($"master-{i}", Path.Combine(DataDir, $"master-{i}"), "", "")).ToArray();
+        _masterPorts = PlanMasterPorts(options);
         ChunkServers = Enumerable.Range(1, options.ChunkServers)
             .Select(i => new LocalServer($"chunkserver-{i}", Path.Combine(DataDir, $"chunkserver-{i}"), $"node-{i}", $"rack-{((i - 1) % options.Racks) + 1}"))
             .ToArray();
     }
 
     public string DataDir { get; }
-    public LocalServer Master { get; }
+
+    /// <summary>The masters of the Raft group (one or more).</summary>
+    public IReadOnlyList<LocalServer> Masters { get; }
+
+    /// <summary>The first master (the only one of a single-master cluster).</summary>
+    public LocalServer Master => Masters[0];
+
+    private readonly (int Grpc, int Raft)[] _masterPorts;
+
+    /// <summary>gRPC address of every master, as chunk servers and clients are given them.</summary>
+    public IReadOnlyList<string> MasterAddresses => Masters.Select((m, i) => m.Endpoints?.Grpc ?? $"http://127.0.0.1:{_masterPorts[i].Grpc}").ToList();
+
+    private IReadOnlyList<string> RaftPeers => _masterPorts.Select(p => $"127.0.0.1:{p.Raft}").ToList();
 
     /// <summary>Chunk servers; <see cref="ChunkServer(int)"/> indexes them from 1.</summary>
     public IReadOnlyList<LocalServer> ChunkServers { get; }
@@ -71,7 +91,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         try
         {
             Directory.CreateDirectory(cluster.DataDir);
-            await cluster.StartMasterAsync(options.MasterPort, options.MasterHttpPort, ct);
+            await Task.WhenAll(Enumerable.Range(0, cluster.Masters.Count).Select(i => cluster.StartMasterAsync(i, i == 0 ? options.MasterHttpPort : 0, ct)));
             await Task.WhenAll(Enumerable.Range(1, options.ChunkServers).Select(i =>
                 cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i), ct)));
             cluster.WriteClusterFile();
@@ -132,17 +152,33 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         }
     }
 
+    /// <summary>The cluster status from the leader (followers refuse with UNAVAILABLE: the next master is asked).</summary>
     public async Task<ClusterStatus> GetClusterStatusAsync(CancellationToken ct = default)
     {
-        _masterChannel ??= GrpcChannel.ForAddress(MasterAddress);
-        var client = new Proto.Master.Master.MasterClient(_masterChannel);
-        return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+        Grpc.Core.RpcException? last = null;
+        foreach (var address in MasterAddresses)
+        {
+            try
+            {
+                using var channel = GrpcChannel.ForAddress(address);
+                var client = new Proto.Master.Master.MasterClient(channel);
+                return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+            }
+            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Unavailable && Masters.Count > 1)
+            {
+                last = e;
+            }
+        }
+        throw last!;
     }
 
     /// <summary>SIGKILL chunk server i (from 1).</summary>
     public void KillChunkServer(int index) => ChunkServer(index).Process?.Kill();
 
     public void KillMaster() => Master.Process?.Kill();
+
+    /// <summary>SIGKILL master i (from 0).</summary>
+    public void KillMaster(int index) => Masters[index].Process?.Kill();
 
     /// <summary>Stops chunk server i cleanly (SIGTERM).</summary>
     public Task StopChunkServerAsync(int index) => ChunkServer(index).Process?.StopAsync(_options.StopTimeout) ?? Task.CompletedTask;
@@ -159,14 +195,15 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         WriteClusterFile();
     }
 
-    /// <summary>Starts the master again on its previous port (kills it first if it still runs).</summary>
-    public async Task RestartMasterAsync(CancellationToken ct = default)
+    /// <summary>Starts master i (from 0) again on its previous ports (kills it first if it still runs).</summary>
+    public async Task RestartMasterAsync(int index = 0, CancellationToken ct = default)
     {
-        if (Master.IsRunning)
+        var master = Masters[index];
+        if (master.IsRunning)
         {
-            await Master.Process!.StopAsync(_options.StopTimeout);
+            await master.Process!.StopAsync(_options.StopTimeout);
         }
-        await StartMasterAsync(Master.Endpoints?.GrpcPort ?? _options.MasterPort, Master.Endpoints?.HttpPort ?? _options.MasterHttpPort, ct);
+        await StartMasterAsync(index, master.Endpoints?.HttpPort ?? _options.MasterHttpPort, ct);
         WriteClusterFile();
     }
 
@@ -174,10 +211,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
     public async Task StopAsync()
     {
         await Task.WhenAll(ChunkServers.Select(s => s.Process?.StopAsync(_options.StopTimeout) ?? Task.CompletedTask));
-        if (Master.Process is not null)
-        {
-            await Master.Process.StopAsync(_options.StopTimeout);
-        }
+        await Task.WhenAll(Masters.Select(m => m.Process?.StopAsync(_options.StopTimeout) ?? Task.CompletedTask));
     }
 
     public async ValueTask DisposeAsync()
@@ -188,25 +222,54 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         }
         finally
         {
-            foreach (var s in ChunkServers.Append(Master))
+            foreach (var s in ChunkServers.Concat(Masters))
             {
                 s.Process?.Dispose();
             }
-            _masterChannel?.Dispose();
         }
     }
 
-    private async Task StartMasterAsync(int port, int httpPort, CancellationToken ct)
+    /// <summary>gRPC and Raft ports of every master: those of the previous run, else free ones now.</summary>
+    private static (int Grpc, int Raft)[] PlanMasterPorts(LocalClusterOptions options)
     {
-        var args = new List<string> { "--data", Master.DataDir, "--port", Num(port), "--http-port", Num(httpPort) };
+        var previous = options.PreviousMasters.Count == options.Masters ? options.PreviousMasters : [];
+        return Enumerable.Range(0, options.Masters).Select(i =>
+        {
+            if (i < previous.Count && Uri.TryCreate(previous[i].Grpc, UriKind.Absolute, out var grpc)
+                && int.TryParse(previous[i].Raft[(previous[i].Raft.LastIndexOf(':') + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var raft))
+            {
+                return (grpc.Port, raft);
+            }
+            var grpcPort = i == 0 && options.MasterPort != 0 ? options.MasterPort : FreePort();
+            return (grpcPort, FreePort());
+        }).ToArray();
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    private async Task StartMasterAsync(int index, int httpPort, CancellationToken ct)
+    {
+        var master = Masters[index];
+        var args = new List<string> { "--data", master.DataDir, "--port", Num(_masterPorts[index].Grpc), "--http-port", Num(httpPort) };
+        if (Masters.Count > 1)
+        {
+            args.AddRange(["--peers", string.Join(",", RaftPeers), "--raft-endpoint", RaftPeers[index]]);
+        }
+        else
+        {
+            args.AddRange(["--raft-port", Num(_masterPorts[index].Raft)]);
+        }
         if (_options.ChunkSize is { } size)
         {
             args.AddRange(["--chunk-size", Num(size)]);
         }
         args.AddRange(_options.ExtraMasterArgs);
-        await StartAsync(Master, _masterExe, args, ct);
-        _masterChannel?.Dispose();
-        _masterChannel = null;
+        await StartAsync(master, _masterExe, args, ct);
     }
 
     private async Task StartChunkServerAsync(int index, int port, CancellationToken ct)
@@ -214,7 +277,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         var server = ChunkServer(index);
         var args = new List<string>
         {
-            "--data", server.DataDir, "--master", MasterAddress, "--node", server.Node, "--rack", server.Rack,
+            "--data", server.DataDir, "--master", string.Join(",", MasterAddresses), "--node", server.Node, "--rack", server.Rack,
             "--port", Num(port), "--http-port", "0",
         };
         if (_options.ChunkSize is { } size)
@@ -265,9 +328,10 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
 
     private void WriteClusterFile() =>
         new ClusterFile(
-            [MasterAddress],
+            MasterAddresses,
             ChunkServers.Where(s => s.Endpoints is not null)
-                .Select(s => new ClusterFileChunkServer(s.Id, s.Node, s.Rack, s.GrpcAddress, s.HttpAddress)).ToArray())
+                .Select(s => new ClusterFileChunkServer(s.Id, s.Node, s.Rack, s.GrpcAddress, s.HttpAddress)).ToArray(),
+            MasterAddresses.Zip(RaftPeers, (grpc, raft) => new ClusterFileMaster(grpc, raft)).ToArray())
         .Write(DataDir);
 
     private static string Num(long value) => value.ToString(CultureInfo.InvariantCulture);

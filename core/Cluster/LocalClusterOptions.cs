@@ -16,6 +16,15 @@ public sealed class LocalClusterOptions
     /// <summary>Master gRPC port; 0 = chosen by the OS on first start (then kept across restarts).</summary>
     public int MasterPort { get; init; }
 
+    /// <summary>Masters forming one Raft group: 1, 3 or 5.</summary>
+    public int Masters { get; init; } = 1;
+
+    /// <summary>
+    /// gRPC and Raft ports of every master from an earlier run (kept, so clients and peers
+    /// keep working across restarts); empty = chosen on first start.
+    /// </summary>
+    public IReadOnlyList<ClusterFileMaster> PreviousMasters { get; init; } = [];
+
     /// <summary>Master HTTP port; 0 = chosen by the OS.</summary>
     public int MasterHttpPort { get; init; }
 

@@ -21,6 +21,8 @@ public static class ErrorReasons
     public const string AlreadyExists = "already-exists";
     public const string NoChunkServers = "no-chunk-servers";
     public const string ChunkFull = "chunk-full";
+    /// <summary>UNAVAILABLE from a master that is not the Raft leader; <see cref="FeitianStatus.LeaderTrailer"/> names the leader when known.</summary>
+    public const string NotLeader = "not-leader";
 }
 
 public static class FeitianStatus
@@ -28,6 +30,8 @@ public static class FeitianStatus
     public const string ReasonTrailer = "feitian-reason";
     /// <summary>On a wrong-offset append: the chunk's current length.</summary>
     public const string ChunkLengthTrailer = "feitian-chunk-length";
+    /// <summary>On a not-leader refusal: the leader's gRPC address (http://host:port); absent while unknown.</summary>
+    public const string LeaderTrailer = "feitian-leader";
 
     public static RpcException Error(StatusCode code, string reason, string message, params (string Key, string Value)[] trailers)
     {
@@ -44,4 +48,19 @@ public static class FeitianStatus
     public static bool HasReason(RpcException error, string reason) => ReasonOf(error) == reason;
 
     public static string? TrailerOf(RpcException error, string key) => error.Trailers.GetValue(key);
+
+    /// <summary>True when a master refused because it is not the leader.</summary>
+    public static bool IsNotLeader(RpcException error) =>
+        error.StatusCode == StatusCode.Unavailable && HasReason(error, ErrorReasons.NotLeader);
+
+    /// <summary>The leader named by a not-leader refusal; null when the refusal is of another kind or the leader is unknown.</summary>
+    public static string? LeaderOf(RpcException error)
+    {
+        if (!IsNotLeader(error))
+        {
+            return null;
+        }
+        var leader = TrailerOf(error, LeaderTrailer);
+        return string.IsNullOrEmpty(leader) ? null : leader;
+    }
 }

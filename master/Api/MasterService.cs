@@ -121,8 +121,27 @@ public sealed class MasterService(
             }
             return result;
         });
-        status.Masters.Add(new MasterStatus { Address = identity.GrpcAddress, Role = "leader" });
+        status.Masters.Add(OwnState());
         return Task.FromResult(status);
+    }
+
+    /// <summary>Answered by every master, leader or not: its own Raft state.</summary>
+    public override Task<MasterStatus> GetMasterState(GetMasterStateRequest request, ServerCallContext context) =>
+        Task.FromResult(OwnState());
+
+    private MasterStatus OwnState()
+    {
+        var raft = metadata.State();
+        return new MasterStatus
+        {
+            Address = identity.GrpcAddress,
+            Role = raft.Role,
+            Term = raft.Term,
+            CommitIndex = raft.CommitIndex,
+            AppliedIndex = raft.AppliedIndex,
+            RaftEndpoint = raft.RaftEndpoint,
+            LeaderAddress = raft.LeaderAddress ?? "",
+        };
     }
 
     // ---------- namespace ----------
@@ -272,6 +291,10 @@ public sealed class MasterService(
         {
             result = await metadata.SubmitAsync(command, context.CancellationToken);
         }
+        catch (NotLeaderException error)
+        {
+            throw NotLeader(error);
+        }
         catch (Exception error) when (error is MasterStoppedException or ObjectDisposedException)
         {
             throw Unavailable(error);
@@ -295,6 +318,10 @@ public sealed class MasterService(
         {
             throw ToRpc(error.Error);
         }
+        catch (NotLeaderException error)
+        {
+            throw NotLeader(error);
+        }
         catch (Exception error) when (error is MasterStoppedException or ObjectDisposedException)
         {
             throw Unavailable(error);
@@ -310,6 +337,11 @@ public sealed class MasterService(
     }
 
     private static RpcException Invalid(string message) => ToRpc(MasterError.Invalid(message));
+
+    /// <summary>The follower contract: UNAVAILABLE, reason not-leader, and the leader's gRPC address when known.</summary>
+    public static RpcException NotLeader(NotLeaderException error) => error.LeaderAddress is null
+        ? FeitianStatus.Error(StatusCode.Unavailable, ErrorReasons.NotLeader, error.Message)
+        : FeitianStatus.Error(StatusCode.Unavailable, ErrorReasons.NotLeader, error.Message, (FeitianStatus.LeaderTrailer, error.LeaderAddress));
 
     private static RpcException Unavailable(Exception error) =>
         new(new Status(StatusCode.Unavailable, $"master is not serving: {error.Message}"));

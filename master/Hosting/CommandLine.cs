@@ -7,7 +7,8 @@ namespace FeitianK8s.Master.Hosting;
 public static class CommandLine
 {
     public const string Usage =
-        "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]";
+        "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]\n" +
+        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
     {
@@ -21,7 +22,8 @@ public static class CommandLine
             }
             values[name[2..]] = args[++i];
         }
-        var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout" };
+        var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout",
+            "peers", "raft-endpoint", "raft-port", "advertise", "election-timeout", "snapshot-every" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
         {
@@ -40,7 +42,20 @@ public static class CommandLine
             ChunkSizeBytes = values.TryGetValue("chunk-size", out var size) ? ParseSize(size) : 64UL * 1024 * 1024,
             DefaultReplicas = ParseInt(values, "replicas", 3),
             HeartbeatTimeout = values.TryGetValue("heartbeat-timeout", out var timeout) ? ParseDuration(timeout) : TimeSpan.FromSeconds(5),
+            RaftPeers = values.TryGetValue("peers", out var peers)
+                ? peers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                : [],
+            RaftEndpoint = values.GetValueOrDefault("raft-endpoint"),
+            RaftPort = ParseInt(values, "raft-port", 0),
+            AdvertiseAddress = values.GetValueOrDefault("advertise"),
+            ElectionTimeout = values.TryGetValue("election-timeout", out var election) ? ParseDuration(election) : TimeSpan.FromMilliseconds(500),
+            SnapshotEveryCommands = ParseInt(values, "snapshot-every", 10_000),
         };
+        if (options.RaftPeers.Count > 0)
+        {
+            // Checks the endpoints and that this master is one of them.
+            Raft.RaftPeers.Parse(options.RaftPeers, options.RaftEndpoint ?? throw new ArgumentException("--raft-endpoint HOST:PORT is required with --peers"));
+        }
         if (!System.Net.IPAddress.TryParse(options.ListenAddress, out _))
         {
             throw new ArgumentException($"--listen '{options.ListenAddress}' is not an IP address");

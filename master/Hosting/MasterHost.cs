@@ -44,7 +44,11 @@ public sealed class MasterHost : IAsyncDisposable
         loggers ??= NullLoggerFactory.Instance;
         var logger = loggers.CreateLogger<MasterHost>();
         var address = IPAddress.Parse(options.ListenAddress);
-        var metadata = MasterMetadata.Open(options.DataDirectory, options.Clock, options.SnapshotEveryCommands, loggers.CreateLogger<MasterMetadata>());
+        // The gRPC address must be known before joining the Raft group (followers name it as the leader's).
+        var grpcPort = options.GrpcPort != 0 ? options.GrpcPort : FreePort(address);
+        var grpcAddress = options.AdvertiseAddress ?? $"http://{FormatHost(address)}:{grpcPort}";
+        var metadata = await MasterMetadata.StartAsync(RaftSettings(options, address), options.DataDirectory, grpcAddress,
+            options.Clock, options.SnapshotEveryCommands, loggers, ct).ConfigureAwait(false);
         WebApplication? app = null;
         try
         {
@@ -72,7 +76,7 @@ public sealed class MasterHost : IAsyncDisposable
             var listeners = new GrpcAndHttpListeners();
             builder.WebHost.ConfigureKestrel(kestrel =>
             {
-                listeners.Bind(kestrel, address, options.GrpcPort, options.HttpPort);
+                listeners.Bind(kestrel, address, grpcPort, options.HttpPort);
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
@@ -84,8 +88,14 @@ public sealed class MasterHost : IAsyncDisposable
             app.MapMetrics("/metrics", metrics.Registry);
             await app.StartAsync(ct).ConfigureAwait(false);
 
-            var grpcAddress = listeners.GrpcAddress;
             var httpAddress = listeners.HttpAddress;
+            if (options.RaftPeers.Count <= 1)
+            {
+                // A master alone is its own majority: serve only once it leads, as before Raft.
+                using var election = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                election.CancelAfter(TimeSpan.FromSeconds(60));
+                await metadata.WaitForLeadershipAsync(election.Token).ConfigureAwait(false);
+            }
             identity.GrpcAddress = grpcAddress;
             logger.LogInformation("Master serving gRPC on {GrpcAddress} and HTTP on {HttpAddress}, data in {DataDirectory}",
                 grpcAddress, httpAddress, options.DataDirectory);
@@ -102,7 +112,32 @@ public sealed class MasterHost : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops serving, drains queued commands, writes a final snapshot.</summary>
+    /// <summary>The running Raft member (tests and status).</summary>
+    public MasterMetadata Metadata => _metadata;
+
+    private static MasterRaftSettings RaftSettings(MasterOptions options, IPAddress address)
+    {
+        if (options.RaftPeers.Count == 0)
+        {
+            var self = $"{FormatHost(address)}:{(options.RaftPort != 0 ? options.RaftPort : FreePort(address))}";
+            // Nobody to wait for: elect at once.
+            return new MasterRaftSettings(Raft.RaftPeers.Parse([self], self), options.ListenAddress, TimeSpan.FromMilliseconds(150));
+        }
+        return new MasterRaftSettings(Raft.RaftPeers.Parse(options.RaftPeers, options.RaftEndpoint!), options.ListenAddress, options.ElectionTimeout);
+    }
+
+    private static string FormatHost(IPAddress address) =>
+        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
+
+    /// <summary>A port free right now on <paramref name="address"/> (for listeners that must be named before they bind).</summary>
+    private static int FreePort(IPAddress address)
+    {
+        using var probe = new System.Net.Sockets.TcpListener(address.Equals(IPAddress.Any) ? IPAddress.Loopback : address, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    /// <summary>Stops serving, leaves the Raft group, closes the WAL.</summary>
     public async Task StopAsync()
     {
         if (Interlocked.Exchange(ref _stopped, 1) != 0)

@@ -44,7 +44,7 @@ public sealed class MasterMetrics
         {
             try
             {
-                metadata.Read(state =>
+                metadata.ReadLocal(state =>
                 {
                     _files.Set(state.FileCount);
                     _chunks.Set(state.ChunkCount);

@@ -1,77 +1,208 @@
 using System.Diagnostics;
+using System.Net;
 using System.Threading.Channels;
-using FeitianK8s.Master.Log;
+using DotNext.Net.Cluster;
+using DotNext.Net.Cluster.Consensus.Raft;
+using DotNext.Net.Cluster.Consensus.Raft.Membership;
+using DotNext.Net.Cluster.Consensus.Raft.StateMachine;
+using FeitianK8s.Master.Raft;
 using FeitianK8s.Proto.MasterLog;
+using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Master.State;
 
 /// <summary>
-/// The single writer in front of <see cref="MasterStateMachine"/>: commands are queued,
-/// applied in order by one loop, appended to the log and fsync'd as one batch (group
-/// commit), and only then acknowledged. The write lock is held from the first apply of a
-/// batch until its fsync returned, so readers never observe a change that is not durable.
-/// If the log cannot be written the master stops accepting anything (fail-stop): memory
-/// would otherwise be ahead of the disk.
+/// The master's metadata replicated by Raft among the masters (DotNext.Net.Cluster, TCP
+/// transport, persistent WAL). One writer loop on the leader batches queued commands,
+/// stamps what only the proposer may choose (time, chunk ids), replicates the batch as one
+/// log entry and acknowledges each command only after the entry is committed by a majority
+/// and applied by <see cref="MasterReplica"/>. Chunk ids and epochs are therefore decided by
+/// committed entries only: a deposed leader's uncommitted proposal never reaches a client.
+/// Reads (<see cref="Read"/>) are served by the leader alone, under its Raft leader lease and
+/// only once it has applied every entry committed before its term (linearizable).
+/// Any other member refuses with <see cref="NotLeaderException"/> naming the leader.
 /// </summary>
 public sealed class MasterMetadata : IAsyncDisposable
 {
     private const int MaxBatch = 512;
+    private const string GrpcMetadataKey = "grpc";
 
-    private readonly MasterStateMachine _state;
-    private readonly MasterLogStore _log;
+    private readonly MasterReplica _replica;
+    private readonly WriteAheadLog _wal;
+    private readonly RaftCluster _cluster;
+    private readonly FileStream _lockFile;
     private readonly TimeProvider _clock;
     private readonly ILogger _logger;
-    private readonly int _snapshotEvery;
-    private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
+    private readonly string _grpcAddress;
+    private readonly string _raftEndpoint;
     private readonly Channel<PendingCommand> _queue = Channel.CreateUnbounded<PendingCommand>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Task _loop;
-    private ulong _lastSnapshotIndex;
-    private long _sinceSnapshot;
-    private Exception? _failure;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _loop = Task.CompletedTask;
+    private long _readyTerm = -1;
+    private volatile string? _leaderAddress;
+    private int _disposed;
+    private bool _singleMember;
 
     public event Action<MasterCommand.KindOneofCase, bool>? CommandApplied;
     public event Action<TimeSpan, int>? BatchCommitted;
 
-    private MasterMetadata(MasterStateMachine state, MasterLogStore log, TimeProvider clock, int snapshotEvery, ILogger logger)
+    private MasterMetadata(MasterReplica replica, WriteAheadLog wal, RaftCluster cluster, FileStream lockFile, TimeProvider clock, string grpcAddress, string raftEndpoint, ILogger logger)
     {
-        _state = state;
-        _log = log;
+        _replica = replica;
+        _wal = wal;
+        _cluster = cluster;
+        _lockFile = lockFile;
         _clock = clock;
-        _snapshotEvery = Math.Max(1, snapshotEvery);
+        _grpcAddress = grpcAddress;
+        _raftEndpoint = raftEndpoint;
         _logger = logger;
-        _lastSnapshotIndex = state.LastIndex;
-        _loop = Task.Run(RunAsync);
+        _replica.CommandApplied += (kind, ok) => CommandApplied?.Invoke(kind, ok);
     }
 
-    public static MasterMetadata Open(string directory, TimeProvider clock, int snapshotEvery, ILogger logger, Func<Stream, Stream>? decorateLogWrites = null)
+    /// <summary>
+    /// Opens the data directory (snapshot and WAL), joins the Raft group and starts the
+    /// writer loop. <paramref name="grpcAddress"/> is what followers name as the leader.
+    /// </summary>
+    public static async Task<MasterMetadata> StartAsync(MasterRaftSettings settings, string directory, string grpcAddress, TimeProvider clock, int snapshotEvery, ILoggerFactory loggers, CancellationToken ct = default)
     {
-        var (log, state) = MasterLogStore.Open(directory, logger, decorateLogWrites);
-        return new MasterMetadata(state, log, clock, snapshotEvery, logger);
-    }
-
-    /// <summary>False once the log failed: the master serves nothing until restarted.</summary>
-    public bool IsHealthy => _failure is null;
-
-    /// <summary>Runs a query against the state under the read lock.</summary>
-    public T Read<T>(Func<MasterStateMachine, T> query)
-    {
-        ThrowIfFailed();
-        _lock.EnterReadLock();
+        var logger = loggers.CreateLogger<MasterMetadata>();
+        Directory.CreateDirectory(directory);
+        var lockFile = Lock(directory);
+        MasterReplica? replica = null;
+        WriteAheadLog? wal = null;
+        RaftCluster? cluster = null;
         try
         {
-            return query(_state);
+            replica = new MasterReplica(new DirectoryInfo(Path.Combine(directory, "snapshots")), snapshotEvery, loggers.CreateLogger<MasterReplica>());
+            await replica.RestoreAsync(ct).ConfigureAwait(false);
+            wal = new WriteAheadLog(new WriteAheadLog.Options
+            {
+                Location = Path.Combine(directory, "wal"),
+                HashAlgorithm = WriteAheadLog.IntegrityHashAlgorithm.Crc32,
+            }, replica);
+
+            var listen = new IPEndPoint(IPAddress.Parse(settings.ListenAddress), EndPointPort(settings.Peers.Self));
+            var storage = new EndPointConfigurationStorage();
+            var members = storage.CreateInitialConfigurationBuilder();
+            foreach (var member in settings.Peers.Members)
+            {
+                members.Add(member);
+            }
+            members.Build();
+            var configuration = new RaftCluster.TcpConfiguration(listen)
+            {
+                ConfigurationStorage = storage,
+                PublicEndPoint = settings.Peers.Self,
+                LowerElectionTimeout = (int)settings.ElectionTimeout.TotalMilliseconds,
+                UpperElectionTimeout = (int)(settings.ElectionTimeout.TotalMilliseconds * 2),
+                // Long enough to install a snapshot on a loaded machine; a dead peer refuses connections at once.
+                RequestTimeout = TimeSpan.FromSeconds(5),
+                ConnectTimeout = settings.ElectionTimeout,
+                ColdStart = false,
+                // Linearizable reads on the leader without a round trip: its lease (shorter than an election timeout).
+                IsLeaderLeaseEnabled = true,
+                LoggerFactory = loggers,
+            };
+            configuration.Metadata[GrpcMetadataKey] = grpcAddress;
+
+            cluster = new RaftCluster(configuration) { AuditTrail = wal };
+            var metadata = new MasterMetadata(replica, wal, cluster, lockFile, clock, grpcAddress, RaftPeers.Format(settings.Peers.Self), logger)
+            {
+                _singleMember = settings.Peers.Members.Count == 1,
+            };
+            cluster.LeaderChanged += metadata.OnLeaderChanged;
+            await cluster.StartAsync(ct).ConfigureAwait(false);
+            metadata._loop = Task.WhenAll(Task.Run(metadata.RunAsync), Task.Run(metadata.ReadinessLoopAsync));
+            logger.LogInformation("Master joined the Raft group {Members} as {Self}",
+                string.Join(",", settings.Peers.Members.Select(RaftPeers.Format)), RaftPeers.Format(settings.Peers.Self));
+            return metadata;
         }
-        finally
+        catch
         {
-            _lock.ExitReadLock();
+            if (cluster is not null)
+            {
+                cluster.Dispose();
+            }
+            if (wal is not null)
+            {
+                await wal.DisposeAsync().ConfigureAwait(false);
+            }
+            if (replica is not null)
+            {
+                await replica.DisposeAsync().ConfigureAwait(false);
+            }
+            lockFile.Dispose();
+            throw;
         }
     }
 
-    /// <summary>Applies and durably logs a command; completes after the fsync.</summary>
+    private static int EndPointPort(EndPoint endPoint) => endPoint switch
+    {
+        IPEndPoint ip => ip.Port,
+        DnsEndPoint dns => dns.Port,
+        _ => throw new ArgumentException($"unsupported endpoint {endPoint}"),
+    };
+
+    /// <summary>One master per data directory: an exclusive lock on a file held while open.</summary>
+    private static FileStream Lock(string directory)
+    {
+        var path = Path.Combine(directory, "LOCK");
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException error)
+        {
+            throw new IOException($"data directory {directory} is in use by another master ({path} is locked)", error);
+        }
+    }
+
+    /// <summary>False once stopped.</summary>
+    public bool IsHealthy => _disposed == 0;
+
+    public bool IsLeader => !_cluster.LeadershipToken.IsCancellationRequested;
+
+    /// <summary>The leader's gRPC address when known.</summary>
+    public string? LeaderAddress => IsLeader ? _grpcAddress : _leaderAddress;
+
+    /// <summary>This member's Raft state, as reported by GetMasterState and `feitian status`.</summary>
+    public RaftState State()
+    {
+        var role = IsLeader ? "leader" : _cluster.Leader is null ? "candidate" : "follower";
+        return new RaftState(role, (ulong)Math.Max(0, _cluster.Term), (ulong)Math.Max(0, _wal.LastCommittedEntryIndex),
+            (ulong)Math.Max(0, _wal.LastAppliedIndex), _raftEndpoint, LeaderAddress);
+    }
+
+    /// <summary>
+    /// A linearizable query: only the leader answers, while it holds its Raft lease and has
+    /// applied everything committed before its term. Everyone else throws <see cref="NotLeaderException"/>.
+    /// </summary>
+    public T Read<T>(Func<MasterStateMachine, T> query)
+    {
+        ThrowIfStopped();
+        if (!IsReadyLeader())
+        {
+            throw NotLeader();
+        }
+        return _replica.Read(query);
+    }
+
+    /// <summary>A query of this member's local state, whatever its role (metrics); may be stale on a follower.</summary>
+    public T ReadLocal<T>(Func<MasterStateMachine, T> query)
+    {
+        ThrowIfStopped();
+        return _replica.Read(query);
+    }
+
+    /// <summary>Replicates a command; completes once it is committed by a majority and applied here.</summary>
     public async Task<ApplyResult> SubmitAsync(MasterCommand command, CancellationToken ct = default)
     {
-        ThrowIfFailed();
+        ThrowIfStopped();
+        if (!IsLeader)
+        {
+            throw NotLeader();
+        }
         var pending = new PendingCommand(command);
         if (!_queue.Writer.TryWrite(pending))
         {
@@ -80,11 +211,131 @@ public sealed class MasterMetadata : IAsyncDisposable
         return await pending.Completion.Task.WaitAsync(ct).ConfigureAwait(false);
     }
 
-    private void ThrowIfFailed()
+    /// <summary>Waits until this member is the leader and ready to serve (tests, `feitian up`).</summary>
+    public async Task WaitForLeadershipAsync(CancellationToken ct)
     {
-        if (_failure is not null)
+        while (!IsReadyLeader())
         {
-            throw new MasterStoppedException("the master's log failed; it accepts nothing until restarted", _failure);
+            ct.ThrowIfCancellationRequested();
+            if (IsLeader)
+            {
+                await EnsureReadyAsync(ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await Task.Delay(20, ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private bool IsReadyLeader()
+    {
+        if (!IsLeader || Interlocked.Read(ref _readyTerm) != _cluster.Term)
+        {
+            return false;
+        }
+        // A group of one is its own majority: no other leader can exist, so no lease is needed
+        // (a lease renewed every few milliseconds would only lapse under CPU pressure).
+        return _singleMember || (_cluster.TryGetLeaseToken(out var lease) && !lease.IsCancellationRequested);
+    }
+
+    /// <summary>
+    /// A new leader first applies every entry committed before its term (its no-op entry
+    /// commits them): before that, its state could miss acknowledged commands.
+    /// </summary>
+    private async Task EnsureReadyAsync(CancellationToken ct)
+    {
+        var term = _cluster.Term;
+        if (Interlocked.Read(ref _readyTerm) == term)
+        {
+            return;
+        }
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _cluster.LeadershipToken, _stopping.Token);
+        await _cluster.ApplyReadBarrierAsync(linked.Token).ConfigureAwait(false);
+        if (IsLeader && _cluster.Term == term)
+        {
+            Interlocked.Exchange(ref _readyTerm, term);
+            _logger.LogInformation("Master {Address} is the leader of term {Term}, state at command {Index}",
+                _grpcAddress, term, _replica.Read(s => s.LastIndex));
+        }
+    }
+
+    private void OnLeaderChanged(ICluster cluster, IClusterMember? leader)
+    {
+        _leaderAddress = null;
+        if (leader is null)
+        {
+            return;
+        }
+        if (!leader.IsRemote)
+        {
+            _leaderAddress = _grpcAddress;
+            return;
+        }
+        _ = Task.Run(() => LearnLeaderAddressAsync(leader));
+    }
+
+    /// <summary>Makes a newly elected leader ready (see <see cref="EnsureReadyAsync"/>) without waiting for a first write.</summary>
+    private async Task ReadinessLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (IsLeader && Interlocked.Read(ref _readyTerm) != _cluster.Term)
+                {
+                    await EnsureReadyAsync(_stopping.Token).ConfigureAwait(false);
+                }
+                await Task.Delay(25, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                // Leadership lost or quorum unreachable meanwhile: try again while still leader.
+                _logger.LogDebug(error, "The leader's read barrier did not complete");
+            }
+        }
+    }
+
+    private async Task LearnLeaderAddressAsync(IClusterMember leader)
+    {
+        for (var attempt = 0; attempt < 20 && !_stopping.IsCancellationRequested; attempt++)
+        {
+            try
+            {
+                var metadata = await leader.GetMetadataAsync(refresh: attempt > 0, _stopping.Token).ConfigureAwait(false);
+                if (metadata.TryGetValue(GrpcMetadataKey, out var address) && ReferenceEquals(_cluster.Leader, leader))
+                {
+                    _leaderAddress = address;
+                    _logger.LogInformation("The master leader is {Leader} ({RaftEndpoint})", address, leader.EndPoint);
+                }
+                return;
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                _logger.LogDebug(error, "Cannot read the leader's metadata yet");
+                try
+                {
+                    await Task.Delay(100, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private NotLeaderException NotLeader() => new(LeaderAddress);
+
+    private void ThrowIfStopped()
+    {
+        if (_disposed != 0)
+        {
+            throw new MasterStoppedException("the master is shutting down");
         }
     }
 
@@ -98,94 +349,69 @@ public sealed class MasterMetadata : IAsyncDisposable
             {
                 batch.Add(next);
             }
-            ProcessBatch(batch);
+            try
+            {
+                await ProcessBatchAsync(batch).ConfigureAwait(false);
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                _logger.LogWarning(error, "Replicating {Count} master command(s) failed", batch.Count);
+                FailAll(batch, error is NotLeaderException ? error : NotLeader());
+            }
         }
     }
 
-    private void ProcessBatch(List<PendingCommand> batch)
+    private async Task ProcessBatchAsync(List<PendingCommand> batch)
     {
-        if (_failure is not null)
+        if (_stopping.IsCancellationRequested)
         {
-            FailAll(batch, _failure);
+            FailAll(batch, new MasterStoppedException("the master is shutting down"));
             return;
         }
-        var entries = new List<LogEntry>(batch.Count);
-        var results = new ApplyResult[batch.Count];
+        if (!IsLeader)
+        {
+            FailAll(batch, NotLeader());
+            return;
+        }
         var started = Stopwatch.GetTimestamp();
-        _lock.EnterWriteLock();
+        await EnsureReadyAsync(CancellationToken.None).ConfigureAwait(false);
+        var entry = new MasterCommandBatch();
+        // Everything applied so far is this leader's own or committed before its term: the
+        // next chunk id of the state is not issued yet.
+        var nextChunkId = _replica.Read(state => state.NextChunkId);
+        var now = _clock.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var pending in batch)
+        {
+            var command = pending.Command;
+            command.UnixMs = now;
+            if (command.KindCase == MasterCommand.KindOneofCase.AllocateChunk)
+            {
+                command.AllocateChunk.ChunkId = nextChunkId++;
+            }
+            entry.Commands.Add(command);
+        }
+        var proposal = new Proposal();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_cluster.LeadershipToken, _stopping.Token);
+        var committed = true;
         try
         {
-            for (var i = 0; i < batch.Count; i++)
-            {
-                var command = batch[i].Command;
-                Propose(command);
-                var index = _state.LastIndex + 1;
-                results[i] = _state.Apply(index, command);
-                if (results[i].IsOk)
-                {
-                    entries.Add(new LogEntry { Index = index, Command = command });
-                }
-                CommandApplied?.Invoke(command.KindCase, results[i].IsOk);
-            }
-            if (entries.Count > 0)
-            {
-                _log.Append(entries);
-            }
+            // Completes once the entry is committed by a majority; throws when leadership is lost first.
+            await RaftClusterExtensions.ReplicateAsync(_cluster, new ReadOnlyMemory<byte>(entry.ToByteArray()), proposal, linked.Token).ConfigureAwait(false);
         }
-        catch (Exception error)
+        catch (Exception error) when (error is DotNext.Net.Cluster.Consensus.Raft.NotLeaderException or OperationCanceledException or QuorumUnreachableException or InvalidOperationException)
         {
-            _failure = error;
-            _logger.LogCritical(error, "Writing the master log failed; the master stops accepting commands");
-            FailAll(batch, error);
+            committed = false;
+        }
+        if (!committed)
+        {
+            FailAll(batch, NotLeader());
             return;
         }
-        finally
-        {
-            _lock.ExitWriteLock();
-        }
-        BatchCommitted?.Invoke(Stopwatch.GetElapsedTime(started), entries.Count);
+        var results = await proposal.Results.Task.WaitAsync(TimeSpan.FromSeconds(60), _stopping.Token).ConfigureAwait(false);
+        BatchCommitted?.Invoke(Stopwatch.GetElapsedTime(started), batch.Count);
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Completion.TrySetResult(results[i]);
-        }
-        _sinceSnapshot += entries.Count;
-        if (_sinceSnapshot >= _snapshotEvery)
-        {
-            TrySnapshot();
-        }
-    }
-
-    /// <summary>
-    /// What the proposer decides before logging: the time, and the next chunk id for an
-    /// allocation (read from the state by the single writer, so ids never collide).
-    /// </summary>
-    private void Propose(MasterCommand command)
-    {
-        command.UnixMs = _clock.GetUtcNow().ToUnixTimeMilliseconds();
-        if (command.KindCase == MasterCommand.KindOneofCase.AllocateChunk && command.AllocateChunk.ChunkId == 0)
-        {
-            command.AllocateChunk.ChunkId = _state.NextChunkId;
-        }
-    }
-
-    /// <summary>Writes a snapshot; the writer loop is the only mutator, so reading without the lock is safe here.</summary>
-    private void TrySnapshot()
-    {
-        if (_failure is not null || _state.LastIndex == _lastSnapshotIndex)
-        {
-            return;
-        }
-        try
-        {
-            var snapshot = _state.ToSnapshot();
-            _log.WriteSnapshot(snapshot);
-            _lastSnapshotIndex = snapshot.LastIndex;
-            _sinceSnapshot = 0;
-        }
-        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
-        {
-            // The log still holds every command; a later snapshot will try again.
-            _logger.LogError(error, "Writing a snapshot at log index {Index} failed", _state.LastIndex);
         }
     }
 
@@ -193,18 +419,33 @@ public sealed class MasterMetadata : IAsyncDisposable
     {
         foreach (var pending in batch)
         {
-            pending.Completion.TrySetException(new MasterStoppedException("the master's log failed", error));
+            pending.Completion.TrySetException(error);
         }
     }
 
-    /// <summary>Drains queued commands, writes a final snapshot and closes the log.</summary>
+    /// <summary>Stops the writer loop, leaves the Raft group and closes the WAL.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         _queue.Writer.TryComplete();
+        await _stopping.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
-        TrySnapshot();
-        _log.Dispose();
-        _lock.Dispose();
+        try
+        {
+            await _cluster.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception error) when (error is not OutOfMemoryException)
+        {
+            _logger.LogWarning(error, "Stopping the Raft member failed");
+        }
+        _cluster.Dispose();
+        await _wal.DisposeAsync().ConfigureAwait(false);
+        await _replica.DisposeAsync().ConfigureAwait(false);
+        _lockFile.Dispose();
+        _stopping.Dispose();
     }
 
     private sealed class PendingCommand(MasterCommand command)
@@ -214,5 +455,18 @@ public sealed class MasterMetadata : IAsyncDisposable
     }
 }
 
-/// <summary>The master's log failed or it is shutting down: callers see UNAVAILABLE.</summary>
+/// <summary>How this master takes part in the Raft group.</summary>
+public sealed record MasterRaftSettings(RaftPeers Peers, string ListenAddress, TimeSpan ElectionTimeout);
+
+/// <summary>One member's Raft state.</summary>
+public sealed record RaftState(string Role, ulong Term, ulong CommitIndex, ulong AppliedIndex, string RaftEndpoint, string? LeaderAddress);
+
+/// <summary>This master is not the leader (or not ready yet): callers see UNAVAILABLE with reason not-leader.</summary>
+public sealed class NotLeaderException(string? leaderAddress)
+    : Exception(leaderAddress is null ? "this master is not the leader and the leader is not known yet" : $"this master is not the leader; the leader is {leaderAddress}")
+{
+    public string? LeaderAddress { get; } = leaderAddress;
+}
+
+/// <summary>The master is shutting down: callers see UNAVAILABLE.</summary>
 public sealed class MasterStoppedException(string message, Exception? inner = null) : Exception(message, inner);

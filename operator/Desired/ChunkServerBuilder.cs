@@ -27,7 +27,7 @@ public static class ChunkServerBuilder
             Args =
             [
                 "--data", string.Join(",", dataPaths),
-                "--master", $"http://{Names.MasterAddress(c)}",
+                "--master", string.Join(",", Names.MasterAddresses(c).Select(a => $"http://{a}")),
                 "--node", "$(NODE_NAME)",
                 "--rack", rack,
                 "--listen", "0.0.0.0",

@@ -25,11 +25,20 @@ public static class MasterBuilder
                 "--port", spec.Port.ToString(),
                 "--http-port", spec.HttpPort.ToString(),
                 "--replicas", c.Spec.Replication.Factor.ToString(),
+                // The Raft group: every member's stable name; this pod's own name from the downward API.
+                "--peers", string.Join(",", Names.MasterRaftPeers(c)),
+                "--raft-endpoint", $"$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.RaftPort}",
+                "--advertise", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.Port}",
+            ],
+            Env =
+            [
+                new V1EnvVar { Name = "POD_NAME", ValueFrom = new V1EnvVarSource { FieldRef = new V1ObjectFieldSelector { FieldPath = "metadata.name" } } },
             ],
             Ports =
             [
                 new V1ContainerPort { Name = "grpc", ContainerPort = spec.Port },
                 new V1ContainerPort { Name = "http-metrics", ContainerPort = spec.HttpPort },
+                new V1ContainerPort { Name = "raft", ContainerPort = spec.RaftPort },
             ],
             VolumeMounts = [new V1VolumeMount { Name = "data", MountPath = "/var/lib/feitian/master" }],
             ReadinessProbe = HttpProbe("/healthz", spec.HttpPort, 5),
@@ -115,7 +124,11 @@ public static class MasterBuilder
             // Peers must find each other before they are ready (Raft bootstrap).
             PublishNotReadyAddresses = true,
             Selector = Names.Selector(c, Component),
-            Ports = [new V1ServicePort { Name = "grpc", Port = c.Spec.Masters.Port, TargetPort = c.Spec.Masters.Port }],
+            Ports =
+            [
+                new V1ServicePort { Name = "grpc", Port = c.Spec.Masters.Port, TargetPort = c.Spec.Masters.Port },
+                new V1ServicePort { Name = "raft", Port = c.Spec.Masters.RaftPort, TargetPort = c.Spec.Masters.RaftPort },
+            ],
         },
     };
 

@@ -47,9 +47,19 @@ public static class Names
 
     public static string RoleBinding(StorageCluster c, string role) => $"{role}-{c.Metadata.NamespaceProperty}-{c.Metadata.Name}";
 
-    /// <summary>Address (host:port) of the master gRPC endpoint, as the chunk servers and CSI driver dial it.</summary>
-    public static string MasterAddress(StorageCluster c) =>
-        $"{Master(c)}-0.{Master(c)}.{c.Metadata.NamespaceProperty}.svc:{c.Spec.Masters.Port}";
+    /// <summary>Stable DNS name of master pod i (from 0) behind the headless Service.</summary>
+    public static string MasterHost(StorageCluster c, int i) => $"{Master(c)}-{i}.{Master(c)}.{c.Metadata.NamespaceProperty}.svc";
+
+    /// <summary>gRPC address (host:port) of every master, as the chunk servers, the CSI driver and the operator dial them.</summary>
+    public static IReadOnlyList<string> MasterAddresses(StorageCluster c) =>
+        Enumerable.Range(0, Math.Max(1, c.Spec.Masters.Replicas)).Select(i => $"{MasterHost(c, i)}:{c.Spec.Masters.Port}").ToList();
+
+    /// <summary>All masters' gRPC addresses, comma-separated (the form of --masters and --master-address).</summary>
+    public static string MasterAddress(StorageCluster c) => string.Join(",", MasterAddresses(c));
+
+    /// <summary>Raft endpoint (host:port) of every master: the --peers of the Raft group.</summary>
+    public static IReadOnlyList<string> MasterRaftPeers(StorageCluster c) =>
+        Enumerable.Range(0, Math.Max(1, c.Spec.Masters.Replicas)).Select(i => $"{MasterHost(c, i)}:{c.Spec.Masters.RaftPort}").ToList();
 
     public static string? Value(IDictionary<string, string>? map, string key) =>
         map is not null && map.TryGetValue(key, out var v) ? v : null;

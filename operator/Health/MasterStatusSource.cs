@@ -35,16 +35,18 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
 
     public async Task<MasterReport?> GetAsync(StorageCluster cluster, CancellationToken ct)
     {
-        var address = MasterChannels.Url(addressOf(cluster));
+        var addresses = addressOf(cluster);
+        var address = _channels.Current(addresses);
         try
         {
-            var status = await _channels.Client(address).GetClusterStatusAsync(new GetClusterStatusRequest(),
+            var status = await _channels.Client(addresses).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
             var leader = status.Masters.FirstOrDefault(m => m.Role == "leader")?.Address;
             return new MasterReport(leader, status.DegradedChunks, status.BadReplicas, status.ChunkServers.ToList());
         }
         catch (RpcException e)
         {
+            _channels.Observe(addresses, e);
             logger.LogDebug("Master {Address} of {Namespace}/{Name} did not answer: {Status}", address,
                 cluster.Metadata.NamespaceProperty, cluster.Metadata.Name, e.StatusCode);
             return null;

@@ -12,9 +12,9 @@ public static class SpecValidator
     public static IReadOnlyList<string> Validate(StorageClusterSpec spec)
     {
         var errors = new List<string>();
-        if (spec.Masters.Replicas < 1 || spec.Masters.Replicas % 2 == 0)
+        if (spec.Masters.Replicas is not (1 or 3 or 5))
         {
-            errors.Add($"spec.masters.replicas must be odd and at least 1, got {spec.Masters.Replicas}");
+            errors.Add($"spec.masters.replicas must be 1, 3 or 5, got {spec.Masters.Replicas}");
         }
         if (spec.Replication.Factor is < 1 or > 5)
         {

@@ -89,6 +89,10 @@ public sealed class MastersSpec
 
     [JsonPropertyName("httpPort")]
     public int HttpPort { get; set; } = 9001;
+
+    /// <summary>Port of the Raft transport between masters (TCP).</summary>
+    [JsonPropertyName("raftPort")]
+    public int RaftPort { get; set; } = 9002;
 }
 
 public sealed class ChunkServersSpec

@@ -44,6 +44,7 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
         }
         catch (RpcException e) when (!ct.IsCancellationRequested)
         {
+            _channels.Observe(addressOf(cluster), e);
             logger.LogDebug("Master {Address} of {Namespace}/{Name} did not list volumes: {Status}", address,
                 cluster.Metadata.NamespaceProperty, cluster.Metadata.Name, e.StatusCode);
             return null;
@@ -128,6 +129,7 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
         }
         catch (RpcException e) when (!ct.IsCancellationRequested)
         {
+            _channels.Observe(addressOf(cluster), e);
             var failure = e.StatusCode is StatusCode.InvalidArgument or StatusCode.AlreadyExists or StatusCode.FailedPrecondition
                 or StatusCode.NotFound or StatusCode.OutOfRange or StatusCode.PermissionDenied
                 ? MasterFailure.Refused
@@ -140,8 +142,9 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
 
     private Master.MasterClient Client(StorageCluster cluster, out string address)
     {
-        address = MasterChannels.Url(addressOf(cluster));
-        return _channels.Client(address);
+        var addresses = addressOf(cluster);
+        address = _channels.Current(addresses);
+        return _channels.Client(addresses);
     }
 
     public void Dispose() => _channels.Dispose();

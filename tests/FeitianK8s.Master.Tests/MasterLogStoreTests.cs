@@ -151,46 +151,4 @@ public sealed class MasterLogStoreTests(ITestOutputHelper output) : IDisposable
         }
         MasterLogStore.Open(_dir.Path, _logger).Store.Dispose();
     }
-
-    [Theory]
-    [InlineData(0)]
-    [InlineData(11)]
-    public async Task AFailedLogWriteStopsTheMasterAndKeepsAcknowledgedCommands(int tornBytes)
-    {
-        FlakyStream? flaky = null;
-        var metadata = MasterMetadata.Open(_dir.Path, TimeProvider.System, snapshotEvery: 1000, _logger, s => flaky = new FlakyStream(s));
-        for (var i = 0; i < 10; i++)
-        {
-            Assert.True((await metadata.SubmitAsync(new MasterCommand { CreateFile = new CreateFileCommand { Path = $"/acked/{i}", Replicas = 3 } })).IsOk);
-        }
-        flaky!.FailAfterBytes = tornBytes;
-        await Assert.ThrowsAsync<MasterStoppedException>(() => metadata.SubmitAsync(new MasterCommand { CreateFile = new CreateFileCommand { Path = "/lost", Replicas = 3 } }));
-        // Fail-stop: memory may be ahead of the disk, so nothing is served any more.
-        await Assert.ThrowsAsync<MasterStoppedException>(() => metadata.SubmitAsync(new MasterCommand { CreateFile = new CreateFileCommand { Path = "/later", Replicas = 3 } }));
-        Assert.Throws<MasterStoppedException>(() => metadata.Read(s => s.FileCount));
-        await metadata.DisposeAsync();
-
-        var recovered = Reopen();
-        Assert.Equal(10, recovered.FileCount);
-        Assert.Equal(["/acked/0", "/acked/1", "/acked/2", "/acked/3", "/acked/4", "/acked/5", "/acked/6", "/acked/7", "/acked/8", "/acked/9"],
-            recovered.List("/acked", recursive: true).Select(e => e.Path));
-        Assert.Throws<MasterException>(() => recovered.StatFile("/lost"));
-    }
-
-    [Fact]
-    public async Task GroupCommitAcknowledgesOnlyDurableCommands()
-    {
-        var metadata = MasterMetadata.Open(_dir.Path, TimeProvider.System, snapshotEvery: 50, _logger);
-        var tasks = Enumerable.Range(0, 200).Select(i => metadata.SubmitAsync(new MasterCommand
-        {
-            CreateFile = new CreateFileCommand { Path = $"/concurrent/f{i:D3}", Replicas = 3 },
-        })).ToList();
-        var results = await Task.WhenAll(tasks);
-        Assert.All(results, r => Assert.True(r.IsOk));
-        var expected = metadata.Read(s => Bytes(s));
-        await metadata.DisposeAsync();
-        var recovered = Reopen();
-        Assert.Equal(200, recovered.FileCount);
-        Assert.Equal(expected, Bytes(recovered));
-    }
 }

@@ -61,7 +61,7 @@ public sealed class ProgramTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(await stderr);
         Assert.Equal(0, process.ExitCode);
         Assert.Contains(grpc, await stdout);
-        Assert.NotEmpty(Directory.GetFiles(_dir.Path, "snapshot-*.bin"));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(_dir.Path, "wal"), "*", SearchOption.AllDirectories));
     }
 
     /// <summary>

@@ -43,7 +43,8 @@ public sealed class DesiredStateTests
         var b = sets[1];
         var args = b.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal("rack-b", args[args.IndexOf("--rack") + 1]);
-        Assert.Equal("http://prod-master-0.prod-master.storage.svc:9000", args[args.IndexOf("--master") + 1]);
+        Assert.Equal("http://prod-master-0.prod-master.storage.svc:9000,http://prod-master-1.prod-master.storage.svc:9000,http://prod-master-2.prod-master.storage.svc:9000",
+            args[args.IndexOf("--master") + 1]);
         Assert.Equal("/data/0", args[args.IndexOf("--data") + 1]);
         Assert.Equal("http://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
         var terms = b.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions;
@@ -81,6 +82,15 @@ public sealed class DesiredStateTests
         Assert.Equal("None", svc.Spec.ClusterIP);
         var pdb = Single<V1PodDisruptionBudget>(objects, "prod-master");
         Assert.Equal("3", pdb.Spec.MinAvailable.Value);
+
+        // The Raft group: every member by its stable name, this pod's identity from the downward API.
+        var args = sts.Spec.Template.Spec.Containers[0].Args;
+        Assert.Equal(string.Join(",", Enumerable.Range(0, 5).Select(i => $"prod-master-{i}.prod-master.storage.svc:9002")), args[args.IndexOf("--peers") + 1]);
+        Assert.Equal("$(POD_NAME).prod-master.storage.svc:9002", args[args.IndexOf("--raft-endpoint") + 1]);
+        Assert.Equal("http://$(POD_NAME).prod-master.storage.svc:9000", args[args.IndexOf("--advertise") + 1]);
+        Assert.Equal("metadata.name", sts.Spec.Template.Spec.Containers[0].Env.Single(e => e.Name == "POD_NAME").ValueFrom.FieldRef.FieldPath);
+        Assert.True(svc.Spec.PublishNotReadyAddresses);
+        Assert.Contains(svc.Spec.Ports, p => p.Name == "raft" && p.Port == 9002);
     }
 
     [Fact]
@@ -94,7 +104,8 @@ public sealed class DesiredStateTests
         var driverArgs = containers[0].Args;
         Assert.Equal("controller", driverArgs[driverArgs.IndexOf("--mode") + 1]);
         Assert.Equal("unix:///csi/csi.sock", driverArgs[driverArgs.IndexOf("--endpoint") + 1]);
-        Assert.Equal("prod-master-0.prod-master.storage.svc:9000", driverArgs[driverArgs.IndexOf("--masters") + 1]);
+        Assert.Equal("prod-master-0.prod-master.storage.svc:9000,prod-master-1.prod-master.storage.svc:9000,prod-master-2.prod-master.storage.svc:9000",
+            driverArgs[driverArgs.IndexOf("--masters") + 1]);
         Assert.Equal("prod-csi", deployment.Spec.Template.Spec.ServiceAccountName);
         var binding = Single<V1ClusterRoleBinding>(Build(), "feitian-csi-controller-storage-prod");
         Assert.Equal(("feitian-csi-controller", "prod-csi", "storage"), (binding.RoleRef.Name, binding.Subjects.Single().Name, binding.Subjects.Single().NamespaceProperty));

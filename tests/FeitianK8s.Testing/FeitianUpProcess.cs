@@ -40,6 +40,9 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
         var extra = extraArguments?.ToList() ?? [];
         var arguments = new List<string> { "up", "--data", dataDir, "--nbd-port", "0" };
         AddDefault(arguments, extra, "--chunk-size", "4MiB");
+        // One master unless a test asks for more: chunk servers follow a Raft leader among
+        // several masters only with the client-side leader following (issue 9, part 2).
+        AddDefault(arguments, extra, "--masters", "1");
         AddDefault(arguments, extra, "--chunkservers", "6");
         AddDefault(arguments, extra, "--racks", "3");
         arguments.AddRange(extra);
