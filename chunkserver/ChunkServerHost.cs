@@ -155,7 +155,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
 
             var grpcAddress = listeners.GrpcAddress;
             var httpAddress = listeners.HttpAddress;
-            masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
+            masterChannel = options.MasterAddress is { } masterAddress ? FeitianK8s.Core.Common.GrpcChannels.Create(masterAddress) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             if (masterChannel is not null)

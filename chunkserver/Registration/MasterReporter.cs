@@ -14,7 +14,10 @@ public sealed record ChunkServerIdentityInfo(string Id, string Node, string Rack
 /// Keeps the master informed: registers (identity, full inventory, capacity) with backoff until the
 /// master answers, then heartbeats every interval. Executes the deletions the master asks for and
 /// acknowledges them in the next heartbeat's deleted_chunks; re-registers when the master says it
-/// does not know this server.
+/// does not know this server, and after a failed heartbeat (the master may have restarted or a new
+/// leader taken over: a fresh registration gives it this server's full inventory at once). The
+/// channel reconnects within a second (<see cref="FeitianK8s.Core.Common.GrpcChannels"/>), so a
+/// restarted master hears from every chunk server within about a second of serving again.
 /// </summary>
 public sealed class MasterReporter(
     MasterClient master,
@@ -131,7 +134,8 @@ public sealed class MasterReporter(
             catch (RpcException error) when (!ct.IsCancellationRequested)
             {
                 metrics.Heartbeats.WithLabels("failed").Inc();
-                log.LogWarning("Heartbeat to the master failed ({Code}: {Detail})", error.StatusCode, error.Status.Detail);
+                log.LogWarning("Heartbeat to the master failed ({Code}: {Detail}); registering again", error.StatusCode, error.Status.Detail);
+                return;
             }
             await Task.Delay(interval, ct).ConfigureAwait(false);
         }

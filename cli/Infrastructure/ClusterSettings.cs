@@ -1,7 +1,6 @@
 using System.ComponentModel;
 using FeitianK8s.Core.Cluster;
 using FeitianK8s.Core.Pangu;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console.Cli;
 using MasterClient = FeitianK8s.Proto.Master.Master.MasterClient;
@@ -37,7 +36,7 @@ public class ClusterSettings : CommandSettings
         return masters.Count > 0 ? masters : throw new CliException($"{Path.Combine(DataDir, ClusterFile.FileName)} names no master");
     }
 
-    public MasterClient ConnectMaster() => new(GrpcChannel.ForAddress(ResolveMasters()[0]));
+    public MasterClient ConnectMaster() => new(FeitianK8s.Core.Common.GrpcChannels.Create(ResolveMasters()[0]));
 
     public PanguClient ConnectFileSystem() =>
         new(new PanguClientOptions { MasterAddresses = ResolveMasters().ToList(), ClientNode = Environment.MachineName }, NullLoggerFactory.Instance);

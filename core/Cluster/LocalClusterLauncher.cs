@@ -134,7 +134,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
 
     public async Task<ClusterStatus> GetClusterStatusAsync(CancellationToken ct = default)
     {
-        _masterChannel ??= GrpcChannel.ForAddress(MasterAddress);
+        _masterChannel ??= Common.GrpcChannels.Create(MasterAddress);
         var client = new Proto.Master.Master.MasterClient(_masterChannel);
         return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
     }
@@ -168,6 +168,21 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         }
         await StartMasterAsync(Master.Endpoints?.GrpcPort ?? _options.MasterPort, Master.Endpoints?.HttpPort ?? _options.MasterHttpPort, ct);
         WriteClusterFile();
+    }
+
+    /// <summary>
+    /// Has <paramref name="supervisor"/> restart the master and every chunk server that dies, on
+    /// their previous ports (a chunk server's address is recorded by the master; clients keep the
+    /// master's). Stop the supervisor before <see cref="StopAsync"/>.
+    /// </summary>
+    public void SuperviseWith(ChildSupervisor supervisor)
+    {
+        supervisor.Watch(Master.Name, () => Master.Process, RestartMasterAsync);
+        for (var i = 1; i <= ChunkServers.Count; i++)
+        {
+            var index = i;
+            supervisor.Watch(ChunkServer(index).Name, () => ChunkServer(index).Process, ct => RestartChunkServerAsync(index, ct));
+        }
     }
 
     /// <summary>SIGTERM every server (chunk servers first), SIGKILL those that do not exit in time.</summary>

@@ -21,6 +21,13 @@ public static class ErrorReasons
     public const string AlreadyExists = "already-exists";
     public const string NoChunkServers = "no-chunk-servers";
     public const string ChunkFull = "chunk-full";
+    /// <summary>This master is not the Raft leader: Unavailable, with the leader in <see cref="FeitianStatus.LeaderTrailer"/> when known.</summary>
+    public const string NotLeader = "not-leader";
+    /// <summary>
+    /// The master (re)started or became leader moments ago and its chunk servers have not all reported
+    /// yet (the report grace period): Unavailable, retry shortly.
+    /// </summary>
+    public const string ChunkServersReporting = "chunk-servers-reporting";
 }
 
 public static class FeitianStatus
@@ -28,6 +35,8 @@ public static class FeitianStatus
     public const string ReasonTrailer = "feitian-reason";
     /// <summary>On a wrong-offset append: the chunk's current length.</summary>
     public const string ChunkLengthTrailer = "feitian-chunk-length";
+    /// <summary>On a not-leader refusal: the leader's gRPC address (http://host:port) when known.</summary>
+    public const string LeaderTrailer = "feitian-leader";
 
     public static RpcException Error(StatusCode code, string reason, string message, params (string Key, string Value)[] trailers)
     {
@@ -44,4 +53,8 @@ public static class FeitianStatus
     public static bool HasReason(RpcException error, string reason) => ReasonOf(error) == reason;
 
     public static string? TrailerOf(RpcException error, string key) => error.Trailers.GetValue(key);
+
+    /// <summary>The leader a not-leader refusal names, or null when it names none.</summary>
+    public static string? LeaderOf(RpcException error) =>
+        error.Trailers.GetValue(LeaderTrailer) is { Length: > 0 } leader ? leader : null;
 }

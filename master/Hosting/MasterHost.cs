@@ -48,7 +48,7 @@ public sealed class MasterHost : IAsyncDisposable
         WebApplication? app = null;
         try
         {
-            var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout);
+            var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout, options.ReportGrace);
             var identity = new MasterIdentity();
             var metrics = new Hosting.MasterMetrics();
             metrics.Attach(metadata, liveness);

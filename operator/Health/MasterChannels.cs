@@ -11,7 +11,16 @@ public sealed class MasterChannels : IDisposable
 
     public static string Url(string address) => address.Contains("://", StringComparison.Ordinal) ? address : "http://" + address;
 
-    public Master.MasterClient Client(string address) => new(_channels.GetOrAdd(Url(address), GrpcChannel.ForAddress));
+    public Master.MasterClient Client(string address) => new(_channels.GetOrAdd(Url(address), Create));
+
+    /// <summary>Reconnects to a restarted master within about a second (the library's default backs off to 120 s).</summary>
+    private static GrpcChannel Create(string url) => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), EnableMultipleHttp2Connections = true },
+        DisposeHttpClient = true,
+        InitialReconnectBackoff = TimeSpan.FromMilliseconds(100),
+        MaxReconnectBackoff = TimeSpan.FromSeconds(1),
+    });
 
     public void Dispose()
     {

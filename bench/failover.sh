@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Failover benchmark (not a test): `feitian up` under a 4 KiB random write load over NBD
+# (fio's nbd engine, queue depth 16, errors counted instead of stopping fio), kill -9 of the
+# leading master KILLS times, KILL_INTERVAL seconds apart; `up` restarts the killed master.
+# Prints for each kill the longest write pause (longest time without any write completing,
+# from fio's per-I/O completion log) and the I/O errors fio saw; then the totals.
+#
+# Environment: MASTERS ("1", "3" or "1 3"; default: "3 1" when `feitian up` has --masters,
+# else "1"), KILLS (default 5), KILL_INTERVAL (seconds, default 10), MASTER_WAIT (the
+# --master-wait of `up`, default 60), CHUNKSERVERS (default 6), BENCH_DIR (parent of the
+# temporary directory; default $TMPDIR or /tmp).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KILLS=${KILLS:-5}
+KILL_INTERVAL=${KILL_INTERVAL:-10}
+MASTER_WAIT=${MASTER_WAIT:-60}
+CHUNKSERVERS=${CHUNKSERVERS:-6}
+for tool in fio python3; do
+  command -v "$tool" >/dev/null || { echo "bench/failover.sh: $tool is not installed (./test.sh installs it)" >&2; exit 1; }
+done
+
+echo "building (Release)..." >&2
+dotnet build cli -c Release -nologo -v q >/dev/null
+feitian=cli/bin/Release/net10.0/feitian
+has_masters_flag=0
+"$feitian" up --help 2>/dev/null | grep -q -- '--masters' && has_masters_flag=1
+if [ -z "${MASTERS:-}" ]; then
+  MASTERS=1; [ "$has_masters_flag" = 1 ] && MASTERS="3 1"
+fi
+
+work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/feitian-bench-failover.XXXXXX")
+up_pid=""
+stop_up() {
+  if [ -n "$up_pid" ] && kill -TERM "$up_pid" 2>/dev/null; then
+    for _ in $(seq 1 600); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$up_pid" 2>/dev/null || true
+    wait "$up_pid" 2>/dev/null || true
+  fi
+  up_pid=""
+}
+cleanup() { stop_up; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+# Every process below pid $1.
+descendants() {
+  local children
+  children=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
+  for c in $children; do echo "$c"; descendants "$c"; done
+}
+
+# The pid of the master serving gRPC port $1 among up's descendants.
+master_pid_on_port() {
+  for pid in $(descendants "$up_pid"); do
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "FeitianK8s.Master.* --port $1 "; then echo "$pid"; return; fi
+  done
+}
+
+# The gRPC port of the leader (`feitian status --json`, role=leader; a single master is its own leader).
+leader_port() {
+  "$feitian" status --json --data "$1" 2>/dev/null | python3 -c '
+import json, sys
+from urllib.parse import urlparse
+masters = json.load(sys.stdin)["masters"]
+leader = [m for m in masters if m.get("role") == "leader"] or (masters if len(masters) == 1 else [])
+print(urlparse(leader[0]["address"]).port if leader else "")'
+}
+
+run() {
+  local masters=$1 dir="$work/m$1"
+  mkdir -p "$dir"
+  local args=(up --data "$dir/data" --nbd-port 0 --chunkservers "$CHUNKSERVERS" --master-wait "$MASTER_WAIT")
+  [ "$has_masters_flag" = 1 ] && args+=(--masters "$masters")
+  "$feitian" "${args[@]}" >"$dir/up.log" 2>&1 &
+  up_pid=$!
+  for _ in $(seq 1 1200); do
+    grep -q '^ready' "$dir/up.log" && break
+    kill -0 "$up_pid" 2>/dev/null || { cat "$dir/up.log" >&2; echo "bench/failover.sh: feitian up exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  grep -q '^ready' "$dir/up.log" || { cat "$dir/up.log" >&2; echo "bench/failover.sh: feitian up not ready after 120 s" >&2; exit 1; }
+  local nbd_port
+  nbd_port=$(grep -oE '^nbd +nbd://127\.0\.0\.1:[0-9]+' "$dir/up.log" | grep -oE '[0-9]+$')
+  "$feitian" volume create failover --size 1GiB --replicas 3 --data "$dir/data" >&2
+
+  local runtime=$(( (KILLS + 1) * KILL_INTERVAL + 5 ))
+  echo "masters=$masters: fio randwrite 4k qd16 for ${runtime}s, killing the leader every ${KILL_INTERVAL}s ($KILLS times)..." >&2
+  (cd "$dir" && fio --name=failover --ioengine=nbd --uri="nbd://127.0.0.1:${nbd_port}/failover" --rw=randwrite --bs=4k \
+      --iodepth=16 --size=1G --time_based --runtime="$runtime" --randrepeat=0 --continue_on_error=all \
+      --write_lat_log=failover --log_avg_msec=0 --output-format=json --output="$dir/fio.json") &
+  local fio_pid=$! fio_start
+  fio_start=$(date +%s%3N)
+  : >"$dir/kills"
+  for kill in $(seq 1 "$KILLS"); do
+    sleep "$KILL_INTERVAL"
+    local port pid
+    port=$(leader_port "$dir/data")
+    pid=$([ -n "$port" ] && master_pid_on_port "$port" || true)
+    if [ -z "$pid" ]; then echo "kill $kill: no leader found" >&2; echo "$kill -1 none" >>"$dir/kills"; continue; fi
+    echo "$kill $(( $(date +%s%3N) - fio_start )) $port" >>"$dir/kills"
+    kill -KILL "$pid"
+    echo "kill $kill: leader on port $port (pid $pid) killed" >&2
+  done
+  wait "$fio_pid" || true
+  python3 - "$dir" "$masters" "$KILL_INTERVAL" <<'PY'
+import glob, json, sys
+work, masters, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]) * 1000
+done = sorted(int(line.split(",")[0]) for f in glob.glob(f"{work}/failover_clat*.log") for line in open(f) if line.strip())
+kills = [line.split() for line in open(f"{work}/kills")]
+text = open(f"{work}/fio.json").read()
+job = json.loads(text[text.index("{"):])["jobs"][0]
+print(f"masters={masters}: {job['write']['total_ios']} writes, {job['write']['iops']:.0f} IOPS, {job.get('total_err', 0)} I/O errors (first error: {job.get('first_error', 0)})")
+print(f"{'kill':>5}{'at s':>8}{'leader port':>13}{'longest pause s':>17}")
+for kill, at, port in kills:
+    at = int(at)
+    if at < 0:
+        print(f"{kill:>5}{'-':>8}{'none':>13}{'-':>17}")
+        continue
+    window = [t for t in done if at - 1000 <= t <= at + interval]
+    gaps = [b - a for a, b in zip(window, window[1:])] or [interval]
+    print(f"{kill:>5}{at / 1000:>8.1f}{port:>13}{max(gaps) / 1000:>17.2f}")
+PY
+  stop_up
+}
+
+for m in $MASTERS; do
+  run "$m"
+done
