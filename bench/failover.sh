@@ -42,18 +42,9 @@ stop_up() {
 cleanup() { stop_up; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 
-# Every process below pid $1.
-descendants() {
-  local children
-  children=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
-  for c in $children; do echo "$c"; descendants "$c"; done
-}
-
-# The pid of the master serving gRPC port $1 among up's descendants.
+# The pid of the process listening on 127.0.0.1 TCP port $1 (the master serving gRPC there).
 master_pid_on_port() {
-  for pid in $(descendants "$up_pid"); do
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "FeitianK8s.Master.* --port $1 "; then echo "$pid"; return; fi
-  done
+  ss -ltnpH "sport = :$1" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -1 | cut -d= -f2
 }
 
 # The gRPC port of the leader (`feitian status --json`, role=leader; a single master is its own leader).
