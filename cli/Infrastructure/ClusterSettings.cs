@@ -37,7 +37,10 @@ public class ClusterSettings : CommandSettings
     }
 
     /// <summary>How long a CLI command waits for a master (restart, election) before it reports the failure.</summary>
-    public static readonly TimeSpan MasterWait = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan MasterWait = TimeSpan.FromSeconds(30);
+
+    /// <summary>Deadline of one attempt: generous, a busy master may take long to answer.</summary>
+    public static readonly TimeSpan MasterCallTimeout = TimeSpan.FromMinutes(2);
 
     /// <summary>
     /// Calls the masters through <see cref="MasterConnection"/>: rides out a short master outage and
@@ -45,7 +48,12 @@ public class ClusterSettings : CommandSettings
     /// </summary>
     public async Task<T> CallMasterAsync<T>(string what, Func<MasterClient, Grpc.Core.CallOptions, Task<T>> call, CancellationToken ct)
     {
-        var options = new PanguClientOptions { MasterAddresses = ResolveMasters().ToList(), MasterUnavailableRetry = MasterWait };
+        var options = new PanguClientOptions
+        {
+            MasterAddresses = ResolveMasters().ToList(),
+            MasterUnavailableRetry = MasterWait,
+            MasterTimeout = MasterCallTimeout,
+        };
         using var channels = new GrpcChannelCache(options.MaxMessageBytes, NullLoggerFactory.Instance);
         return await new MasterConnection(options, channels, NullLogger.Instance).CallAsync(what, call, ct);
     }

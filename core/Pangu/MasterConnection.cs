@@ -69,9 +69,11 @@ public sealed class MasterConnection
         {
             var address = CurrentAddress;
             var client = new Master.MasterClient(_channels.Get(address));
-            // One attempt never outlives the wait by much: a master that hangs (SIGSTOP) costs at most the rest of the wait.
+            // After the first attempt, one attempt never outlives the wait by much: a master that hangs
+            // (SIGSTOP) costs at most the rest of the wait. The first always gets the full timeout.
             var remaining = giveUpAt - DateTime.UtcNow;
-            var timeout = remaining < _options.MasterTimeout ? (remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout) : _options.MasterTimeout;
+            var timeout = attempt == 1 || remaining >= _options.MasterTimeout ? _options.MasterTimeout
+                : remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout;
             try
             {
                 var result = await call(client, new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: ct));

@@ -43,7 +43,9 @@ public sealed class MasterOutageTests(ITestOutputHelper output)
             output.WriteLine($"kill {kill}: master pid {pid} killed, `up` restarted it as pid {newPid}");
             var heartbeats = await WaitForChunkServersAliveAsync(cluster);
             output.WriteLine($"kill {kill}: every chunk server alive at the new master {heartbeats.TotalSeconds:F1} s after its first answer to `feitian status` ({restarted.Elapsed.TotalSeconds:F1} s after the kill)");
-            Assert.True(heartbeats < TimeSpan.FromSeconds(10), $"chunk servers took {heartbeats} to report to the restarted master");
+            // Coarse: every poll is a `feitian status` process, seconds each on a busy machine. The
+            // sub-second figure is asserted by MasterRestartReconnectTests over gRPC.
+            Assert.True(heartbeats < TimeSpan.FromSeconds(30), $"chunk servers took {heartbeats} to report to the restarted master");
             await load.WaitForMoreAsync(1000, Generous);
             Assert.Empty(load.Errors);
         }
