@@ -155,7 +155,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
 
             var grpcAddress = listeners.GrpcAddress;
             var httpAddress = listeners.HttpAddress;
-            masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
+            masterChannel = options.MasterAddress is { } masterAddress ? FeitianK8s.Core.Common.GrpcChannels.Create(masterAddress) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             if (masterChannel is not null)
@@ -164,7 +164,8 @@ public sealed class ChunkServerHost : IAsyncDisposable
                     ? $"http://{Dns.GetHostName()}:{listeners.GrpcPort}"
                     : grpcAddress);
                 var reporter = new MasterReporter(new MasterClient(masterChannel), new ChunkServerIdentityInfo(id, options.Node, options.Rack, advertised),
-                    store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>());
+                    store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>(),
+                    LeaderClients(peers));
                 host.Reporter = reporter;
                 var stopping = host._stopping.Token;
                 host._reporting = Task.Run(() => reporter.RunAsync(stopping), CancellationToken.None);
@@ -188,6 +189,9 @@ public sealed class ChunkServerHost : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>Clients of a leader a follower named, over the cached channels (reconnecting like every other).</summary>
+    private static Func<string, MasterClient> LeaderClients(PeerChannels channels) => leader => new MasterClient(channels.For(leader));
 
     /// <summary>Stops serving, stops reporting, closes every chunk. Safe to call more than once.</summary>
     public async Task StopAsync()

@@ -37,7 +37,7 @@ public sealed record ChunkServerOptions
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Longest wait between registration attempts while the master is unreachable.</summary>
-    public TimeSpan MaxRegisterBackoff { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan MaxRegisterBackoff { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Bandwidth all re-replication copies (CopyChunkFromPeer) share, in bytes per second; 0 = unlimited.</summary>
     public long RebuildBandwidthBytesPerSecond { get; init; }

@@ -4,7 +4,7 @@ public enum CsiMode { Controller, Node, All }
 
 /// <summary>
 /// Command line: <c>--endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE
-/// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR] [--snapshot-endpoint URL
+/// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR] [--master-wait SECONDS] [--snapshot-endpoint URL
 /// --snapshot-bucket NAME [--snapshot-region REGION]]</c>; the snapshot target also from the
 /// environment (see <see cref="FeitianK8s.Csi.SnapshotTarget"/>).
 /// </summary>
@@ -23,7 +23,8 @@ public sealed class CsiDriverOptions
     /// <summary>Where the node plugin keeps one JSON file per staged volume and its NBD sockets.</summary>
     public string StateDir { get; init; } = "/var/lib/feitian-csi";
     public int MaxVolumesPerNode { get; init; } = 64;
-    public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>`--master-wait SECONDS`: how long master calls (and the volume hosts' writes) wait for a master before failing.</summary>
+    public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>Where snapshot backups go; null when none was configured.</summary>
     public SnapshotTarget? SnapshotTarget { get; init; }
 
@@ -40,7 +41,7 @@ public sealed class CsiDriverOptions
         string[] known =
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
-            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region",
+            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait",
         ];
         for (var i = 0; i < args.Count; i++)
         {
@@ -93,9 +94,16 @@ public sealed class CsiDriverOptions
             Rack = values.GetValueOrDefault("--rack", ""),
             StateDir = values.GetValueOrDefault("--state-dir", "/var/lib/feitian-csi"),
             MaxVolumesPerNode = maxVolumes,
+            MasterUnavailableRetry = values.TryGetValue("--master-wait", out var wait) ? ParseMasterWait(wait) : TimeSpan.FromSeconds(60),
             SnapshotTarget = SnapshotTarget.From(values, environment),
         };
     }
+
+    /// <summary>A positive number of seconds, e.g. 60 or 2.5.</summary>
+    public static TimeSpan ParseMasterWait(string text) =>
+        double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var seconds) && seconds > 0 && seconds <= 86_400
+            ? TimeSpan.FromSeconds(seconds)
+            : throw new ArgumentException($"--master-wait must be a positive number of seconds (got '{text}')");
 
     /// <summary>unix:///path or unix:/path or a plain absolute path → the socket path.</summary>
     public static string ParseEndpoint(string endpoint)

@@ -17,7 +17,7 @@ try
 catch (ArgumentException e)
 {
     await Console.Error.WriteLineAsync($"csi-driver: {e.Message}");
-    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N] [--snapshot-endpoint URL --snapshot-bucket NAME [--snapshot-region REGION]]");
+    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N] [--master-wait SECONDS] [--snapshot-endpoint URL --snapshot-bucket NAME [--snapshot-region REGION]]");
     return 2;
 }
 try
@@ -44,7 +44,9 @@ static async Task<int> ServeVolumeAsync(string[] args)
     using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
     try
     {
-        return await VolumeHost.RunAsync(Value("--serve-volume"), Value("--socket"), CsiDriverOptions.ParseMasters(Value("--masters")), Value("--node-id"), args.Contains("--read-only"), loggers, stop.Token);
+        var masterWait = args.Contains("--master-wait") ? CsiDriverOptions.ParseMasterWait(Value("--master-wait")) : TimeSpan.FromSeconds(60);
+        return await VolumeHost.RunAsync(Value("--serve-volume"), Value("--socket"), CsiDriverOptions.ParseMasters(Value("--masters")), Value("--node-id"), args.Contains("--read-only"),
+            masterWait, loggers, stop.Token);
     }
     catch (Exception e) when (e is not OperationCanceledException)
     {

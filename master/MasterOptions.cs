@@ -13,6 +13,11 @@ public sealed class MasterOptions
     public int DefaultReplicas { get; init; } = 3;
     /// <summary>A chunk server is alive while its last heartbeat is younger than this.</summary>
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// After a start or leader change, how long registered chunk servers are waited for before
+    /// allocation counts them as dead (ends early once all reported); null = <see cref="HeartbeatTimeout"/>.
+    /// </summary>
+    public TimeSpan? ReportGrace { get; init; }
     /// <summary>A snapshot is written after this many logged commands (and on clean shutdown).</summary>
     public int SnapshotEveryCommands { get; init; } = 10_000;
     public TimeProvider Clock { get; init; } = TimeProvider.System;

@@ -1,5 +1,6 @@
 using FeitianK8s.ChunkServer.Hosting;
 using FeitianK8s.ChunkServer.Storage;
+using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
@@ -14,7 +15,10 @@ public sealed record ChunkServerIdentityInfo(string Id, string Node, string Rack
 /// Keeps the master informed: registers (identity, full inventory, capacity) with backoff until the
 /// master answers, then heartbeats every interval. Executes the deletions the master asks for and
 /// acknowledges them in the next heartbeat's deleted_chunks; re-registers when the master says it
-/// does not know this server.
+/// does not know this server, and after a failed heartbeat (the master may have restarted or a new
+/// leader taken over: a fresh registration gives it this server's full inventory at once). The
+/// channel reconnects within a second (<see cref="FeitianK8s.Core.Common.GrpcChannels"/>), so a
+/// restarted master hears from every chunk server within about a second of serving again.
 /// </summary>
 public sealed class MasterReporter(
     MasterClient master,
@@ -24,11 +28,13 @@ public sealed class MasterReporter(
     ChunkServerMetrics metrics,
     TimeSpan defaultInterval,
     TimeSpan maxBackoff,
-    ILogger<MasterReporter> log)
+    ILogger<MasterReporter> log,
+    Func<string, MasterClient>? clientFor = null)
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
     private readonly HashSet<ulong> _deletedSinceLastHeartbeat = [];
     private volatile bool _registered;
+    private MasterClient _master = master;
 
     public bool Registered => _registered;
 
@@ -64,7 +70,7 @@ public sealed class MasterReporter(
             }));
             try
             {
-                var response = await master.RegisterChunkServerAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
+                var response = await _master.RegisterChunkServerAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
                     .ResponseAsync.ConfigureAwait(false);
                 metrics.Registrations.WithLabels("ok").Inc();
                 _registered = true;
@@ -79,6 +85,10 @@ public sealed class MasterReporter(
             catch (RpcException error) when (!ct.IsCancellationRequested)
             {
                 metrics.Registrations.WithLabels("failed").Inc();
+                if (FollowLeader(error))
+                {
+                    continue;
+                }
                 log.Log(attempt == 1 ? LogLevel.Warning : LogLevel.Debug,
                     "Registration attempt {Attempt} with the master failed ({Code}: {Detail}); retrying in {Backoff}",
                     attempt, error.StatusCode, error.Status.Detail, backoff);
@@ -110,7 +120,7 @@ public sealed class MasterReporter(
             request.DeletedChunks.AddRange(deleted);
             try
             {
-                var response = await master.HeartbeatAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
+                var response = await _master.HeartbeatAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
                     .ResponseAsync.ConfigureAwait(false);
                 metrics.Heartbeats.WithLabels("ok").Inc();
                 lock (_deletedSinceLastHeartbeat)
@@ -131,10 +141,24 @@ public sealed class MasterReporter(
             catch (RpcException error) when (!ct.IsCancellationRequested)
             {
                 metrics.Heartbeats.WithLabels("failed").Inc();
-                log.LogWarning("Heartbeat to the master failed ({Code}: {Detail})", error.StatusCode, error.Status.Detail);
+                log.LogWarning("Heartbeat to the master failed ({Code}: {Detail}); registering again", error.StatusCode, error.Status.Detail);
+                FollowLeader(error);
+                return;
             }
             await Task.Delay(interval, ct).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>A master that is not the leader names the leader (trailer feitian-leader): report there from now on.</summary>
+    private bool FollowLeader(RpcException error)
+    {
+        if (clientFor is null || !FeitianStatus.HasReason(error, ErrorReasons.NotLeader) || FeitianStatus.LeaderOf(error) is not { } leader)
+        {
+            return false;
+        }
+        log.LogInformation("The master is not the leader; reporting to leader {Leader}", leader);
+        _master = clientFor(leader);
+        return true;
     }
 
     /// <summary>Deletes a chunk for the master; a chunk that is already gone counts as deleted.</summary>

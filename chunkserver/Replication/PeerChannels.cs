@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using FeitianK8s.Core.Common;
 using Grpc.Net.Client;
 
 namespace FeitianK8s.ChunkServer.Replication;
@@ -14,11 +15,7 @@ public sealed class PeerChannels : IDisposable
         {
             throw new ArgumentException($"peer address '{address}' is not an http(s) URL");
         }
-        return _channels.GetOrAdd(address, a => GrpcChannel.ForAddress(a, new GrpcChannelOptions
-        {
-            MaxReceiveMessageSize = 8 << 20,
-            MaxSendMessageSize = 8 << 20,
-        }));
+        return _channels.GetOrAdd(address, a => GrpcChannels.Create(a, maxMessageBytes: 8 << 20));
     }
 
     public void Dispose()

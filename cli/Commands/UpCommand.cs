@@ -69,6 +69,14 @@ public sealed class UpSettings : CommandSettings
         return args;
     }
 
+    [CommandOption("--master-wait <SECONDS>")]
+    [Description("How long a volume's writes wait for a master (restart, election, network) before they fail with EIO.")]
+    public double MasterWaitSeconds { get; init; } = 60;
+
+    [CommandOption("--no-restart")]
+    [Description("Do not restart a master or chunk server that dies (by default `up` restarts it on its same ports, with backoff).")]
+    public bool NoRestart { get; init; }
+
     [CommandOption("-v|--verbose")]
     [Description("Log the servers' information messages, not only warnings.")]
     public bool Verbose { get; init; }
@@ -86,6 +94,10 @@ public sealed class UpSettings : CommandSettings
         if (NbdPort is < 0 or > 65535)
         {
             return Spectre.Console.ValidationResult.Error("--nbd-port must be a TCP port (0 lets the OS choose)");
+        }
+        if (!(MasterWaitSeconds > 0) || MasterWaitSeconds > 86_400)
+        {
+            return Spectre.Console.ValidationResult.Error("--master-wait must be a positive number of seconds (at most a day)");
         }
         if (GcIntervalSeconds < 0 || double.IsNaN(GcIntervalSeconds))
         {
@@ -110,8 +122,9 @@ public sealed class UpSettings : CommandSettings
 }
 
 /// <summary>
-/// `feitian up`: master and chunk servers as child processes, plus an NBD server in
-/// this process exporting every volume, until SIGINT or SIGTERM.
+/// `feitian up`: master and chunk servers as child processes (restarted on their same ports when
+/// they die, see <see cref="ChildSupervisor"/>), plus an NBD server in this process exporting
+/// every volume, until SIGINT or SIGTERM.
 /// </summary>
 public sealed class UpCommand : AsyncCommand<UpSettings>
 {
@@ -132,15 +145,22 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             MasterPort = settings.MasterPort ?? PreviousMasterPort(dataDir),
             Masters = settings.Masters,
             PreviousMasters = PreviousMasters(dataDir),
+            ChunkServerPorts = PreviousChunkServerPorts(dataDir),
             ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
         }, loggers, cancellationToken);
         await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
+        await using var supervisor = new ChildSupervisor(loggers.CreateLogger<ChildSupervisor>());
+        if (!settings.NoRestart)
+        {
+            cluster.SuperviseWith(supervisor);
+        }
 
         const string clientNode = "node-1";
         using var fs = new PanguClient(new PanguClientOptions
         {
             MasterAddresses = cluster.MasterAddresses,
             ClientNode = clientNode,
+            MasterUnavailableRetry = TimeSpan.FromSeconds(settings.MasterWaitSeconds),
             // Replicas on this node are read from their files (checksums verified, chunk server as fallback).
             LocalChunkServerDataDirs = cluster.ChunkServers.Where(s => s.Node == clientNode).ToDictionary(s => s.GrpcAddress, s => s.DataDir),
         }, loggers);
@@ -181,6 +201,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         Console.Out.WriteLine("stopping");
         await nbd.StopAsync(CancellationToken.None);
         await volumes.DisposeAsync();
+        await supervisor.StopAsync();
         await cluster.StopAsync();
         return 0;
     }
@@ -219,6 +240,27 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         {
             return [];
         }
+    }
+
+    /// <summary>gRPC ports of the chunk servers of the last run on DIR (node-i → i), so they come back where the master recorded them.</summary>
+    private static Dictionary<int, int> PreviousChunkServerPorts(string dataDir)
+    {
+        var ports = new Dictionary<int, int>();
+        try
+        {
+            foreach (var server in ClusterFile.Read(dataDir).ChunkServers)
+            {
+                if (server.Node.StartsWith("node-", StringComparison.Ordinal)
+                    && int.TryParse(server.Node["node-".Length..], System.Globalization.CultureInfo.InvariantCulture, out var index))
+                {
+                    ports[index] = new Uri(server.Grpc).Port;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or UriFormatException or InvalidOperationException)
+        {
+        }
+        return ports;
     }
 
     private static int PreviousMasterPort(string dataDir)

@@ -37,9 +37,8 @@ public sealed class VolumeCreateCommand : AsyncCommand<VolumeSizeSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeSizeSettings settings, CancellationToken cancellationToken)
     {
-        var info = await settings.ConnectMaster().CreateVolumeAsync(
-            new CreateVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes(), Replicas = settings.Replicas },
-            cancellationToken: cancellationToken);
+        var request = new CreateVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes(), Replicas = settings.Replicas };
+        var info = await settings.CallMasterAsync("create volume", (m, o) => m.CreateVolumeAsync(request, o).ResponseAsync, cancellationToken);
         Console.Out.WriteLine($"volume {info.Name} created: {ByteSize.Format((long)info.SizeBytes)}, {info.Replicas} replicas");
         return 0;
     }
@@ -49,7 +48,7 @@ public sealed class VolumeListCommand : AsyncCommand<JsonFlagSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, JsonFlagSettings settings, CancellationToken cancellationToken)
     {
-        var list = await settings.ConnectMaster().ListVolumesAsync(new ListVolumesRequest(), cancellationToken: cancellationToken);
+        var list = await settings.CallMasterAsync("list volumes", (m, o) => m.ListVolumesAsync(new ListVolumesRequest(), o).ResponseAsync, cancellationToken);
         var volumes = list.Volumes.OrderBy(v => v.Name, StringComparer.Ordinal).Select(VolumeView.Of).ToList();
         if (settings.Json)
         {
@@ -70,7 +69,7 @@ public sealed class VolumeRemoveCommand : AsyncCommand<VolumeNameSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeNameSettings settings, CancellationToken cancellationToken)
     {
-        await settings.ConnectMaster().DeleteVolumeAsync(new DeleteVolumeRequest { Name = settings.Name }, cancellationToken: cancellationToken);
+        await settings.CallMasterAsync("delete volume", (m, o) => m.DeleteVolumeAsync(new DeleteVolumeRequest { Name = settings.Name }, o).ResponseAsync, cancellationToken);
         Console.Out.WriteLine($"volume {settings.Name} deleted");
         return 0;
     }
@@ -80,8 +79,8 @@ public sealed class VolumeResizeCommand : AsyncCommand<VolumeSizeSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeSizeSettings settings, CancellationToken cancellationToken)
     {
-        var info = await settings.ConnectMaster().ResizeVolumeAsync(
-            new ResizeVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes() }, cancellationToken: cancellationToken);
+        var request = new ResizeVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes() };
+        var info = await settings.CallMasterAsync("resize volume", (m, o) => m.ResizeVolumeAsync(request, o).ResponseAsync, cancellationToken);
         Console.Out.WriteLine($"volume {info.Name} is now {ByteSize.Format((long)info.SizeBytes)}");
         return 0;
     }

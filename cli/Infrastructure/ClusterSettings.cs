@@ -1,7 +1,6 @@
 using System.ComponentModel;
 using FeitianK8s.Core.Cluster;
 using FeitianK8s.Core.Pangu;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console.Cli;
 using MasterClient = FeitianK8s.Proto.Master.Master.MasterClient;
@@ -37,7 +36,29 @@ public class ClusterSettings : CommandSettings
         return masters.Count > 0 ? masters : throw new CliException($"{Path.Combine(DataDir, ClusterFile.FileName)} names no master");
     }
 
-    public MasterClient ConnectMaster() => new(GrpcChannel.ForAddress(ResolveMasters()[0]));
+    /// <summary>How long a CLI command waits for a master (restart, election) before it reports the failure.</summary>
+    public static readonly TimeSpan MasterWait = TimeSpan.FromSeconds(30);
+
+    /// <summary>Deadline of one attempt: generous, a busy master may take long to answer.</summary>
+    public static readonly TimeSpan MasterCallTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// Calls the masters through <see cref="MasterConnection"/>: rides out a short master outage and
+    /// follows a follower's pointer to the leader. Failures surface as the master's <see cref="Grpc.Core.RpcException"/>.
+    /// </summary>
+    public async Task<T> CallMasterAsync<T>(string what, Func<MasterClient, Grpc.Core.CallOptions, Task<T>> call, CancellationToken ct)
+    {
+        var options = new PanguClientOptions
+        {
+            MasterAddresses = ResolveMasters().ToList(),
+            MasterUnavailableRetry = MasterWait,
+            MasterTimeout = MasterCallTimeout,
+        };
+        using var channels = new GrpcChannelCache(options.MaxMessageBytes, NullLoggerFactory.Instance);
+        return await new MasterConnection(options, channels, NullLogger.Instance).CallAsync(what, call, ct);
+    }
+
+    public MasterClient ConnectMaster() => new(FeitianK8s.Core.Common.GrpcChannels.Create(ResolveMasters()[0]));
 
     public PanguClient ConnectFileSystem() =>
         new(new PanguClientOptions { MasterAddresses = ResolveMasters().ToList(), ClientNode = Environment.MachineName }, NullLoggerFactory.Instance);

@@ -160,7 +160,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         {
             try
             {
-                using var channel = GrpcChannel.ForAddress(address);
+                using var channel = Common.GrpcChannels.Create(address);
                 var client = new Proto.Master.Master.MasterClient(channel);
                 return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
             }
@@ -205,6 +205,25 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         }
         await StartMasterAsync(index, master.Endpoints?.HttpPort ?? _options.MasterHttpPort, ct);
         WriteClusterFile();
+    }
+
+    /// <summary>
+    /// Has <paramref name="supervisor"/> restart every master and chunk server that dies, on
+    /// their previous ports (a chunk server's address is recorded by the master; clients keep the
+    /// masters'). Stop the supervisor before <see cref="StopAsync"/>.
+    /// </summary>
+    public void SuperviseWith(ChildSupervisor supervisor)
+    {
+        for (var m = 0; m < Masters.Count; m++)
+        {
+            var index = m;
+            supervisor.Watch(Masters[index].Name, () => Masters[index].Process, ct => RestartMasterAsync(index, ct));
+        }
+        for (var i = 1; i <= ChunkServers.Count; i++)
+        {
+            var index = i;
+            supervisor.Watch(ChunkServer(index).Name, () => ChunkServer(index).Process, ct => RestartChunkServerAsync(index, ct));
+        }
     }
 
     /// <summary>SIGTERM every server (chunk servers first), SIGKILL those that do not exit in time.</summary>

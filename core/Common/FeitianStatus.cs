@@ -23,6 +23,11 @@ public static class ErrorReasons
     public const string ChunkFull = "chunk-full";
     /// <summary>UNAVAILABLE from a master that is not the Raft leader; <see cref="FeitianStatus.LeaderTrailer"/> names the leader when known.</summary>
     public const string NotLeader = "not-leader";
+    /// <summary>
+    /// The master (re)started or became leader moments ago and its chunk servers have not all reported
+    /// yet (the report grace period): Unavailable, retry shortly.
+    /// </summary>
+    public const string ChunkServersReporting = "chunk-servers-reporting";
 }
 
 public static class FeitianStatus

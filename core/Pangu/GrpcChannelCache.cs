@@ -1,10 +1,11 @@
 using System.Collections.Concurrent;
+using FeitianK8s.Core.Common;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Core.Pangu;
 
-/// <summary>One long-lived <see cref="GrpcChannel"/> per address, shared by every call to it.</summary>
+/// <summary>One long-lived <see cref="GrpcChannel"/> per address, shared by every call to it (reconnecting within a second, see <see cref="GrpcChannels"/>).</summary>
 public sealed class GrpcChannelCache(int maxMessageBytes, ILoggerFactory loggerFactory) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> _channels = new(StringComparer.Ordinal);
@@ -18,25 +19,7 @@ public sealed class GrpcChannelCache(int maxMessageBytes, ILoggerFactory loggerF
         return _channels.GetOrAdd(address, a => new Lazy<GrpcChannel>(() => Create(a))).Value;
     }
 
-    private GrpcChannel Create(string address)
-    {
-        var handler = new SocketsHttpHandler
-        {
-            EnableMultipleHttp2Connections = true,
-            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-            ConnectTimeout = TimeSpan.FromSeconds(5),
-            KeepAlivePingDelay = TimeSpan.FromSeconds(30),
-            KeepAlivePingTimeout = TimeSpan.FromSeconds(15),
-        };
-        return GrpcChannel.ForAddress(address, new GrpcChannelOptions
-        {
-            HttpHandler = handler,
-            DisposeHttpClient = true,
-            MaxReceiveMessageSize = maxMessageBytes,
-            MaxSendMessageSize = maxMessageBytes,
-            LoggerFactory = loggerFactory,
-        });
-    }
+    private GrpcChannel Create(string address) => GrpcChannels.Create(address, maxMessageBytes, loggerFactory);
 
     public void Dispose()
     {

@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
@@ -324,9 +325,17 @@ public sealed class PanguAppender : IPanguAppender
         return null;
     }
 
+    /// <summary>
+    /// Asks the master for a new chunk. "No alive chunk server" is waited out like a master outage
+    /// (up to <see cref="PanguClientOptions.MasterUnavailableRetry"/>): after a master restart or a
+    /// chunk-server restart the servers come back within seconds, and the write must pause, not fail.
+    /// Servers this appender excluded are tried again first, as they may be back.
+    /// </summary>
     private async Task<ChunkLocation> AllocateAsync()
     {
-        for (var attempt = 0; ; attempt++)
+        var giveUpAt = DateTime.UtcNow + _ctx.Options.MasterUnavailableRetry;
+        var backoff = TimeSpan.FromMilliseconds(200);
+        for (var attempt = 1; ; attempt++)
         {
             var request = new AllocateChunkRequest { Path = Path, Epoch = Epoch, PreferredNode = _ctx.Options.ClientNode };
             request.ExcludeChunkServers.AddRange(CurrentExclusions());
@@ -334,15 +343,24 @@ public sealed class PanguAppender : IPanguAppender
             {
                 return await _ctx.Master.CallAsync("AllocateChunk", (m, o) => m.AllocateChunkAsync(request, o).ResponseAsync, CancellationToken.None);
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && request.ExcludeChunkServers.Count > 0 && attempt < 3)
+            catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted && FeitianStatus.HasReason(e, ErrorReasons.NoChunkServers)
+                                         && (request.ExcludeChunkServers.Count > 0 || DateTime.UtcNow < giveUpAt))
             {
-                // Excluding failed servers left too few: they may be back, so try them again.
-                _logger.LogWarning("no replica set for {Path} without {Excluded}; retrying with them", Path, string.Join(",", request.ExcludeChunkServers));
-                lock (_excluded)
+                if (request.ExcludeChunkServers.Count > 0)
                 {
-                    _excluded.Clear();
+                    // Excluding failed servers left too few: they may be back, so try them again.
+                    _logger.LogWarning("no replica set for {Path} without {Excluded}; retrying with them", Path, string.Join(",", request.ExcludeChunkServers));
+                    lock (_excluded)
+                    {
+                        _excluded.Clear();
+                    }
                 }
-                await Task.Delay(500);
+                else if (attempt % 10 == 1)
+                {
+                    _logger.LogWarning("no alive chunk servers for a chunk of {Path} (attempt {Attempt}); waiting for them", Path, attempt);
+                }
+                await Task.Delay(backoff);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
             }
             catch (RpcException e)
             {

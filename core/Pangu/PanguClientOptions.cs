@@ -18,8 +18,11 @@ public sealed class PanguClientOptions
     /// <summary>Deadline of one master call.</summary>
     public TimeSpan MasterTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>How long master calls are retried while no master answers (e.g. during a master restart).</summary>
-    public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long a master-dependent step (open, allocate, commit, seal, lease) waits and retries while no
+    /// master answers (restart, election, network) before it fails: the `--master-wait` flag, default 60 s.
+    /// </summary>
+    public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Replica failures an append absorbs in a row (seal, new chunk, retry) before it gives up.</summary>
     public int MaxConsecutiveReplicaFailures { get; init; } = 12;

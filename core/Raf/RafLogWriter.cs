@@ -14,7 +14,9 @@ namespace FeitianK8s.Core.Raf;
 /// record durable on every replica (earlier segments were flushed when the head rolled
 /// past them).
 /// After a failed append the next one starts a new segment, so an acknowledged record
-/// never follows bytes that may be torn.
+/// never follows bytes that may be torn; but a segment this engine created that still holds no
+/// chunk (its roll or first allocation failed, e.g. while no master answered) is reused, so a
+/// master outage costs at most one new segment, never one per attempt.
 /// </summary>
 public sealed class RafLogWriter : IAsyncDisposable
 {
@@ -32,6 +34,8 @@ public sealed class RafLogWriter : IAsyncDisposable
     private readonly Task _loop;
     private ulong _nextSeq;
     private bool _needsNewSegment = true;
+    /// <summary>A segment this engine created to which no record has been appended yet; the next roll reuses it while it holds no chunk.</summary>
+    private ulong? _unusedSegment;
     private long _bytesSinceCheckpoint;
     private volatile bool _fenced;
     private volatile bool _abandoned;
@@ -141,6 +145,7 @@ public sealed class RafLogWriter : IAsyncDisposable
             }
             if (buffer.Length > 0)
             {
+                _unusedSegment = null;
                 Apply(head.Segment, baseOffset, buffer.Length, records);
             }
             Complete(batch);
@@ -232,7 +237,19 @@ public sealed class RafLogWriter : IAsyncDisposable
 
     private async Task<HeadSegment> RollAsync(HeadSegment? old)
     {
-        if (old is not null)
+        var reuse = await ReusableSegmentAsync();
+        if (old is not null && old.Segment == reuse)
+        {
+            // The head never got a chunk: open it again instead of starting another segment.
+            lock (_state.Gate)
+            {
+                _state.Head = null;
+            }
+            _retiring.RemoveAll(t => t.IsCompleted);
+            _retiring.Add(RetireAsync(old));
+            old = null;
+        }
+        else if (old is not null)
         {
             try
             {
@@ -251,7 +268,7 @@ public sealed class RafLogWriter : IAsyncDisposable
         ulong segment;
         lock (_state.Gate)
         {
-            segment = _state.HighestSegment + 1;
+            segment = reuse ?? _state.HighestSegment + 1;
         }
         var path = _layout.SegmentPath(segment);
         try
@@ -261,11 +278,11 @@ public sealed class RafLogWriter : IAsyncDisposable
         catch (PanguException e) when (e.Kind == PanguErrorKind.AlreadyExists)
         {
             // Created by an earlier roll of this engine that failed before appending: reuse it if empty.
-            if ((await _fs.StatAsync(path))?.Length != 0)
+            if (!IsEmpty(await _fs.StatAsync(path)))
             {
                 lock (_state.Gate)
                 {
-                    _state.HighestSegment = segment;
+                    _state.HighestSegment = Math.Max(_state.HighestSegment, segment);
                     _state.SegmentLengths.TryAdd(segment, 0);
                 }
                 throw;
@@ -273,9 +290,10 @@ public sealed class RafLogWriter : IAsyncDisposable
         }
         lock (_state.Gate)
         {
-            _state.HighestSegment = segment;
+            _state.HighestSegment = Math.Max(_state.HighestSegment, segment);
             _state.SegmentLengths.TryAdd(segment, 0);
         }
+        _unusedSegment = segment;
         var appender = await _fs.OpenForAppendAsync(path, _guard);
         var head = new HeadSegment(segment, appender);
         lock (_state.Gate)
@@ -284,7 +302,7 @@ public sealed class RafLogWriter : IAsyncDisposable
             _state.Applied = new LogPosition(segment, 0, _state.Applied.Seq);
         }
         _needsNewSegment = false;
-        _logger.LogInformation("Volume {Volume}: log segment {Path} started (epoch {Epoch})", _guard.Volume, path, appender.Epoch);
+        _logger.LogInformation("Volume {Volume}: log segment {Path} {How} (epoch {Epoch})", _guard.Volume, path, reuse is null ? "started" : "reopened", appender.Epoch);
         if (old is not null)
         {
             _retiring.RemoveAll(t => t.IsCompleted);
@@ -292,6 +310,24 @@ public sealed class RafLogWriter : IAsyncDisposable
         }
         return head;
     }
+
+    /// <summary>The segment created by this engine that never got a chunk (so holds no byte, torn or not), if any.</summary>
+    private async Task<ulong?> ReusableSegmentAsync()
+    {
+        if (_unusedSegment is not { } candidate)
+        {
+            return null;
+        }
+        var info = await _fs.StatAsync(_layout.SegmentPath(candidate));
+        if (info is null || IsEmpty(info))
+        {
+            return candidate;
+        }
+        _unusedSegment = null;
+        return null;
+    }
+
+    private static bool IsEmpty(PanguFileInfo? info) => info is not null && info.Length == 0 && info.Chunks.Count == 0;
 
     /// <summary>Seals a former head once no read uses its appender any more.</summary>
     private async Task RetireAsync(HeadSegment old)

@@ -258,7 +258,8 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
     {
         var exe = ServerExecutable.Find("FeitianK8s.Csi");
         List<string> args = [.. exe.PrefixArguments, "--serve-volume", record.VolumeId, "--socket", record.SocketPath,
-            "--masters", string.Join(',', options.Masters), "--node-id", options.NodeId];
+            "--masters", string.Join(',', options.Masters), "--node-id", options.NodeId,
+            "--master-wait", options.MasterUnavailableRetry.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)];
         if (record.ReadOnly)
         {
             args.Add("--read-only");

@@ -15,10 +15,11 @@ namespace FeitianK8s.Csi.Node;
 /// </summary>
 public static class VolumeHost
 {
-    public static async Task<int> RunAsync(string volumeName, string socketPath, IReadOnlyList<string> masters, string nodeId, bool readOnly, ILoggerFactory loggers, CancellationToken stop)
+    public static async Task<int> RunAsync(string volumeName, string socketPath, IReadOnlyList<string> masters, string nodeId, bool readOnly, TimeSpan masterWait,
+        ILoggerFactory loggers, CancellationToken stop)
     {
         var logger = loggers.CreateLogger("FeitianK8s.Csi.VolumeHost");
-        using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = masters, ClientNode = nodeId }, loggers);
+        using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = masters, ClientNode = nodeId, MasterUnavailableRetry = masterWait }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
         var options = new RafOptions { Holder = nodeId };
         await using var volume = readOnly

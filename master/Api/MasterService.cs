@@ -353,6 +353,7 @@ public sealed class MasterService(
         MasterErrorCode.InvalidArgument => StatusCode.InvalidArgument,
         MasterErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
         MasterErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
+        MasterErrorCode.Unavailable => StatusCode.Unavailable,
         _ => StatusCode.Internal,
     }, error.Reason, error.Message);
 }

@@ -52,7 +52,9 @@ public sealed class MasterHost : IAsyncDisposable
         WebApplication? app = null;
         try
         {
-            var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout);
+            var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout, options.ReportGrace);
+            // A new leader's liveness samples are missing or stale: give chunk servers a report period.
+            metadata.BecameLeader += _ => liveness.StartGrace();
             var identity = new MasterIdentity();
             var metrics = new Hosting.MasterMetrics();
             metrics.Attach(metadata, liveness);

@@ -9,6 +9,8 @@ public enum MasterErrorCode
     InvalidArgument,
     FailedPrecondition,
     ResourceExhausted,
+    /// <summary>Retry shortly: the master cannot answer yet (e.g. its chunk servers are still reporting).</summary>
+    Unavailable,
 }
 
 /// <summary>Reasons the master adds to <see cref="ErrorReasons"/> for its own preconditions.</summary>
@@ -30,6 +32,7 @@ public sealed record MasterError(MasterErrorCode Code, string Reason, string Mes
     public static MasterError StaleEpoch(string message) => new(MasterErrorCode.FailedPrecondition, ErrorReasons.StaleEpoch, message);
     public static MasterError Precondition(string reason, string message) => new(MasterErrorCode.FailedPrecondition, reason, message);
     public static MasterError NoChunkServers(string message) => new(MasterErrorCode.ResourceExhausted, ErrorReasons.NoChunkServers, message);
+    public static MasterError ChunkServersReporting(string message) => new(MasterErrorCode.Unavailable, ErrorReasons.ChunkServersReporting, message);
 }
 
 /// <summary>Thrown by query helpers; handlers map it to the wire status.</summary>

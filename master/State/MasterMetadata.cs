@@ -163,6 +163,9 @@ public sealed class MasterMetadata : IAsyncDisposable
 
     public bool IsLeader => !_cluster.LeadershipToken.IsCancellationRequested;
 
+    /// <summary>Raised with the term once this member leads and has applied everything committed before it.</summary>
+    public event Action<long>? BecameLeader;
+
     /// <summary>The leader's gRPC address when known.</summary>
     public string? LeaderAddress => IsLeader ? _grpcAddress : _leaderAddress;
 
@@ -255,6 +258,7 @@ public sealed class MasterMetadata : IAsyncDisposable
         if (IsLeader && _cluster.Term == term)
         {
             Interlocked.Exchange(ref _readyTerm, term);
+            BecameLeader?.Invoke(term);
             _logger.LogInformation("Master {Address} is the leader of term {Term}, state at command {Index}",
                 _grpcAddress, term, _replica.Read(s => s.LastIndex));
         }

@@ -23,7 +23,7 @@ public sealed class MasterChannels : IDisposable
     /// <summary>The master of <paramref name="addresses"/> that calls go to now.</summary>
     public string Current(string addresses) => _leaders.GetValueOrDefault(addresses) ?? Split(addresses).FirstOrDefault() ?? Url(addresses);
 
-    public Master.MasterClient Client(string addresses) => new(_channels.GetOrAdd(Current(addresses), GrpcChannel.ForAddress));
+    public Master.MasterClient Client(string addresses) => new(_channels.GetOrAdd(Current(addresses), Create));
 
     /// <summary>Follows the leader after a failed call: the named leader, else the next master of the list.</summary>
     public void Observe(string addresses, Grpc.Core.RpcException error)
@@ -39,6 +39,15 @@ public sealed class MasterChannels : IDisposable
         hint = string.IsNullOrEmpty(hint) ? null : hint;
         _leaders[addresses] = hint ?? list[(list.IndexOf(current) + 1) % list.Count];
     }
+
+    /// <summary>Reconnects to a restarted master within about a second (the library's default backs off to 120 s).</summary>
+    private static GrpcChannel Create(string url) => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), EnableMultipleHttp2Connections = true },
+        DisposeHttpClient = true,
+        InitialReconnectBackoff = TimeSpan.FromMilliseconds(100),
+        MaxReconnectBackoff = TimeSpan.FromSeconds(1),
+    });
 
     public void Dispose()
     {

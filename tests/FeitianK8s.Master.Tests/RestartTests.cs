@@ -1,4 +1,6 @@
+using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.Master;
+using Grpc.Core;
 using FileInfo = FeitianK8s.Proto.Master.FileInfo;
 
 namespace FeitianK8s.Master.Tests;
@@ -59,7 +61,15 @@ public sealed class RestartTests(ITestOutputHelper output) : IDisposable
             Assert.All(status.ChunkServers, s => Assert.False(s.Alive));
             Assert.True((await client.HeartbeatAsync(new HeartbeatRequest { Id = "cs-0", CapacityBytes = 100 })).Known);
             Assert.True((await client.GetClusterStatusAsync(new GetClusterStatusRequest())).ChunkServers.Single(s => s.Id == "cs-0").Alive);
+            // Report grace: with one of six servers back, allocation asks to retry rather than place one replica.
+            await RpcAssert.Fails(StatusCode.Unavailable, ErrorReasons.ChunkServersReporting,
+                () => client.AllocateChunkAsync(new AllocateChunkRequest { Path = "/images/a.img", Epoch = 3 }).ResponseAsync);
+            for (var i = 1; i < 6; i++)
+            {
+                Assert.True((await client.HeartbeatAsync(new HeartbeatRequest { Id = $"cs-{i}", CapacityBytes = 100 })).Known);
+            }
             var next = await client.AllocateChunkAsync(new AllocateChunkRequest { Path = "/images/a.img", Epoch = 3 });
+            Assert.False(next.PlacementDegraded);
             Assert.True(next.ChunkId > lastChunk);
         }
     }

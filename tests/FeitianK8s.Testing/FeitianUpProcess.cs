@@ -194,6 +194,35 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
         _process.BeginErrorReadLine();
     }
 
+    /// <summary>
+    /// The pid of the live server `up` runs on DIR/<paramref name="server"/> (e.g. "master",
+    /// "chunkserver-1"), found by its `--data` argument among this process's descendants; null when none runs.
+    /// </summary>
+    public int? ServerPid(string server)
+    {
+        var dataDir = Path.Combine(DataDir, server);
+        foreach (var pid in Descendants(_process.Id).Where(IsAlive))
+        {
+            try
+            {
+                var args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+                var data = Array.IndexOf(args, "--data");
+                if (data >= 0 && data + 1 < args.Length && args[data + 1] == dataDir)
+                {
+                    return pid;
+                }
+            }
+            catch (IOException)
+            {
+                // It ended while we looked.
+            }
+        }
+        return null;
+    }
+
+    /// <summary>True while <paramref name="pid"/> is a live (not zombie) process.</summary>
+    public static bool IsRunning(int pid) => IsAlive(pid);
+
     /// <summary>Every process below <paramref name="root"/> (from /proc), so a kill can wait for them.</summary>
     private static List<int> Descendants(int root)
     {
