@@ -45,7 +45,8 @@ public sealed class RaftFailoverTests(ITestOutputHelper output)
         }
 
         group.Start(leader);
-        var leaderState = await group.OnLeader(async c => await c.GetMasterStateAsync(new GetMasterStateRequest()));
+        // GetMasterState is answered by every member: ask the one that serves linearizable reads.
+        var leaderState = (await group.StateOf(await group.WaitForLeaderAsync()))!;
         Assert.Equal("leader", leaderState.Role);
         await RaftTests.WaitUntilAsync(async () => (await group.StateOf(leader))?.AppliedIndex >= leaderState.CommitIndex);
         var rejoined = (await group.StateOf(leader))!;
@@ -75,7 +76,8 @@ public sealed class RaftFailoverTests(ITestOutputHelper output)
         }
 
         group.Start(wiped);
-        var leaderState = await group.OnLeader(async c => await c.GetMasterStateAsync(new GetMasterStateRequest()));
+        // GetMasterState is answered by every member: ask the one that serves linearizable reads.
+        var leaderState = (await group.StateOf(await group.WaitForLeaderAsync()))!;
         await RaftTests.WaitUntilAsync(async () => (await group.StateOf(wiped))?.AppliedIndex >= leaderState.CommitIndex);
         // The leader compacted its log into snapshots, so the wiped member got one installed.
         Assert.NotEmpty(Directory.EnumerateFiles(Path.Combine(group.DataDirectories[wiped].Path, "snapshots"), "*", SearchOption.AllDirectories));
