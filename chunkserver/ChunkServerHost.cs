@@ -89,9 +89,12 @@ public sealed class ChunkServerHost : IAsyncDisposable
         {
             throw new ArgumentException($"rebuild concurrency {options.RebuildConcurrency} must be from 1 to {ChunkServerOptions.MaxRebuildConcurrency}");
         }
-        if (options.MasterAddress is { } master && !Uri.TryCreate(master, UriKind.Absolute, out _))
+        foreach (var master in options.MasterAddresses)
         {
-            throw new ArgumentException($"master address '{master}' is not a URL (e.g. http://127.0.0.1:7000)");
+            if (!Uri.TryCreate(master, UriKind.Absolute, out _))
+            {
+                throw new ArgumentException($"master address '{master}' is not a URL (e.g. http://127.0.0.1:7000)");
+            }
         }
         var log = loggers.CreateLogger<ChunkServerHost>();
         var dataLock = DataDirLock.Acquire(options.DataDirs);
@@ -155,7 +158,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
 
             var grpcAddress = listeners.GrpcAddress;
             var httpAddress = listeners.HttpAddress;
-            masterChannel = options.MasterAddress is { } masterAddress ? FeitianK8s.Core.Common.GrpcChannels.Create(masterAddress) : null;
+            masterChannel = options.MasterAddresses.Count > 0 ? FeitianK8s.Core.Common.GrpcChannels.Create(options.MasterAddresses[0]) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             if (masterChannel is not null)
@@ -165,7 +168,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
                     : grpcAddress);
                 var reporter = new MasterReporter(new MasterClient(masterChannel), new ChunkServerIdentityInfo(id, options.Node, options.Rack, advertised),
                     store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>(),
-                    LeaderClients(peers));
+                    LeaderClients(peers), options.MasterAddresses);
                 host.Reporter = reporter;
                 var stopping = host._stopping.Token;
                 host._reporting = Task.Run(() => reporter.RunAsync(stopping), CancellationToken.None);

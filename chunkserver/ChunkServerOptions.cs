@@ -7,7 +7,11 @@ public sealed record ChunkServerOptions
     public required IReadOnlyList<string> DataDirs { get; init; }
 
     /// <summary>gRPC address of the master; null runs without registration (storage only).</summary>
+    /// <summary>The master, or every master of a Raft group comma-separated (reports follow the leader).</summary>
     public string? MasterAddress { get; init; }
+
+    public IReadOnlyList<string> MasterAddresses =>
+        MasterAddress?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
 
     public string Node { get; init; } = Environment.MachineName;
 

@@ -7,7 +7,7 @@ namespace FeitianK8s.ChunkServer.Hosting;
 public static class CommandLine
 {
     public const string Usage =
-        "usage: FeitianK8s.ChunkServer --data DIR[,DIR...] --master http://HOST:PORT --node NODE --rack RACK " +
+        "usage: FeitianK8s.ChunkServer --data DIR[,DIR...] --master http://HOST:PORT[,http://HOST:PORT...] --node NODE --rack RACK " +
         "[--listen 127.0.0.1] [--port 0] [--http-port 0] [--advertise http://HOST:PORT] [--chunk-size 64MiB] " +
         "[--block-size 4KiB] [--capacity BYTES] [--reserve 1MiB] [--heartbeat-ms 1000] " +
         "[--rebuild-bandwidth BYTES_PER_SECOND (e.g. 100Mi; 0 = unlimited)] [--rebuild-concurrency 2]";

@@ -29,12 +29,14 @@ public sealed class MasterReporter(
     TimeSpan defaultInterval,
     TimeSpan maxBackoff,
     ILogger<MasterReporter> log,
-    Func<string, MasterClient>? clientFor = null)
+    Func<string, MasterClient>? clientFor = null,
+    IReadOnlyList<string>? masters = null)
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
     private readonly HashSet<ulong> _deletedSinceLastHeartbeat = [];
     private volatile bool _registered;
     private MasterClient _master = master;
+    private int _masterIndex;
 
     public bool Registered => _registered;
 
@@ -152,8 +154,18 @@ public sealed class MasterReporter(
     /// <summary>A master that is not the leader names the leader (trailer feitian-leader): report there from now on.</summary>
     private bool FollowLeader(RpcException error)
     {
-        if (clientFor is null || !FeitianStatus.HasReason(error, ErrorReasons.NotLeader) || FeitianStatus.LeaderOf(error) is not { } leader)
+        if (clientFor is null)
         {
+            return false;
+        }
+        if (!FeitianStatus.HasReason(error, ErrorReasons.NotLeader) || FeitianStatus.LeaderOf(error) is not { } leader)
+        {
+            // No leader named (a master down, or an election): try the next master of the group.
+            if (masters is { Count: > 1 } && error.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            {
+                _masterIndex = (_masterIndex + 1) % masters.Count;
+                _master = clientFor(masters[_masterIndex]);
+            }
             return false;
         }
         log.LogInformation("The master is not the leader; reporting to leader {Leader}", leader);

@@ -40,8 +40,8 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
         var extra = extraArguments?.ToList() ?? [];
         var arguments = new List<string> { "up", "--data", dataDir, "--nbd-port", "0" };
         AddDefault(arguments, extra, "--chunk-size", "4MiB");
-        // One master unless a test asks for more: chunk servers follow a Raft leader among
-        // several masters only with the client-side leader following (issue 9, part 2).
+        // One master unless a test asks for more (`up` defaults to 3): most tests are about
+        // other things, and three Raft members cost CPU on a 2-core machine.
         AddDefault(arguments, extra, "--masters", "1");
         AddDefault(arguments, extra, "--chunkservers", "6");
         AddDefault(arguments, extra, "--racks", "3");
