@@ -13,6 +13,13 @@ public sealed class MasterOptions
     public int DefaultReplicas { get; init; } = 3;
     /// <summary>A chunk server is alive while its last heartbeat is younger than this.</summary>
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>A chunk server without a heartbeat for this long is dead: its replicas are rebuilt elsewhere.</summary>
+    public TimeSpan DeadAfter { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Re-replication copies running at once, cluster-wide.</summary>
+    public int MaxRebuilds { get; init; } = DefaultMaxRebuilds;
+    public const int DefaultMaxRebuilds = 12;
+    /// <summary>Whether this master leads (runs the re-replication scheduler); a single master always does.</summary>
+    public Func<bool> IsLeader { get; init; } = () => true;
     /// <summary>A snapshot is written after this many logged commands (and on clean shutdown).</summary>
     public int SnapshotEveryCommands { get; init; } = 10_000;
     public TimeProvider Clock { get; init; } = TimeProvider.System;
@@ -34,6 +41,14 @@ public sealed class MasterOptions
         if (HeartbeatTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException("heartbeat timeout must be positive");
+        }
+        if (DeadAfter <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("--dead-after must be positive");
+        }
+        if (MaxRebuilds is < 1 or > 10_000)
+        {
+            throw new ArgumentException("--max-rebuilds must be from 1 to 10000");
         }
         if (GrpcPort is < 0 or > 65535 || HttpPort is < 0 or > 65535)
         {

@@ -7,7 +7,7 @@ namespace FeitianK8s.Master.Hosting;
 public static class CommandLine
 {
     public const string Usage =
-        "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]";
+        "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s] [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12]";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
     {
@@ -21,7 +21,7 @@ public static class CommandLine
             }
             values[name[2..]] = args[++i];
         }
-        var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout" };
+        var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout", "dead-after", "max-rebuilds" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
         {
@@ -40,6 +40,8 @@ public static class CommandLine
             ChunkSizeBytes = values.TryGetValue("chunk-size", out var size) ? ParseSize(size) : 64UL * 1024 * 1024,
             DefaultReplicas = ParseInt(values, "replicas", 3),
             HeartbeatTimeout = values.TryGetValue("heartbeat-timeout", out var timeout) ? ParseDuration(timeout) : TimeSpan.FromSeconds(5),
+            DeadAfter = values.TryGetValue("dead-after", out var deadAfter) ? ParseSeconds(deadAfter, "dead-after") : TimeSpan.FromSeconds(60),
+            MaxRebuilds = ParseInt(values, "max-rebuilds", MasterOptions.DefaultMaxRebuilds),
         };
         if (!System.Net.IPAddress.TryParse(options.ListenAddress, out _))
         {
@@ -59,6 +61,23 @@ public static class CommandLine
         ByteSize.TryParse(text, out var bytes) && bytes > 0
             ? (ulong)bytes
             : throw new ArgumentException($"size '{text}' is not a positive size such as 64MiB");
+
+    /// <summary>Plain seconds (60, 2.5) or a duration (90s, 500ms, 2m).</summary>
+    public static TimeSpan ParseSeconds(string text, string name)
+    {
+        if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return seconds > 0 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"--{name} '{text}' must be positive");
+        }
+        try
+        {
+            return ParseDuration(text);
+        }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException($"--{name} '{text}' is not a number of seconds or a duration such as 90s");
+        }
+    }
 
     /// <summary>Durations such as 5s, 500ms, 2m.</summary>
     public static TimeSpan ParseDuration(string text)
