@@ -161,6 +161,8 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var httpAddress = listeners.HttpAddress;
             masterChannel = options.MasterAddress is { } masterAddress ? GrpcChannel.ForAddress(masterAddress) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
+            var hostRef = host;
+            SelfHealingMetrics.Attach(metrics.Registry, () => hostRef.Scrubber, rebuild.Adaptive, store);
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
             Scrub.Scrubber? scrubber = null;
             if (options.ScrubBandwidthBytesPerSecond > 0)

@@ -193,6 +193,17 @@ public sealed class ChunkStore : IDisposable
         }
     }
 
+    public int LostCount
+    {
+        get
+        {
+            lock (_membership)
+            {
+                return _lost.Count;
+            }
+        }
+    }
+
     /// <summary>Forgets lost chunks the master asked to delete (their files are unreachable anyway).</summary>
     public bool ForgetLost(ulong id)
     {

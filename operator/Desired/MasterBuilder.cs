@@ -25,6 +25,7 @@ public static class MasterBuilder
                 "--port", spec.Port.ToString(),
                 "--http-port", spec.HttpPort.ToString(),
                 "--replicas", c.Spec.Replication.Factor.ToString(),
+                .. RebuildFlags.MasterArgs(c.Spec.Rebuild ?? new RebuildSpec()),
             ],
             Ports =
             [
