@@ -74,8 +74,14 @@ victim_pid=$(pgrep -f -- "--data $victim_dir " | head -1 || true)
 victim_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$victim_dir/endpoints.json" 2>/dev/null || echo "?")
 kill_at=$(date +%s.%N)
 kill -KILL "$victim_pid"
-sleep 0.2
-kill -0 "$victim_pid" 2>/dev/null && { echo "bench/rebuild.sh: chunk server $VICTIM survived SIGKILL" >&2; exit 1; }
+# Gone, or a zombie its parent has not reaped yet: either way it runs no more.
+for _ in $(seq 1 100); do
+  state=$(ps -o stat= -p "$victim_pid" 2>/dev/null || true)
+  [ -z "$state" ] || [ "${state:0:1}" = Z ] && break
+  sleep 0.1
+done
+state=$(ps -o stat= -p "$victim_pid" 2>/dev/null || true)
+[ -z "$state" ] || [ "${state:0:1}" = Z ] || { echo "bench/rebuild.sh: chunk server $VICTIM survived SIGKILL" >&2; exit 1; }
 rm -rf "$victim_dir/chunks"
 echo "killed chunk server $VICTIM ($victim_id, pid $victim_pid) and wiped its chunks" >&2
 
