@@ -37,6 +37,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ILogger _log;
     private Task _reporting = Task.CompletedTask;
+    private Task _scrubbing = Task.CompletedTask;
     private int _stopped;
 
     private ChunkServerHost(string id, WebApplication app, ChunkStore store, DataDirLock dataLock, PeerChannels peers,
@@ -66,6 +67,9 @@ public sealed class ChunkServerHost : IAsyncDisposable
 
     /// <summary>Flow control of copies from peers (re-replication).</summary>
     public RebuildBudget Rebuild { get; private init; } = null!;
+
+    /// <summary>The background scrubber; null when --scrub-bandwidth is 0.</summary>
+    public Scrub.Scrubber? Scrubber { get; private set; }
 
     /// <summary>The reporter talking to the master; null when no master address was given.</summary>
     public MasterReporter? Reporter { get; private set; }
@@ -160,7 +164,27 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var httpAddress = listeners.HttpAddress;
             masterChannel = options.MasterAddresses.Count > 0 ? FeitianK8s.Core.Common.GrpcChannels.Create(options.MasterAddresses[0]) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
+            var hostRef = host;
+            SelfHealingMetrics.Attach(metrics.Registry, () => hostRef.Scrubber, rebuild.Adaptive, store);
             new FeitianK8s.Core.Cluster.ServerEndpoints(id, grpcAddress, httpAddress).Write(options.DataDirs[0]);
+            Scrub.Scrubber? scrubber = null;
+            if (options.ScrubBandwidthBytesPerSecond > 0)
+            {
+                var masterForReports = masterChannel is null ? null : new MasterClient(masterChannel);
+                scrubber = new Scrub.Scrubber(store, options.ScrubBandwidthBytesPerSecond, Path.Combine(options.DataDirs[0], Scrub.ScrubState.FileName),
+                    async (chunkId, reason) =>
+                    {
+                        if (masterForReports is not null)
+                        {
+                            await masterForReports.ReportBadReplicaAsync(new Proto.Master.ReportBadReplicaRequest { ChunkId = chunkId, ChunkServerId = id, Reason = reason },
+                                deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync.ConfigureAwait(false);
+                        }
+                    },
+                    () => rebuild.Adaptive.Share, TimeProvider.System, loggers.CreateLogger<Scrub.Scrubber>());
+                host.Scrubber = scrubber;
+                var stoppingScrub = host._stopping.Token;
+                host._scrubbing = Task.Run(() => scrubber.RunAsync(stoppingScrub), CancellationToken.None);
+            }
             if (masterChannel is not null)
             {
                 var advertised = options.AdvertiseAddress ?? (listenIp.Equals(IPAddress.Any) || listenIp.Equals(IPAddress.IPv6Any)
@@ -168,7 +192,19 @@ public sealed class ChunkServerHost : IAsyncDisposable
                     : grpcAddress);
                 var reporter = new MasterReporter(new MasterClient(masterChannel), new ChunkServerIdentityInfo(id, options.Node, options.Rack, advertised),
                     store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>(),
-                    LeaderClients(peers), options.MasterAddresses);
+                    LeaderClients(peers), options.MasterAddresses)
+                {
+                    RebuildShare = rebuild.Adaptive,
+                    Scrub = () => scrubber?.State is { } s
+                        ? new Proto.Master.ScrubProgress
+                        {
+                            LastCompletedUnixMs = s.LastCompletedUnixMs,
+                            BytesVerified = s.BytesVerified,
+                            BadFound = s.BadFound,
+                            PassStartedUnixMs = s.PassStartedUnixMs,
+                        }
+                        : null,
+                };
                 host.Reporter = reporter;
                 var stopping = host._stopping.Token;
                 host._reporting = Task.Run(() => reporter.RunAsync(stopping), CancellationToken.None);
@@ -211,6 +247,14 @@ public sealed class ChunkServerHost : IAsyncDisposable
         catch (Exception error)
         {
             _log.LogError(error, "Master reporter of {Id} ended with an error", Id);
+        }
+        try
+        {
+            await _scrubbing.ConfigureAwait(false);
+        }
+        catch (Exception error)
+        {
+            _log.LogError(error, "Scrubber of {Id} ended with an error", Id);
         }
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
         {

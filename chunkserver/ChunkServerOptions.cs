@@ -51,5 +51,10 @@ public sealed record ChunkServerOptions
 
     public const int DefaultRebuildConcurrency = 2;
 
+    /// <summary>Bytes per second the background scrubber reads and verifies; 0 = scrubbing off.</summary>
+    public long ScrubBandwidthBytesPerSecond { get; init; } = DefaultScrubBandwidth;
+
+    public const long DefaultScrubBandwidth = 4L << 20;
+
     public const int MaxRebuildConcurrency = 1024;
 }

@@ -18,6 +18,13 @@ public sealed class MasterOptions
     /// allocation counts them as dead (ends early once all reported); null = <see cref="HeartbeatTimeout"/>.
     /// </summary>
     public TimeSpan? ReportGrace { get; init; }
+    /// <summary>A chunk server without a heartbeat for this long is dead: its replicas are rebuilt elsewhere.</summary>
+    public TimeSpan DeadAfter { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Re-replication copies running at once, cluster-wide.</summary>
+    public int MaxRebuilds { get; init; } = DefaultMaxRebuilds;
+    public const int DefaultMaxRebuilds = 12;
+    /// <summary>Whether this master leads (runs the re-replication scheduler); a single master always does.</summary>
+    public Func<bool> IsLeader { get; init; } = () => true;
     /// <summary>A snapshot is written after this many logged commands (and on clean shutdown).</summary>
     public int SnapshotEveryCommands { get; init; } = 10_000;
     public TimeProvider Clock { get; init; } = TimeProvider.System;
@@ -49,6 +56,14 @@ public sealed class MasterOptions
         if (HeartbeatTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException("heartbeat timeout must be positive");
+        }
+        if (DeadAfter <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("--dead-after must be positive");
+        }
+        if (MaxRebuilds is < 1 or > 10_000)
+        {
+            throw new ArgumentException("--max-rebuilds must be from 1 to 10000");
         }
         if (SnapshotEveryCommands < 1)
         {

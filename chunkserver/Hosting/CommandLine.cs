@@ -10,7 +10,8 @@ public static class CommandLine
         "usage: FeitianK8s.ChunkServer --data DIR[,DIR...] --master http://HOST:PORT[,http://HOST:PORT...] --node NODE --rack RACK " +
         "[--listen 127.0.0.1] [--port 0] [--http-port 0] [--advertise http://HOST:PORT] [--chunk-size 64MiB] " +
         "[--block-size 4KiB] [--capacity BYTES] [--reserve 1MiB] [--heartbeat-ms 1000] " +
-        "[--rebuild-bandwidth BYTES_PER_SECOND (e.g. 100Mi; 0 = unlimited)] [--rebuild-concurrency 2]";
+        "[--rebuild-bandwidth BYTES_PER_SECOND (e.g. 100Mi; 0 = unlimited)] [--rebuild-concurrency 2] " +
+        "[--scrub-bandwidth BYTES_PER_SECOND (default 4Mi; 0 = off)]";
 
     public static ChunkServerOptions Parse(IReadOnlyList<string> args)
     {
@@ -73,13 +74,17 @@ public static class CommandLine
             HeartbeatInterval = TimeSpan.FromMilliseconds(Optional("heartbeat-ms") is { } h ? int.Parse(h, CultureInfo.InvariantCulture) : 1000),
             RebuildBandwidthBytesPerSecond = RebuildBandwidth(Optional("rebuild-bandwidth")),
             RebuildConcurrency = RebuildConcurrency(Optional("rebuild-concurrency")),
+            ScrubBandwidthBytesPerSecond = Optional("scrub-bandwidth") is { } scrub
+                ? ByteSize.TryParseQuantity(scrub, out var scrubBytes) ? scrubBytes
+                    : throw new FormatException($"--scrub-bandwidth '{scrub}' is not bytes per second (examples: 4194304, 4Mi, 10M; 0 = off)")
+                : ChunkServerOptions.DefaultScrubBandwidth,
         };
     }
 
     private static readonly HashSet<string> Known =
     [
         "data", "master", "node", "rack", "listen", "port", "http-port", "advertise", "chunk-size", "block-size",
-        "capacity", "reserve", "heartbeat-ms", "rebuild-bandwidth", "rebuild-concurrency",
+        "capacity", "reserve", "heartbeat-ms", "rebuild-bandwidth", "rebuild-concurrency", "scrub-bandwidth",
     ];
 
     /// <summary>Bytes per second as plain digits or a Kubernetes quantity (100Mi = 100×2²⁰, 100M = 100×10⁶); 0 = unlimited.</summary>

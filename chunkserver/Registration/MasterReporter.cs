@@ -40,6 +40,12 @@ public sealed class MasterReporter(
 
     public bool Registered => _registered;
 
+    /// <summary>Progress of the scrubber, sent with every heartbeat (null when scrubbing is off).</summary>
+    public Func<ScrubProgress?> Scrub { get; init; } = () => null;
+
+    /// <summary>The adaptive rebuild share, sent with every heartbeat.</summary>
+    public Replication.AdaptiveRebuildShare? RebuildShare { get; init; }
+
     public async Task RunAsync(CancellationToken ct)
     {
         try
@@ -120,6 +126,17 @@ public sealed class MasterReporter(
                 Address = identity.Address,
             };
             request.DeletedChunks.AddRange(deleted);
+            request.LostChunks.AddRange(store.CheckDataDirectories());
+            request.Scrub = Scrub();
+            if (RebuildShare is { } share)
+            {
+                request.RebuildShare = new RebuildShare
+                {
+                    Share = share.Share,
+                    ForegroundLatencySeconds = share.ForegroundLatencySeconds,
+                    BaselineLatencySeconds = share.BaselineLatencySeconds,
+                };
+            }
             try
             {
                 var response = await _master.HeartbeatAsync(request, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct)
@@ -183,6 +200,7 @@ public sealed class MasterReporter(
         }
         catch (ChunkStoreException error) when (error.Error == ChunkError.NotFound)
         {
+            store.ForgetLost(chunkId);
         }
         catch (Exception error) when (error is ChunkStoreException or IOException)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using FeitianK8s.ChunkServer.Hosting;
 using FeitianK8s.ChunkServer.Storage;
 using FeitianK8s.Core.Common;
@@ -18,19 +19,25 @@ public sealed class PeerChunkCopier(ChunkStore store, PeerChannels channels, Reb
     public const int PieceBytes = 1 << 20;
     private static readonly TimeSpan PieceTimeout = TimeSpan.FromSeconds(30);
 
-    public async Task<ChunkState> CopyAsync(ulong chunkId, string source, ulong epoch, ulong expectedLength, CancellationToken ct)
+    /// <summary>Marks the source-side reads of a copy, so they do not count as foreground latency there.</summary>
+    public const string RebuildHeader = "feitian-rebuild";
+    private static readonly Metadata RebuildHeaders = new() { { RebuildHeader, "1" } };
+
+    /// <summary>Copies the chunk; returns its state and the CRC32C of all its bytes (0 when it was already here).</summary>
+    public async Task<(ChunkState State, uint Crc32C)> CopyAsync(ulong chunkId, string source, ulong epoch, ulong expectedLength, CancellationToken ct)
     {
         var client = new ChunkServerClient(channels.For(source));
         using var slot = await budget.EnterAsync(ct).ConfigureAwait(false);
         using var incoming = store.BeginIncoming(chunkId, expectedLength, out var existing);
         if (incoming is null)
         {
-            return existing!.Value;
+            return (existing!.Value, 0);
         }
         log.LogInformation("Copying chunk {ChunkId} from {Source}", chunkId, source);
         long? sourceLength = null;
         while (sourceLength is null || incoming.Length < sourceLength)
         {
+            var pieceStarted = Stopwatch.GetTimestamp();
             var piece = await ReadPieceAsync(client, chunkId, source, (ulong)incoming.Length, ct).ConfigureAwait(false);
             if (sourceLength is null)
             {
@@ -62,16 +69,17 @@ public sealed class PeerChunkCopier(ChunkStore store, PeerChannels channels, Reb
             }
             incoming.Write(piece.Data.Span);
             metrics.CopiedBytes.Inc(piece.Data.Length);
-            await budget.ChargeAsync(piece.Data.Length, ct).ConfigureAwait(false);
+            await budget.ChargeAsync(piece.Data.Length, Stopwatch.GetElapsedTime(pieceStarted), ct).ConfigureAwait(false);
         }
-        return incoming.Complete(epoch, log);
+        var crc = incoming.WholeCrc;
+        return (incoming.Complete(epoch, log), crc);
     }
 
     private static async Task<ReadResponse> ReadPieceAsync(ChunkServerClient client, ulong chunkId, string source, ulong offset, CancellationToken ct)
     {
         try
         {
-            return await client.ReadAsync(new ReadRequest { ChunkId = chunkId, Offset = offset, Length = PieceBytes },
+            return await client.ReadAsync(new ReadRequest { ChunkId = chunkId, Offset = offset, Length = PieceBytes }, RebuildHeaders,
                 deadline: DateTime.UtcNow + PieceTimeout, cancellationToken: ct).ResponseAsync.ConfigureAwait(false);
         }
         catch (RpcException error)

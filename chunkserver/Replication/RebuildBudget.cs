@@ -71,10 +71,22 @@ public sealed class RebuildBudget
         return new Slot(this);
     }
 
-    /// <summary>Charges <paramref name="bytes"/> copied to the shared budget and waits until the rate allows them.</summary>
-    public async Task ChargeAsync(long bytes, CancellationToken ct)
+    /// <summary>The adaptive share of this budget the copies may use now (see <see cref="AdaptiveRebuildShare"/>).</summary>
+    public AdaptiveRebuildShare Adaptive { get; init; } = new();
+
+    /// <summary>
+    /// Charges <paramref name="bytes"/> copied to the shared budget and waits until the rate allows them; then,
+    /// when the adaptive share is below 1, pauses so the copy runs at share × its speed: the piece's time
+    /// (<paramref name="pieceElapsed"/> plus the budget wait) × (1/share − 1).
+    /// </summary>
+    public async Task ChargeAsync(long bytes, TimeSpan pieceElapsed, CancellationToken ct)
     {
         var wait = _bandwidth.Take(bytes);
+        var share = Adaptive.Share;
+        if (share < 1)
+        {
+            wait += (pieceElapsed + (wait > TimeSpan.Zero ? wait : TimeSpan.Zero)) * (1 / share - 1);
+        }
         if (wait <= TimeSpan.Zero)
         {
             return;

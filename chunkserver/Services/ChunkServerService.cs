@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using FeitianK8s.ChunkServer.Hosting;
 using FeitianK8s.ChunkServer.Replication;
 using FeitianK8s.ChunkServer.Storage;
@@ -10,7 +11,7 @@ using ChunkServerBase = FeitianK8s.Proto.ChunkServer.ChunkServer.ChunkServerBase
 namespace FeitianK8s.ChunkServer.Services;
 
 /// <summary>The ChunkServer gRPC service: parse, call the store, shape the reply. Errors are mapped by <see cref="ChunkServerInterceptor"/>.</summary>
-public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier, ChunkServerMetrics metrics) : ChunkServerBase
+public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier, ChunkServerMetrics metrics, RebuildBudget rebuild) : ChunkServerBase
 {
     public override Task<CreateChunkResponse> CreateChunk(CreateChunkRequest request, ServerCallContext context)
     {
@@ -20,14 +21,21 @@ public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier,
 
     public override async Task<AppendResponse> Append(AppendRequest request, ServerCallContext context)
     {
+        var started = Stopwatch.GetTimestamp();
         var length = await store.AppendAsync(request.ChunkId, request.Epoch, request.ExpectedOffset, request.Data.Memory, request.Crc32C, request.Fua);
+        rebuild.Adaptive.Observe(Stopwatch.GetElapsedTime(started));
         metrics.AppendedBytes.Inc(request.Data.Length);
         return new AppendResponse { Length = (ulong)length };
     }
 
     public override async Task<ReadResponse> Read(ReadRequest request, ServerCallContext context)
     {
+        var started = Stopwatch.GetTimestamp();
         var result = await store.ReadAsync(request.ChunkId, request.Offset, request.Length);
+        if (context.RequestHeaders.GetValue(PeerChunkCopier.RebuildHeader) is null)
+        {
+            rebuild.Adaptive.Observe(Stopwatch.GetElapsedTime(started));
+        }
         metrics.ReadBytes.Inc(result.Data.Length);
         return new ReadResponse
         {
@@ -62,7 +70,7 @@ public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier,
         {
             throw new ChunkStoreException(ChunkError.InvalidArgument, $"chunk {request.ChunkId}: copy needs a source address");
         }
-        ChunkState state;
+        (ChunkState State, uint Crc32C) state;
         try
         {
             state = await copier.CopyAsync(request.ChunkId, request.SourceAddress, request.Epoch, request.Length, context.CancellationToken);
@@ -71,6 +79,6 @@ public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier,
         {
             throw new ChunkStoreException(ChunkError.InvalidArgument, $"chunk {request.ChunkId}: {error.Message}");
         }
-        return new CopyChunkFromPeerResponse { Length = (ulong)state.Length };
+        return new CopyChunkFromPeerResponse { Length = (ulong)state.State.Length, Crc32C = state.Crc32C };
     }
 }

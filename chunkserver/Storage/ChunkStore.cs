@@ -26,6 +26,7 @@ public sealed class ChunkStore : IDisposable
 
     private readonly ConcurrentDictionary<ulong, Chunk> _chunks = new();
     private readonly HashSet<ulong> _incoming = [];
+    private readonly SortedSet<ulong> _lost = [];
     private readonly Lock _membership = new();
     private readonly IReadOnlyList<DataDirectory> _directories;
     private readonly ILogger _log;
@@ -158,6 +159,60 @@ public sealed class ChunkStore : IDisposable
 
     public bool Contains(ulong id) => _chunks.ContainsKey(id);
 
+    /// <summary>
+    /// Checks every data dir is still there (<see cref="DataDirectory.CheckPresent"/>). The chunks of a dir found
+    /// gone stop being served (their handles may still reach the old files) and are reported as lost from then on.
+    /// </summary>
+    public IReadOnlyList<ulong> CheckDataDirectories()
+    {
+        foreach (var directory in _directories.Where(d => !d.Lost))
+        {
+            if (directory.CheckPresent())
+            {
+                continue;
+            }
+            List<Chunk> gone;
+            lock (_membership)
+            {
+                gone = _chunks.Values.Where(c => c.Directory == directory).ToList();
+                foreach (var chunk in gone)
+                {
+                    _chunks.TryRemove(KeyValuePair.Create(chunk.Id, chunk));
+                    _lost.Add(chunk.Id);
+                }
+            }
+            foreach (var chunk in gone)
+            {
+                chunk.Dispose();
+            }
+            _log.LogCritical("Data directory {Dir} is gone or unreadable: its {Count} chunks are reported lost to the master", directory.Path, gone.Count);
+        }
+        lock (_membership)
+        {
+            return [.. _lost];
+        }
+    }
+
+    public int LostCount
+    {
+        get
+        {
+            lock (_membership)
+            {
+                return _lost.Count;
+            }
+        }
+    }
+
+    /// <summary>Forgets lost chunks the master asked to delete (their files are unreachable anyway).</summary>
+    public bool ForgetLost(ulong id)
+    {
+        lock (_membership)
+        {
+            return _lost.Remove(id);
+        }
+    }
+
     public IReadOnlyList<ChunkState> Inventory() => [.. _chunks.Values.Select(chunk => chunk.State).OrderBy(state => state.Id)];
 
     /// <summary>
@@ -220,7 +275,8 @@ public sealed class ChunkStore : IDisposable
         : throw new ChunkStoreException(ChunkError.NotFound, $"chunk {id} not found");
 
     /// <summary>New chunks go to the data dir with the most free space.</summary>
-    private DataDirectory PickDirectory() => _directories.MaxBy(d => d.AvailableBytes)!;
+    private DataDirectory PickDirectory() => _directories.Where(d => !d.Lost).MaxBy(d => d.AvailableBytes)
+        ?? throw new ChunkStoreException(ChunkError.IoError, "every data directory of this chunk server is gone");
 
     private void LoadAll()
     {

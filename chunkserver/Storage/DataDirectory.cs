@@ -9,6 +9,45 @@ internal sealed class DataDirectory
         ChunksPath = System.IO.Path.Combine(Path, ChunkFiles.SubDirectory);
         Directory.CreateDirectory(ChunksPath);
         MountPoint = FindMountPoint(Path);
+        _markerPath = System.IO.Path.Combine(Path, MarkerName);
+        _marker = File.Exists(_markerPath) ? File.ReadAllText(_markerPath) : Guid.NewGuid().ToString("N");
+        if (!File.Exists(_markerPath))
+        {
+            File.WriteAllText(_markerPath, _marker);
+        }
+    }
+
+    /// <summary>A token file in the data dir: if it is gone or different, the dir is not the one we opened.</summary>
+    public const string MarkerName = ".feitian-data-dir";
+    private readonly string _markerPath;
+    private readonly string _marker;
+
+    /// <summary>Set once the directory was found gone; its chunks are no longer served.</summary>
+    public bool Lost { get; private set; }
+
+    /// <summary>
+    /// Whether the data directory is still the one opened: its marker file reads back with the same token and its
+    /// chunks folder exists. A directory renamed away, replaced by a file, hidden by a mount, or failing I/O fails this check (open file
+    /// handles may still reach the old inode, which is why the check goes by path).
+    /// </summary>
+    public bool CheckPresent()
+    {
+        if (Lost)
+        {
+            return false;
+        }
+        try
+        {
+            if (File.ReadAllText(_markerPath) == _marker && Directory.Exists(ChunksPath))
+            {
+                return true;
+            }
+        }
+        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
+        {
+        }
+        Lost = true;
+        return false;
     }
 
     public string Path { get; }

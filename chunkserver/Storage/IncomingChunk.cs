@@ -19,6 +19,7 @@ internal sealed class IncomingChunk : IDisposable
     private uint _blockState = Crc32C.Begin();
     private int _blockFilled;
     private long _length;
+    private uint _wholeState = Crc32C.Begin();
     private bool _done;
 
     public IncomingChunk(ChunkStore store, DataDirectory directory, ulong chunkId)
@@ -45,6 +46,9 @@ internal sealed class IncomingChunk : IDisposable
 
     public long Length => _length;
 
+    /// <summary>CRC32C of every byte written so far (the whole chunk once complete).</summary>
+    public uint WholeCrc => Crc32C.Finish(_wholeState);
+
     /// <summary>Refuses the copy up front when the data dir cannot hold <paramref name="bytes"/> more.</summary>
     public void EnsureSpace(long bytes)
     {
@@ -66,6 +70,7 @@ internal sealed class IncomingChunk : IDisposable
             throw Chunk.Classify(error, $"chunk {ChunkId}: copy write at {_length}");
         }
         _length += piece.Length;
+        _wholeState = Crc32C.Update(_wholeState, piece);
         while (!piece.IsEmpty)
         {
             var take = Math.Min(_blockSize - _blockFilled, piece.Length);

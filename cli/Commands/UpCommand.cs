@@ -54,7 +54,34 @@ public sealed class UpSettings : CommandSettings
     [Description("Re-replication copies each chunk server runs at once; absent = the chunk server's default (2).")]
     public int? RebuildConcurrency { get; init; }
 
-    /// <summary>The re-replication flags handed to every chunk server, only those given.</summary>
+    [CommandOption("--scrub-bandwidth <BYTES_PER_SECOND>")]
+    [Description("Background scrub rate of each chunk server, e.g. 4Mi (Kubernetes quantity); 0 = off; absent = the chunk server's default (4Mi).")]
+    public string? ScrubBandwidth { get; init; }
+
+    [CommandOption("--dead-after <SECONDS>")]
+    [Description("Seconds without a heartbeat before the master declares a chunk server dead and rebuilds its replicas (default 60).")]
+    public double? DeadAfterSeconds { get; init; }
+
+    [CommandOption("--max-rebuilds <N>")]
+    [Description("Re-replication copies the master runs at once, cluster-wide (default 12).")]
+    public int? MaxRebuilds { get; init; }
+
+    /// <summary>The self-healing flags handed to the master, only those given.</summary>
+    public IReadOnlyList<string> MasterRebuildArgs()
+    {
+        var args = new List<string>();
+        if (DeadAfterSeconds is { } deadAfter)
+        {
+            args.AddRange(["--dead-after", deadAfter.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+        if (MaxRebuilds is { } max)
+        {
+            args.AddRange(["--max-rebuilds", max.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+        return args;
+    }
+
+    /// <summary>The re-replication and scrub flags handed to every chunk server, only those given.</summary>
     public IReadOnlyList<string> ChunkServerRebuildArgs()
     {
         var args = new List<string>();
@@ -65,6 +92,10 @@ public sealed class UpSettings : CommandSettings
         if (RebuildConcurrency is { } concurrency)
         {
             args.AddRange(["--rebuild-concurrency", concurrency.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+        if (ScrubBandwidth is { } scrub)
+        {
+            args.AddRange(["--scrub-bandwidth", scrub]);
         }
         return args;
     }
@@ -111,6 +142,18 @@ public sealed class UpSettings : CommandSettings
         {
             return Spectre.Console.ValidationResult.Error($"--rebuild-concurrency must be from 1 to {FeitianK8s.ChunkServer.ChunkServerOptions.MaxRebuildConcurrency}");
         }
+        if (ScrubBandwidth is not null && !ByteSize.TryParseQuantity(ScrubBandwidth, out _))
+        {
+            return Spectre.Console.ValidationResult.Error($"--scrub-bandwidth '{ScrubBandwidth}' is not bytes per second (examples: 4Mi, 10M; 0 = off)");
+        }
+        if (DeadAfterSeconds is { } deadAfter && !(deadAfter > 0))
+        {
+            return Spectre.Console.ValidationResult.Error("--dead-after must be a positive number of seconds");
+        }
+        if (MaxRebuilds is < 1 or > 10_000)
+        {
+            return Spectre.Console.ValidationResult.Error("--max-rebuilds must be from 1 to 10000");
+        }
         if (!ByteSize.TryParse(SegmentSize, out var segment) || segment < 1 << 20)
         {
             return Spectre.Console.ValidationResult.Error($"--segment-size '{SegmentSize}' is not a size of at least 1MiB");
@@ -147,6 +190,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             PreviousMasters = PreviousMasters(dataDir),
             ChunkServerPorts = PreviousChunkServerPorts(dataDir),
             ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
+            ExtraMasterArgs = settings.MasterRebuildArgs(),
         }, loggers, cancellationToken);
         await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
         await using var supervisor = new ChildSupervisor(loggers.CreateLogger<ChildSupervisor>());

@@ -1,5 +1,6 @@
 using FeitianK8s.Core.Common;
 using FeitianK8s.Master.Cluster;
+using FeitianK8s.Master.Rebuild;
 using FeitianK8s.Master.State;
 using FeitianK8s.Proto.Master;
 using FeitianK8s.Proto.MasterLog;
@@ -19,6 +20,9 @@ public sealed class MasterService(
     ChunkAllocator allocator,
     MasterOptions options,
     MasterIdentity identity,
+    DeadServerDetector dead,
+    RebuildProgress rebuild,
+    ChunkServerReports reports,
     ILogger<MasterService> logger) : Proto.Master.Master.MasterBase
 {
     public const uint HeartbeatIntervalMs = 1000;
@@ -47,6 +51,11 @@ public sealed class MasterService(
             .ToList()));
         logger.LogInformation("Chunk server {Id} registered: node {Node}, rack {Rack}, address {Address}, {Chunks} chunks, {Orphans} orphans",
             server.Id, server.Node, server.Rack, server.Address, request.Chunks.Count, response.OrphanChunks.Count);
+        // Replicas the master records here that the server no longer has intact (missing, or stale after a seal it missed).
+        foreach (var (chunkId, reason) in Query(state => ReplicaReconciler.BadOnRegistration(state, server.Id, request.Chunks)))
+        {
+            await MarkBadAsync(chunkId, server.Id, reason, context);
+        }
         return response;
     }
 
@@ -59,6 +68,14 @@ public sealed class MasterService(
             return new HeartbeatResponse { Known = false };
         }
         liveness.Record(request.Id, request.CapacityBytes, request.UsedBytes, request.ChunkCount);
+        reports.Record(request.Id, request.Scrub, request.RebuildShare);
+        if (request.LostChunks.Count > 0)
+        {
+            foreach (var chunkId in Query(state => ReplicaReconciler.LostReplicas(state, request.Id, request.LostChunks)))
+            {
+                await MarkBadAsync(chunkId, request.Id, "lost by the chunk server (data directory gone or unreadable)", context);
+            }
+        }
         var changed = new ChunkServerRecord
         {
             Id = known.Id,
@@ -92,6 +109,18 @@ public sealed class MasterService(
         return new ReportBadReplicaResponse();
     }
 
+    private async Task MarkBadAsync(ulong chunkId, string chunkServerId, string reason, ServerCallContext context)
+    {
+        var result = await metadata.SubmitAsync(new MasterCommand
+        {
+            ReportBadReplica = new ReportBadReplicaCommand { ChunkId = chunkId, ChunkServerId = chunkServerId },
+        }, context.CancellationToken);
+        if (result.IsOk)
+        {
+            logger.LogWarning("Replica of chunk {ChunkId} on {ChunkServer} marked bad: {Reason}", chunkId, chunkServerId, reason);
+        }
+    }
+
     // ---------- cluster ----------
 
     public override Task<ClusterStatus> GetClusterStatus(GetClusterStatusRequest request, ServerCallContext context)
@@ -102,6 +131,15 @@ public sealed class MasterService(
             {
                 DegradedChunks = state.CountDegradedChunks(),
                 BadReplicas = state.CountBadReplicas(),
+                UnderReplicatedChunks = (ulong)rebuild.UnderReplicatedChunks,
+                Rebuild = new RebuildStatus
+                {
+                    BytesRemaining = rebuild.BytesRemaining,
+                    BytesPerSecond = rebuild.BytesPerSecond,
+                    CopiesActive = (uint)rebuild.CopiesActive,
+                    CopiesCompleted = rebuild.CopiesCompleted,
+                    CopiesFailed = rebuild.CopiesFailed,
+                },
             };
             foreach (var server in state.ChunkServers)
             {
@@ -117,6 +155,11 @@ public sealed class MasterService(
                     UsedBytes = sample?.UsedBytes ?? 0,
                     Chunks = sample?.Chunks ?? 0,
                     LastHeartbeatUnixMs = sample?.At.ToUnixTimeMilliseconds() ?? 0,
+                    Dead = dead.IsDead(server.Id),
+                    Scrub = reports.Scrub(server.Id) is { } scrub
+                        ? new ScrubStatus { LastCompletedUnixMs = scrub.LastCompletedUnixMs, BytesVerified = scrub.BytesVerified, BadFound = scrub.BadFound }
+                        : null,
+                    RebuildShare = reports.Share(server.Id)?.Share ?? 0,
                 });
             }
             return result;

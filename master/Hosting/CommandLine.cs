@@ -8,7 +8,8 @@ public static class CommandLine
 {
     public const string Usage =
         "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]\n" +
-        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]";
+        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]\n" +
+        "       [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12]";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
     {
@@ -23,7 +24,8 @@ public static class CommandLine
             values[name[2..]] = args[++i];
         }
         var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout",
-            "peers", "raft-endpoint", "raft-port", "advertise", "election-timeout", "snapshot-every" };
+            "peers", "raft-endpoint", "raft-port", "advertise", "election-timeout", "snapshot-every",
+            "dead-after", "max-rebuilds" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
         {
@@ -50,6 +52,8 @@ public static class CommandLine
             AdvertiseAddress = values.GetValueOrDefault("advertise"),
             ElectionTimeout = values.TryGetValue("election-timeout", out var election) ? ParseDuration(election) : TimeSpan.FromMilliseconds(500),
             SnapshotEveryCommands = ParseInt(values, "snapshot-every", 10_000),
+            DeadAfter = values.TryGetValue("dead-after", out var deadAfter) ? ParseSeconds(deadAfter, "dead-after") : TimeSpan.FromSeconds(60),
+            MaxRebuilds = ParseInt(values, "max-rebuilds", MasterOptions.DefaultMaxRebuilds),
         };
         if (options.RaftPeers.Count > 0)
         {
@@ -74,6 +78,23 @@ public static class CommandLine
         ByteSize.TryParse(text, out var bytes) && bytes > 0
             ? (ulong)bytes
             : throw new ArgumentException($"size '{text}' is not a positive size such as 64MiB");
+
+    /// <summary>Plain seconds (60, 2.5) or a duration (90s, 500ms, 2m).</summary>
+    public static TimeSpan ParseSeconds(string text, string name)
+    {
+        if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return seconds > 0 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException($"--{name} '{text}' must be positive");
+        }
+        try
+        {
+            return ParseDuration(text);
+        }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException($"--{name} '{text}' is not a number of seconds or a duration such as 90s");
+        }
+    }
 
     /// <summary>Durations such as 5s, 500ms, 2m.</summary>
     public static TimeSpan ParseDuration(string text)

@@ -2,7 +2,9 @@ using FeitianK8s.Core.Common;
 using System.Net;
 using FeitianK8s.Master.Cluster;
 using FeitianK8s.Master.Api;
+using FeitianK8s.Master.Rebuild;
 using FeitianK8s.Master.State;
+using FeitianK8s.Core.Pangu;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -24,12 +26,16 @@ public sealed class MasterHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly MasterMetadata _metadata;
     private readonly ILogger _logger;
+    private readonly RebuildScheduler _rebuild;
+    private readonly GrpcChannelCache _channels;
     private int _stopped;
 
-    private MasterHost(WebApplication app, MasterMetadata metadata, string grpcAddress, string httpAddress, ILogger logger)
+    private MasterHost(WebApplication app, MasterMetadata metadata, RebuildScheduler rebuild, GrpcChannelCache channels, string grpcAddress, string httpAddress, ILogger logger)
     {
         _app = app;
         _metadata = metadata;
+        _rebuild = rebuild;
+        _channels = channels;
         GrpcAddress = grpcAddress;
         HttpAddress = httpAddress;
         _logger = logger;
@@ -37,6 +43,9 @@ public sealed class MasterHost : IAsyncDisposable
 
     public string GrpcAddress { get; }
     public string HttpAddress { get; }
+
+    /// <summary>The re-replication scheduler (its progress, and events for a server declared dead or redundancy restored).</summary>
+    public RebuildScheduler Rebuild => _rebuild;
 
     public static async Task<MasterHost> StartAsync(MasterOptions options, ILoggerFactory? loggers = null, CancellationToken ct = default)
     {
@@ -50,14 +59,22 @@ public sealed class MasterHost : IAsyncDisposable
         var metadata = await MasterMetadata.StartAsync(RaftSettings(options, address), options.DataDirectory, grpcAddress,
             options.Clock, options.SnapshotEveryCommands, loggers, ct).ConfigureAwait(false);
         WebApplication? app = null;
+        var channels = new GrpcChannelCache(16 * 1024 * 1024, loggers);
         try
         {
             var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout, options.ReportGrace);
             // A new leader's liveness samples are missing or stale: give chunk servers a report period.
             metadata.BecameLeader += _ => liveness.StartGrace();
             var identity = new MasterIdentity();
+            var dead = new DeadServerDetector(liveness, options.Clock, options.DeadAfter);
+            metadata.BecameLeader += _ => dead.Restart();
+            var progress = new RebuildProgress(options.Clock);
+            var reports = new ChunkServerReports();
+            var rebuild = new RebuildScheduler(metadata, liveness, dead, channels, RebuildSettings.Default(options.DeadAfter, options.MaxRebuilds),
+                () => options.IsLeader() && metadata.IsLeader, progress, loggers);
             var metrics = new Hosting.MasterMetrics();
             metrics.Attach(metadata, liveness);
+            metrics.AttachRebuild(rebuild, dead, metadata);
 
             var builder = WebApplication.CreateSlimBuilder();
             builder.Logging.ClearProviders();
@@ -69,6 +86,9 @@ public sealed class MasterHost : IAsyncDisposable
             builder.Services.AddSingleton(metadata);
             builder.Services.AddSingleton(liveness);
             builder.Services.AddSingleton(identity);
+            builder.Services.AddSingleton(dead);
+            builder.Services.AddSingleton(progress);
+            builder.Services.AddSingleton(reports);
             builder.Services.AddSingleton(new ChunkAllocator(metadata, liveness, options.ChunkSizeBytes));
             builder.Services.AddGrpc(grpc =>
             {
@@ -99,9 +119,10 @@ public sealed class MasterHost : IAsyncDisposable
                 await metadata.WaitForLeadershipAsync(election.Token).ConfigureAwait(false);
             }
             identity.GrpcAddress = grpcAddress;
-            logger.LogInformation("Master serving gRPC on {GrpcAddress} and HTTP on {HttpAddress}, data in {DataDirectory}",
-                grpcAddress, httpAddress, options.DataDirectory);
-            return new MasterHost(app, metadata, grpcAddress, httpAddress, logger);
+            rebuild.Start();
+            logger.LogInformation("Master serving gRPC on {GrpcAddress} and HTTP on {HttpAddress}, data in {DataDirectory}; chunk servers are dead after {DeadAfter}, at most {MaxRebuilds} rebuild copies at once",
+                grpcAddress, httpAddress, options.DataDirectory, options.DeadAfter, options.MaxRebuilds);
+            return new MasterHost(app, metadata, rebuild, channels, grpcAddress, httpAddress, logger);
         }
         catch
         {
@@ -110,6 +131,7 @@ public sealed class MasterHost : IAsyncDisposable
                 await app.DisposeAsync().ConfigureAwait(false);
             }
             await metadata.DisposeAsync().ConfigureAwait(false);
+            channels.Dispose();
             throw;
         }
     }
@@ -148,11 +170,13 @@ public sealed class MasterHost : IAsyncDisposable
         }
         try
         {
+            await _rebuild.DisposeAsync().ConfigureAwait(false);
             await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
         finally
         {
             await _metadata.DisposeAsync().ConfigureAwait(false);
+            _channels.Dispose();
             _logger.LogInformation("Master on {GrpcAddress} stopped", GrpcAddress);
         }
     }

@@ -1,4 +1,5 @@
 using FeitianK8s.Master.Cluster;
+using FeitianK8s.Master.Rebuild;
 using FeitianK8s.Master.State;
 using Prometheus;
 
@@ -19,6 +20,40 @@ public sealed class MasterMetrics
     private readonly Gauge _logIndex;
 
     public CollectorRegistry Registry { get; } = Metrics.NewCustomRegistry();
+
+    /// <summary>Re-replication gauges and counters, read from the scheduler's progress when scraped.</summary>
+    public void AttachRebuild(RebuildScheduler rebuild, DeadServerDetector dead, MasterMetadata metadata)
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        var under = factory.CreateGauge("feitian_master_under_replicated_chunks", "Chunks with fewer good replicas than their file wants.");
+        var remaining = factory.CreateGauge("feitian_master_rebuild_remaining_bytes", "Bytes of replicas still to copy.");
+        var rate = factory.CreateGauge("feitian_master_rebuild_rate_bytes_per_second", "Re-replication copy rate over the last 30 s.");
+        var active = factory.CreateGauge("feitian_master_rebuild_copies_active", "Re-replication copies running now.");
+        var copied = factory.CreateCounter("feitian_master_rebuild_copied_bytes_total", "Bytes copied by re-replication since the master started.");
+        var completed = factory.CreateCounter("feitian_master_rebuild_copies_completed_total", "Verified copies recorded since the master started.");
+        var failed = factory.CreateCounter("feitian_master_rebuild_copies_failed_total", "Copies that failed or timed out (and were planned again).");
+        var deadServers = factory.CreateGauge("feitian_master_chunk_servers_dead", "Chunk servers without a heartbeat for --dead-after.");
+        var deadAfter = factory.CreateGauge("feitian_master_dead_after_seconds", "The --dead-after setting.");
+        deadAfter.Set(dead.DeadAfter.TotalSeconds);
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            var p = rebuild.Progress;
+            under.Set(p.UnderReplicatedChunks);
+            remaining.Set(p.BytesRemaining);
+            rate.Set(p.BytesPerSecond);
+            active.Set(p.CopiesActive);
+            copied.IncTo(p.BytesCopied);
+            completed.IncTo(p.CopiesCompleted);
+            failed.IncTo(p.CopiesFailed);
+            try
+            {
+                deadServers.Set(metadata.Read(state => state.ChunkServers.Count(s => dead.IsDead(s.Id))));
+            }
+            catch (Exception error) when (error is MasterStoppedException or ObjectDisposedException)
+            {
+            }
+        });
+    }
 
     public MasterMetrics()
     {

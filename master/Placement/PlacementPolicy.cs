@@ -3,7 +3,12 @@ namespace FeitianK8s.Master.Placement;
 /// <summary>A chunk server that may receive a replica, with the load figures placement weighs.</summary>
 public sealed record PlacementCandidate(string Id, string Node, string Rack, ulong UsedBytes, ulong CapacityBytes, int Replicas);
 
-public sealed record PlacementRequest(int Replicas, string? PreferredNode = null, IReadOnlySet<string>? Excluded = null);
+/// <summary>
+/// OccupiedNodes/OccupiedRacks: nodes and racks that already hold a replica of the chunk (re-replication),
+/// treated as taken by the node and rack rules.
+/// </summary>
+public sealed record PlacementRequest(int Replicas, string? PreferredNode = null, IReadOnlySet<string>? Excluded = null,
+    IReadOnlySet<string>? OccupiedNodes = null, IReadOnlySet<string>? OccupiedRacks = null);
 
 /// <summary>Chosen servers in replica order; Degraded when they span fewer racks (or are fewer) than asked.</summary>
 public sealed record PlacementResult(IReadOnlyList<PlacementCandidate> Chosen, bool Degraded);
@@ -34,8 +39,8 @@ public static class PlacementPolicy
         }
 
         var chosen = new List<PlacementCandidate>(request.Replicas);
-        var nodes = new HashSet<string>(StringComparer.Ordinal);
-        var racks = new HashSet<string>(StringComparer.Ordinal);
+        var nodes = new HashSet<string>(request.OccupiedNodes ?? new HashSet<string>(), StringComparer.Ordinal);
+        var racks = new HashSet<string>(request.OccupiedRacks ?? new HashSet<string>(), StringComparer.Ordinal);
         void Take(PlacementCandidate c)
         {
             chosen.Add(c);
@@ -45,7 +50,7 @@ public static class PlacementPolicy
 
         if (!string.IsNullOrEmpty(request.PreferredNode))
         {
-            var local = eligible.FirstOrDefault(c => c.Node == request.PreferredNode);
+            var local = eligible.FirstOrDefault(c => c.Node == request.PreferredNode && !nodes.Contains(c.Node));
             if (local is not null)
             {
                 Take(local);
@@ -61,7 +66,7 @@ public static class PlacementPolicy
             }
             Take(next);
         }
-        var degraded = chosen.Count < request.Replicas || racks.Count < request.Replicas;
+        var degraded = chosen.Count < request.Replicas || chosen.Select(c => c.Rack).Distinct(StringComparer.Ordinal).Count() < request.Replicas;
         return new PlacementResult(chosen, degraded);
     }
 

@@ -20,6 +20,7 @@ public static class MasterErrorReasons
     public const string NotADirectory = "not-a-directory";
     public const string ParentIsFile = "parent-is-file";
     public const string Shrink = "shrink";
+    public const string LastGoodReplica = "last-good-replica";
 }
 
 /// <summary>A refused command or query: a code, a machine-readable reason and a message with context.</summary>

@@ -63,6 +63,9 @@ public sealed class MasterStateMachine
             MasterCommand.KindOneofCase.DeleteVolume => DeleteVolume(command.DeleteVolume),
             MasterCommand.KindOneofCase.AcquireVolumeLease => AcquireVolumeLease(command.AcquireVolumeLease),
             MasterCommand.KindOneofCase.SetVolumeReader => SetVolumeReader(command.SetVolumeReader),
+            MasterCommand.KindOneofCase.AddReplica => AddReplica(command.AddReplica),
+            MasterCommand.KindOneofCase.RemoveReplica => RemoveReplica(command.RemoveReplica),
+            MasterCommand.KindOneofCase.SealChunk => SealChunk(command.SealChunk),
             _ => ApplyResult.Fail(MasterError.Invalid($"unknown command kind {command.KindCase}")),
         };
         if (result.IsOk)
@@ -155,6 +158,93 @@ public sealed class MasterStateMachine
             return ApplyResult.Fail(MasterError.NotFound($"chunk {command.ChunkId} of '{file.Path}' has no replica on chunk server '{command.ChunkServerId}'"));
         }
         replica.Bad = true;
+        return ApplyResult.Ok();
+    }
+
+    /// <summary>A verified re-replication copy joins the chunk; only sealed chunks at their sealed length take copies.</summary>
+    private ApplyResult AddReplica(AddReplicaCommand command)
+    {
+        if (!_chunkOwners.TryGetValue(command.ChunkId, out var file))
+        {
+            return ApplyResult.Fail(MasterError.NotFound($"chunk {command.ChunkId} is not referenced by any file"));
+        }
+        if (!_servers.ContainsKey(command.ChunkServerId))
+        {
+            return ApplyResult.Fail(MasterError.NotFound($"chunk server '{command.ChunkServerId}' is not registered"));
+        }
+        var chunk = file.Chunks.First(c => c.ChunkId == command.ChunkId);
+        if (!chunk.Sealed || chunk.Length != command.Length)
+        {
+            return ApplyResult.Fail(MasterError.Precondition(MasterErrorReasons.Shrink,
+                $"copy of chunk {chunk.ChunkId} has length {command.Length}; the chunk is {(chunk.Sealed ? "sealed" : "open")} at {chunk.Length}"));
+        }
+        if (chunk.Replicas.Any(r => r.ChunkServerId == command.ChunkServerId))
+        {
+            return ApplyResult.Fail(MasterError.AlreadyExists($"chunk {chunk.ChunkId} already has a replica on '{command.ChunkServerId}'"));
+        }
+        chunk.Replicas.Add(new ReplicaRecord { ChunkServerId = command.ChunkServerId });
+        _replicaCounts[command.ChunkServerId] = _replicaCounts.GetValueOrDefault(command.ChunkServerId) + 1;
+        if (_pendingDeletions.TryGetValue(command.ChunkServerId, out var pending) && pending.Remove(chunk.ChunkId) && pending.Count == 0)
+        {
+            _pendingDeletions.Remove(command.ChunkServerId);
+        }
+        return ApplyResult.Ok();
+    }
+
+    /// <summary>
+    /// Drops a replica and queues its deletion on the server. Invariant: the last good replica of a
+    /// chunk is never removed (whether a server is dead is soft state the proposer judged; the
+    /// log only knows bad flags, so "good" here means not reported bad).
+    /// </summary>
+    private ApplyResult RemoveReplica(RemoveReplicaCommand command)
+    {
+        if (!_chunkOwners.TryGetValue(command.ChunkId, out var file))
+        {
+            return ApplyResult.Fail(MasterError.NotFound($"chunk {command.ChunkId} is not referenced by any file"));
+        }
+        var chunk = file.Chunks.First(c => c.ChunkId == command.ChunkId);
+        var replica = chunk.Replicas.FirstOrDefault(r => r.ChunkServerId == command.ChunkServerId);
+        if (replica is null)
+        {
+            return ApplyResult.Fail(MasterError.NotFound($"chunk {command.ChunkId} has no replica on '{command.ChunkServerId}'"));
+        }
+        if (!replica.Bad && chunk.Replicas.Count(r => !r.Bad) <= 1)
+        {
+            return ApplyResult.Fail(MasterError.Precondition(MasterErrorReasons.LastGoodReplica,
+                $"replica of chunk {chunk.ChunkId} on '{command.ChunkServerId}' is its last good one"));
+        }
+        chunk.Replicas.Remove(replica);
+        _replicaCounts[command.ChunkServerId]--;
+        if (!_pendingDeletions.TryGetValue(command.ChunkServerId, out var pending))
+        {
+            pending = new SortedSet<ulong>();
+            _pendingDeletions.Add(command.ChunkServerId, pending);
+        }
+        pending.Add(chunk.ChunkId);
+        return ApplyResult.Ok();
+    }
+
+    /// <summary>Seals an open chunk whose writer is gone; the seal rule: never below the committed length.</summary>
+    private ApplyResult SealChunk(SealChunkCommand command)
+    {
+        if (!_chunkOwners.TryGetValue(command.ChunkId, out var file))
+        {
+            return ApplyResult.Fail(MasterError.NotFound($"chunk {command.ChunkId} is not referenced by any file"));
+        }
+        var chunk = file.Chunks.First(c => c.ChunkId == command.ChunkId);
+        if (chunk.Sealed)
+        {
+            return chunk.Length == command.Length
+                ? ApplyResult.Ok()
+                : ApplyResult.Fail(MasterError.Precondition(ErrorReasons.Sealed, $"chunk {chunk.ChunkId} is already sealed at {chunk.Length}"));
+        }
+        if (command.Length < chunk.Length || command.Length > chunk.MaxLength)
+        {
+            return ApplyResult.Fail(MasterError.Precondition(MasterErrorReasons.Shrink,
+                $"sealing chunk {chunk.ChunkId} at {command.Length} is outside [{chunk.Length}, {chunk.MaxLength}]"));
+        }
+        chunk.Length = command.Length;
+        chunk.Sealed = true;
         return ApplyResult.Ok();
     }
 
@@ -649,6 +739,36 @@ public sealed class MasterStateMachine
             }
         }
         return degraded;
+    }
+
+    /// <summary>Every chunk with its file's replica count and epoch, for the re-replication planner.</summary>
+    public List<Rebuild.ChunkView> ChunkViews()
+    {
+        var views = new List<Rebuild.ChunkView>(_chunkOwners.Count);
+        foreach (var path in _paths)
+        {
+            var file = _files[path];
+            foreach (var chunk in file.Chunks)
+            {
+                views.Add(new Rebuild.ChunkView(chunk.ChunkId, path, (int)file.Replicas, file.Epoch, chunk.Length, chunk.Sealed,
+                    chunk.Replicas.Select(r => new Rebuild.ReplicaView(r.ChunkServerId, r.Bad)).ToList()));
+            }
+        }
+        return views;
+    }
+
+    /// <summary>Whether <paramref name="chunkServerId"/> still has to delete <paramref name="chunkId"/>.</summary>
+    public bool IsDeletionPending(string chunkServerId, ulong chunkId) =>
+        _pendingDeletions.TryGetValue(chunkServerId, out var pending) && pending.Contains(chunkId);
+
+    /// <summary>The chunk's record (live object: read under the read lock only), or null.</summary>
+    public (ChunkRecord Chunk, uint Replicas, ulong Epoch)? FindChunk(ulong chunkId)
+    {
+        if (!_chunkOwners.TryGetValue(chunkId, out var file))
+        {
+            return null;
+        }
+        return (file.Chunks.First(c => c.ChunkId == chunkId), file.Replicas, file.Epoch);
     }
 
     public ulong CountBadReplicas() =>

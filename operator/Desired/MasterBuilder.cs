@@ -29,6 +29,7 @@ public static class MasterBuilder
                 "--peers", string.Join(",", Names.MasterRaftPeers(c)),
                 "--raft-endpoint", $"$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.RaftPort}",
                 "--advertise", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.Port}",
+                .. RebuildFlags.MasterArgs(c.Spec.Rebuild ?? new RebuildSpec()),
             ],
             Env =
             [

@@ -7,13 +7,17 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Operator.Health;
 
 /// <summary>What the master says about the cluster it runs.</summary>
-public sealed record MasterReport(string? Leader, ulong DegradedChunks, ulong BadReplicas, IReadOnlyList<ChunkServerStatus> ChunkServers)
+public sealed record MasterReport(string? Leader, ulong DegradedChunks, ulong BadReplicas, IReadOnlyList<ChunkServerStatus> ChunkServers,
+    ulong UnderReplicatedChunks = 0, ulong RebuildBytesRemaining = 0)
 {
+    /// <summary>Chunk servers the master declared dead, sorted.</summary>
+    public IReadOnlyList<string> DeadChunkServers => ChunkServers.Where(c => c.Dead).Select(c => c.Id).Order(StringComparer.Ordinal).ToList();
+
     public long CapacityBytes => ChunkServers.Where(c => c.Alive).Sum(c => (long)c.CapacityBytes);
     public long UsedBytes => ChunkServers.Where(c => c.Alive).Sum(c => (long)c.UsedBytes);
 
     /// <summary>True when no chunk lacks a replica: the only state in which a chunk server may be taken down.</summary>
-    public bool FullyReplicated => DegradedChunks == 0 && BadReplicas == 0;
+    public bool FullyReplicated => DegradedChunks == 0 && BadReplicas == 0 && UnderReplicatedChunks == 0;
 }
 
 /// <summary>Asks a cluster's master for its status; null when no master answers.</summary>
@@ -42,7 +46,8 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
             var status = await _channels.Client(addresses).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
             var leader = status.Masters.FirstOrDefault(m => m.Role == "leader")?.Address;
-            return new MasterReport(leader, status.DegradedChunks, status.BadReplicas, status.ChunkServers.ToList());
+            return new MasterReport(leader, status.DegradedChunks, status.BadReplicas, status.ChunkServers.ToList(),
+                status.UnderReplicatedChunks, status.Rebuild?.BytesRemaining ?? 0);
         }
         catch (RpcException e)
         {

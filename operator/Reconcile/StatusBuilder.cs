@@ -44,6 +44,9 @@ public static class StatusBuilder
         {
             status.Capacity = new CapacityStatus { TotalBytes = m.CapacityBytes, UsedBytes = m.UsedBytes, Total = Human(m.CapacityBytes) };
             status.DegradedChunks = (long)m.DegradedChunks;
+            status.UnderReplicatedChunks = (long)m.UnderReplicatedChunks;
+            status.RebuildBytesRemaining = (long)m.RebuildBytesRemaining;
+            status.DeadChunkServers = [.. m.DeadChunkServers];
         }
 
         var mastersReady = status.Masters.Ready >= status.Masters.Desired;
@@ -60,7 +63,9 @@ public static class StatusBuilder
         }
         if (o.Master is { FullyReplicated: false } master)
         {
-            problems.Add($"{master.DegradedChunks} under-replicated chunks");
+            problems.Add($"{master.DegradedChunks} degraded chunks, {master.UnderReplicatedChunks} under-replicated chunks, {master.BadReplicas} bad replicas, " +
+                $"{Human((long)master.RebuildBytesRemaining)} left to rebuild" +
+                (master.DeadChunkServers.Count > 0 ? $", dead chunk servers: {string.Join(", ", master.DeadChunkServers)}" : ""));
         }
         if (ready && o.Master is null)
         {

@@ -139,7 +139,12 @@ public sealed class StorageClusterReconciler(
         var observed = new Observed(statefulSet, byRack, racks, master, rollout);
         var newStatus = StatusBuilder.Build(cluster, cluster.Status, observed);
         var wasReady = Conditions.IsTrue(cluster.Status?.Conditions, Conditions.Ready);
+        var previousStatus = cluster.Status;
         await WriteStatusAsync(cluster, newStatus, ct);
+        foreach (var (type, reason, message) in RedundancyEvents.Between(previousStatus, newStatus))
+        {
+            await events.RecordAsync(cluster, type, reason, message, ct);
+        }
         var ready = Conditions.IsTrue(newStatus.Conditions, Conditions.Ready);
         if (ready && !wasReady)
         {

@@ -134,6 +134,18 @@ public sealed class RebuildSpec
 
     [JsonPropertyName("concurrentPerNode")]
     public int ConcurrentPerNode { get; set; } = 2;
+
+    /// <summary>Seconds without a heartbeat before the master declares a chunk server dead (master --dead-after).</summary>
+    [JsonPropertyName("deadAfterSeconds")]
+    public int DeadAfterSeconds { get; set; } = 60;
+
+    /// <summary>Re-replication copies running at once, cluster-wide (master --max-rebuilds).</summary>
+    [JsonPropertyName("maxRebuilds")]
+    public int MaxRebuilds { get; set; } = 12;
+
+    /// <summary>Background scrub rate per node, e.g. "4Mi" bytes per second; "0" = off (chunk server --scrub-bandwidth).</summary>
+    [JsonPropertyName("scrubBandwidthPerNode")]
+    public string ScrubBandwidthPerNode { get; set; } = "4Mi";
 }
 
 public sealed class SnapshotTargetSpec
@@ -234,6 +246,17 @@ public sealed class StorageClusterStatus
 
     [JsonPropertyName("degradedChunks")]
     public long? DegradedChunks { get; set; }
+
+    /// <summary>Chunks with fewer good replicas than wanted (being rebuilt).</summary>
+    [JsonPropertyName("underReplicatedChunks")]
+    public long? UnderReplicatedChunks { get; set; }
+
+    [JsonPropertyName("rebuildBytesRemaining")]
+    public long? RebuildBytesRemaining { get; set; }
+
+    /// <summary>Chunk servers the master declared dead (no heartbeat for spec.rebuild.deadAfterSeconds), sorted.</summary>
+    [JsonPropertyName("deadChunkServers")]
+    public List<string>? DeadChunkServers { get; set; }
 }
 
 public sealed class MastersStatus

@@ -98,7 +98,10 @@ public sealed class LocalReplicaReadTests : IDisposable
         Assert.True(local.LocalReplicas!.Declined > 0, "the corrupt local block was not declined");
 
         var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!(await local.StatAsync(path))!.Chunks[0].Replicas.Any(r => r.ChunkServerId == victim.ChunkServerId && r.Bad))
+        // Reported: flagged bad, or already replaced by re-replication (the victim no longer holds a replica).
+        static bool Reported(IReadOnlyList<PanguReplica> replicas, string victim) =>
+            replicas.Any(r => r.ChunkServerId == victim && r.Bad) || replicas.All(r => r.ChunkServerId != victim && !r.Bad);
+        while (!Reported((await local.StatAsync(path))!.Chunks[0].Replicas, victim.ChunkServerId))
         {
             Assert.True(DateTime.UtcNow < deadline, "the corrupt replica was never reported to the master");
             await Task.Delay(500);
