@@ -12,6 +12,9 @@ public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters P
     /// <summary>Every node the volume is published to: the lease holder (writable) and the lease-free readers.</summary>
     public IReadOnlyList<string> PublishedNodes =>
         (LeaseHolder.Length > 0 ? Readers.Append(LeaseHolder) : Readers).Distinct().Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>The name the CO created the volume with (see <see cref="VolumeIds"/>); the id for volumes made outside the driver.</summary>
+    public string Name { get; init; } = Id;
 }
 
 /// <summary>
@@ -55,40 +58,52 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
 
     public static long RoundUp(long bytes) => (bytes + BlockSize - 1) / BlockSize * BlockSize;
 
+    /// <summary>
+    /// Creates the volume the CO calls <paramref name="name"/> under the id <see cref="VolumeIds.FromName"/> gives it,
+    /// or returns the one made by an earlier call with the same name and a compatible request.
+    /// </summary>
     public async Task<ManagedVolume> CreateAsync(string name, long required, long limit, VolumeParameters parameters, CancellationToken ct)
     {
+        VolumeIds.RequireValidName(name);
         var size = ChooseSize(required, limit, name);
-        var existing = await StatAsync(name, ct);
+        var id = VolumeIds.FromName(name);
+        var existing = await StatAsync(id, ct);
         if (existing is not null)
         {
-            return CheckCompatible(existing, required, limit, parameters);
+            return CheckCompatible(existing, name, required, limit, parameters);
         }
-        var request = new CreateVolumeRequest { Name = name, SizeBytes = (ulong)size, Replicas = (uint)parameters.Replicas };
+        var request = new CreateVolumeRequest { Name = id, SizeBytes = (ulong)size, Replicas = (uint)parameters.Replicas };
         request.Labels.Add(parameters.ToLabels());
+        request.Labels[VolumeIds.NameLabel] = name;
         try
         {
             var info = await master.CallAsync("create volume", (c, o) => c.CreateVolumeAsync(request, o).ResponseAsync, ct);
-            logger.LogInformation("Created volume {Volume}: {Size} bytes, {Replicas} replicas", name, size, parameters.Replicas);
+            logger.LogInformation("Created volume {Volume} (CO name {Name}): {Size} bytes, {Replicas} replicas", id, name, size, parameters.Replicas);
             return ToManaged(info);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
         {
             // Created concurrently by someone else: same rule as an existing volume.
-            var raced = await StatAsync(name, ct) ?? throw MasterErrors.ToCsi(e, $"create volume '{name}'");
-            return CheckCompatible(raced, required, limit, parameters);
+            var raced = await StatAsync(id, ct) ?? throw MasterErrors.ToCsi(e, $"create volume '{name}'");
+            return CheckCompatible(raced, name, required, limit, parameters);
         }
         catch (RpcException e)
         {
-            throw MasterErrors.ToCsi(e, $"create volume '{name}'");
+            throw MasterErrors.ToCsi(e, $"create volume '{name}' (id '{id}')");
         }
     }
 
-    private static ManagedVolume CheckCompatible(ManagedVolume existing, long required, long limit, VolumeParameters parameters)
+    private static ManagedVolume CheckCompatible(ManagedVolume existing, string name, long required, long limit, VolumeParameters parameters)
     {
+        if (existing.Name != name)
+        {
+            // A hash collision, or a volume made outside the driver under this id: never share it.
+            throw CsiErrors.AlreadyExists($"volume id '{existing.Id}' for name '{name}' is taken by a volume named '{existing.Name}'");
+        }
         if (existing.SizeBytes < required || (limit > 0 && existing.SizeBytes > limit) || existing.Parameters != parameters)
         {
             throw CsiErrors.AlreadyExists(
-                $"volume '{existing.Id}' exists with {existing.SizeBytes} bytes and {existing.Parameters}, incompatible with required {required}, limit {limit}, {parameters}");
+                $"volume '{name}' (id '{existing.Id}') exists with {existing.SizeBytes} bytes and {existing.Parameters}, incompatible with required {required}, limit {limit}, {parameters}");
         }
         return existing;
     }
@@ -290,5 +305,8 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
     }
 
     private static ManagedVolume ToManaged(VolumeInfo info) =>
-        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList());
+        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList())
+        {
+            Name = VolumeIds.NameOf(info.Name, info.Labels),
+        };
 }
