@@ -39,6 +39,9 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
     public const int MaxNameLength = 253;
     private const string CloneSnapshotPrefix = "~clone-";
     private const string CoNameLabel = "csi.feitian.io/name";
+
+    /// <summary>Label of a clone: the directories of the volumes whose segments it shares (comma-separated), each holding its pin <c>refs/CLONE</c>.</summary>
+    public const string SharesLabel = "feitian.io/shares-segments-of";
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(200);
 
     /// <summary>How long to wait for the lease holder's engine to answer a snapshot request.</summary>
@@ -233,6 +236,8 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
         // Parameters (fs type, rack spread) carry over; the name a CO gave the source does not.
         request.Labels.Add(source.Labels.Where(l => l.Key != CoNameLabel).ToDictionary(l => l.Key, l => l.Value));
         request.Labels["feitian.io/source"] = origin;
+        // Whoever deletes the clone through the master alone (the CSI controller) finds the pins to remove here.
+        request.Labels[SharesLabel] = string.Join(",", shared.Values.Select(RafLayout.VolumeDirectoryOf).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
         VolumeInfo clone;
         try
         {

@@ -15,6 +15,12 @@ public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters P
 
     /// <summary>The name the CO created the volume with (see <see cref="VolumeIds"/>); the id for volumes made outside the driver.</summary>
     public string Name { get; init; } = Id;
+
+    /// <summary>The volume's Pangu directory (log, checkpoints, snapshots, pins of clones).</summary>
+    public string Directory { get; init; } = "";
+
+    /// <summary>For a clone: directories of the volumes whose log segments it shares (each holds its pin).</summary>
+    public IReadOnlyList<string> SharesSegmentsOf { get; init; } = [];
 }
 
 /// <summary>
@@ -140,10 +146,16 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         {
             throw CsiErrors.FailedPrecondition($"volume '{id}' is still published to node(s) {string.Join(", ", volume.PublishedNodes.Select(n => $"'{n}'"))}");
         }
+        var dependents = await DependentsAsync(volume, ct);
+        if (dependents.Count > 0)
+        {
+            throw CsiErrors.FailedPrecondition($"volume '{id}' has snapshots or clones sharing its data ({string.Join(", ", dependents)}); remove them first");
+        }
         try
         {
             await master.CallAsync("delete volume", (c, o) => c.DeleteVolumeAsync(new DeleteVolumeRequest { Name = id }, o).ResponseAsync, ct);
             logger.LogInformation("Deleted volume {Volume}", id);
+            await RemovePinsAsync(volume, ct);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
@@ -152,6 +164,54 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         {
             throw MasterErrors.ToCsi(e, $"delete volume '{id}'");
         }
+    }
+
+    /// <summary>
+    /// A deleted clone no longer needs the segments it shared: its pins in the source volumes go
+    /// (after the volume, so a crash in between leaks space, never data).
+    /// </summary>
+    private async Task RemovePinsAsync(ManagedVolume clone, CancellationToken ct)
+    {
+        foreach (var owner in clone.SharesSegmentsOf)
+        {
+            try
+            {
+                await master.CallAsync("delete pin", (c, o) => c.DeleteFileAsync(new DeleteFileRequest { Path = $"{owner}/refs/{clone.Id}" }, o).ResponseAsync, ct);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+            }
+            catch (RpcException e)
+            {
+                logger.LogWarning("Volume {Volume} deleted, but its pin in {Owner} was not: {Error}; that space stays used", clone.Id, owner, e.Status.Detail);
+            }
+        }
+    }
+
+    /// <summary>Snapshots of the volume and clones pinning its log segments (see FeitianK8s.Core.Raf.RafLayout): deleting it would lose their data.</summary>
+    private async Task<List<string>> DependentsAsync(ManagedVolume volume, CancellationToken ct)
+    {
+        var found = new List<string>();
+        var root = volume.Directory.Length > 0 ? volume.Directory : $"/volumes/{volume.Id}";
+        foreach (var (kind, directory) in new[] { ("snapshot", $"{root}/snapshots"), ("clone", $"{root}/refs") })
+        {
+            try
+            {
+                var list = await master.CallAsync("list files", (c, o) => c.ListFilesAsync(new ListFilesRequest { Path = directory }, o).ResponseAsync, ct);
+                found.AddRange(list.Entries.Where(e => !e.IsDirectory)
+                    .Select(e => e.Path[(e.Path.LastIndexOf('/') + 1)..])
+                    .Where(n => !n.StartsWith('.'))
+                    .Select(n => $"{kind} '{n}'"));
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+            }
+            catch (RpcException e)
+            {
+                throw MasterErrors.ToCsi(e, $"list {kind}s of volume '{volume.Id}'");
+            }
+        }
+        return found;
     }
 
     public async Task<IReadOnlyList<ManagedVolume>> ListAsync(CancellationToken ct)
@@ -308,5 +368,8 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList())
         {
             Name = VolumeIds.NameOf(info.Name, info.Labels),
+            Directory = info.Directory,
+            SharesSegmentsOf = info.Labels.GetValueOrDefault(FeitianK8s.Core.Raf.VolumeSnapshots.SharesLabel, "")
+                .Split(',', StringSplitOptions.RemoveEmptyEntries),
         };
 }

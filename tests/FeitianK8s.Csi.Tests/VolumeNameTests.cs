@@ -1,4 +1,5 @@
 using FeitianK8s.Csi.Controller;
+using FeitianK8s.Core.Raf;
 using FeitianK8s.Csi.Node;
 using FeitianK8s.Proto.Csi;
 using Grpc.Core;
@@ -62,6 +63,36 @@ public sealed class VolumeNameTests : IDisposable
         await C.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = id, StagingTargetPath = staging });
         Assert.False(Mounter.IsMounted(staging));
         await C.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = id, NodeId = CsiFixture.NodeA });
+        await C.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
+        await Csi.AssertCode(StatusCode.NotFound, async () => await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id }));
+    }
+
+    [Fact]
+    public async Task DeleteVolume_is_refused_while_a_snapshot_or_a_clone_shares_its_data()
+    {
+        var capability = Csi.Block();
+        var id = (await C.Controller.CreateVolumeAsync(Csi.Create("Snapshotted-Volume", 4 * Csi.MiB, capability))).Volume.VolumeId;
+        using var fs = _f.Cluster.CreateClient();
+        var snapshots = new VolumeSnapshots(fs, fs.Master, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        // Some data, so that a clone shares a log segment with the volume (an empty volume shares none).
+        var engine = await RafVolume.OpenAsync(fs, new MasterVolumeCatalog(fs.Master), id,
+            new RafOptions { Holder = "test-writer", GcInterval = null, SnapshotRequestInterval = null }, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, CancellationToken.None);
+        await engine.WriteAsync(0, Csi.Pattern((int)Csi.MiB, seed: 12), fua: true);
+        await engine.DisposeAsync();
+        await _f.Master.AcquireVolumeLeaseAsync(new MasterApi.AcquireVolumeLeaseRequest { Name = id, Holder = "" });
+        await snapshots.CreateAsync(id, "csi-dependent-snap", CancellationToken.None);
+        var refused = await Csi.AssertCode(StatusCode.FailedPrecondition, async () => await C.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id }));
+        Assert.Contains("csi-dependent-snap", refused.Status.Detail, StringComparison.Ordinal);
+
+        await snapshots.CreateVolumeFromVolumeAsync("csi-dependent-clone", id, null, CancellationToken.None);
+        await snapshots.RemoveAsync("csi-dependent-snap", CancellationToken.None);
+        refused = await Csi.AssertCode(StatusCode.FailedPrecondition, async () => await C.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id }));
+        Assert.Contains("csi-dependent-clone", refused.Status.Detail, StringComparison.Ordinal);
+        // The clone does not inherit the CO's name of its source.
+        var clone = await _f.Master.StatVolumeAsync(new MasterApi.StatVolumeRequest { Name = "csi-dependent-clone" });
+        Assert.False(clone.Labels.ContainsKey(VolumeIds.NameLabel));
+
+        await C.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = "csi-dependent-clone" });
         await C.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
         await Csi.AssertCode(StatusCode.NotFound, async () => await C.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = id }));
     }
