@@ -126,14 +126,19 @@ public sealed class RafGarbageCollector(
         }
     }
 
-    /// <summary>Sealed segments (never the head) under the live threshold, emptiest first.</summary>
+    /// <summary>
+    /// Sealed segments (never the head) under the live threshold, emptiest first. A segment numbered
+    /// after the applied position is being rolled in (the writer registers it before it becomes the
+    /// head): it is empty but about to take writes, so it is never picked.
+    /// </summary>
     private List<ulong> PickVictims()
     {
         lock (state.Gate)
         {
             var head = state.Head?.Segment;
+            var applied = state.Applied.Segment;
             return state.SegmentLengths
-                .Where(s => s.Key != head && (s.Value == 0 || state.Index.LiveBytes(s.Key) < options.GcLiveThreshold * s.Value))
+                .Where(s => s.Key != head && s.Key <= applied && (s.Value == 0 || state.Index.LiveBytes(s.Key) < options.GcLiveThreshold * s.Value))
                 .OrderBy(s => s.Value == 0 ? 0 : (double)state.Index.LiveBytes(s.Key) / s.Value)
                 .Select(s => s.Key)
                 .ToList();

@@ -77,11 +77,14 @@ public sealed class SnapshotCliTests(ITestOutputHelper output)
             Assert.True(Same(tail, await copy.ReadCheckedAsync(31 * MiB, MiB)));
         }
 
-        // The source refuses deletion while clones share it; `up` restarts and everything reads the same.
+        // The source refuses deletion while clones share it; `up` is killed (-9) and restarted, and everything reads the same.
         var refused = await cluster.Up.RunCliAsync("volume", "rm", "data");
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("clone", refused.StandardError, StringComparison.Ordinal);
-        await cluster.RestartAsync();
+        var killed = cluster.Up.Pid;
+        await cluster.CrashAndRestartAsync();
+        Assert.NotEqual(killed, cluster.Up.Pid);
+        Assert.Throws<ArgumentException>(() => System.Diagnostics.Process.GetProcessById(killed));
         await using (var restored = await NbdWireClient.OpenAsync(cluster.Up.NbdPort, "restored"))
         {
             Assert.True(Same(atSnapshot, await restored.ReadCheckedAsync(0, 8 * MiB)), "the clone differs after a restart");
