@@ -51,5 +51,12 @@ public static class FeitianCli
             volume.AddCommand<VolumeRemoveCommand>("rm").WithDescription("Delete a volume and its data.");
             volume.AddCommand<VolumeResizeCommand>("resize").WithDescription("Grow a volume.");
         });
+        config.AddBranch("snapshot", snapshot =>
+        {
+            snapshot.SetDescription("Point-in-time snapshots of volumes (instant, sharing data with the volume).");
+            snapshot.AddCommand<SnapshotCreateCommand>("create").WithDescription("Snapshot a volume: feitian snapshot create VOLUME --name SNAP.");
+            snapshot.AddCommand<SnapshotListCommand>("ls").WithDescription("List snapshots.");
+            snapshot.AddCommand<SnapshotRemoveCommand>("rm").WithDescription("Remove a snapshot.");
+        });
     }
 }

@@ -209,9 +209,10 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             LocalChunkServerDataDirs = cluster.ChunkServers.Where(s => s.Node == clientNode).ToDictionary(s => s.GrpcAddress, s => s.DataDir),
         }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
+        var holder = $"feitian-up@{Environment.MachineName}";
         await using var volumes = new RafVolumeProvider(fs, catalog, new RafOptions
         {
-            Holder = $"feitian-up@{Environment.MachineName}",
+            Holder = holder,
             SegmentSizeBytes = ByteSize.Parse(settings.SegmentSize),
             GcInterval = settings.GcIntervalSeconds > 0 ? TimeSpan.FromSeconds(settings.GcIntervalSeconds) : null,
         }, loggers);
@@ -246,6 +247,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         await nbd.StopAsync(CancellationToken.None);
         await volumes.DisposeAsync();
         await supervisor.StopAsync();
+        await ReleaseLeasesAsync(fs.Master, holder, loggers.CreateLogger<UpCommand>());
         await cluster.StopAsync();
         return 0;
     }
@@ -305,6 +307,28 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         {
         }
         return ports;
+    }
+
+    /// <summary>
+    /// Gives back the leases this process's engines held: a volume nobody holds can be snapshotted
+    /// by the CLI directly, while a held one waits for its holder's engine to answer.
+    /// </summary>
+    private static async Task ReleaseLeasesAsync(MasterConnection master, string holder, ILogger logger)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var list = await master.CallAsync("list volumes", (c, o) => c.ListVolumesAsync(new FeitianK8s.Proto.Master.ListVolumesRequest(), o).ResponseAsync, timeout.Token);
+            foreach (var volume in list.Volumes.Where(v => v.LeaseHolder == holder))
+            {
+                await master.CallAsync("release lease", (c, o) => c.AcquireVolumeLeaseAsync(
+                    new FeitianK8s.Proto.Master.AcquireVolumeLeaseRequest { Name = volume.Name, Holder = "" }, o).ResponseAsync, timeout.Token);
+            }
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException or PanguException)
+        {
+            logger.LogWarning("Releasing the volume leases of {Holder} failed: {Error}", holder, e.Message);
+        }
     }
 
     private static int PreviousMasterPort(string dataDir)

@@ -13,7 +13,7 @@ public class VolumeNameSettings : ClusterSettings
     public string Name { get; init; } = "";
 }
 
-public sealed class VolumeSizeSettings : VolumeNameSettings
+public class VolumeSizeSettings : VolumeNameSettings
 {
     [CommandOption("--size <SIZE>")]
     [Description("Size with a unit: KiB, MiB, GiB or TiB (a multiple of 4KiB).")]
@@ -28,15 +28,44 @@ public sealed class VolumeSizeSettings : VolumeNameSettings
         : (ulong)ByteSize.Parse(Size);
 }
 
+public sealed class VolumeCreateSettings : VolumeSizeSettings
+{
+    [CommandOption("--from-snapshot <SNAP>")]
+    [Description("Create the volume with the content of this snapshot (a clone sharing its data; --size may make it bigger).")]
+    public string? FromSnapshot { get; init; }
+
+    [CommandOption("--from-volume <SOURCE>")]
+    [Description("Create the volume with the current content of SOURCE (a clone sharing its data; --size may make it bigger).")]
+    public string? FromVolume { get; init; }
+
+    public override Spectre.Console.ValidationResult Validate() =>
+        FromSnapshot is not null && FromVolume is not null
+            ? Spectre.Console.ValidationResult.Error("--from-snapshot and --from-volume exclude each other")
+            : Spectre.Console.ValidationResult.Success();
+}
+
 public sealed record VolumeView(string Name, ulong SizeBytes, uint Replicas, ulong Epoch, string Directory)
 {
     public static VolumeView Of(VolumeInfo info) => new(info.Name, info.SizeBytes, info.Replicas, info.Epoch, info.Directory);
 }
 
-public sealed class VolumeCreateCommand : AsyncCommand<VolumeSizeSettings>
+public sealed class VolumeCreateCommand : AsyncCommand<VolumeCreateSettings>
 {
-    public override async Task<int> ExecuteAsync(CommandContext context, VolumeSizeSettings settings, CancellationToken cancellationToken)
+    public override async Task<int> ExecuteAsync(CommandContext context, VolumeCreateSettings settings, CancellationToken cancellationToken)
     {
+        long? size = string.IsNullOrWhiteSpace(settings.Size) ? null : (long)settings.SizeBytes();
+        if (settings.FromSnapshot is { } snapshot)
+        {
+            var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromSnapshotAsync(settings.Name, snapshot, size, cancellationToken));
+            Console.Out.WriteLine($"volume {clone.Name} created from snapshot {snapshot}: {ByteSize.Format((long)clone.SizeBytes)}, {clone.Replicas} replicas");
+            return 0;
+        }
+        if (settings.FromVolume is { } source)
+        {
+            var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromVolumeAsync(settings.Name, source, size, cancellationToken));
+            Console.Out.WriteLine($"volume {clone.Name} created from volume {source}: {ByteSize.Format((long)clone.SizeBytes)}, {clone.Replicas} replicas");
+            return 0;
+        }
         var request = new CreateVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes(), Replicas = settings.Replicas };
         var info = await settings.CallMasterAsync("create volume", (m, o) => m.CreateVolumeAsync(request, o).ResponseAsync, cancellationToken);
         Console.Out.WriteLine($"volume {info.Name} created: {ByteSize.Format((long)info.SizeBytes)}, {info.Replicas} replicas");
@@ -69,7 +98,12 @@ public sealed class VolumeRemoveCommand : AsyncCommand<VolumeNameSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeNameSettings settings, CancellationToken cancellationToken)
     {
-        await settings.CallMasterAsync("delete volume", (m, o) => m.DeleteVolumeAsync(new DeleteVolumeRequest { Name = settings.Name }, o).ResponseAsync, cancellationToken);
+        // Refused while clones share the volume's data or snapshots of it exist.
+        await SnapshotClient.RunAsync(settings, async s =>
+        {
+            await s.DeleteVolumeAsync(settings.Name, cancellationToken);
+            return 0;
+        });
         Console.Out.WriteLine($"volume {settings.Name} deleted");
         return 0;
     }

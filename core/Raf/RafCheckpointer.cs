@@ -49,6 +49,32 @@ public sealed class RafCheckpointer(
         }
     }
 
+    /// <summary>
+    /// Freezes the index as of now into <paramref name="path"/> (a snapshot): the log is flushed
+    /// first, so the frozen index names only durable bytes. Nothing is copied but the index.
+    /// </summary>
+    public async Task<RafCheckpoint> WriteFrozenAsync(string path, Func<Task> flushLog, CancellationToken ct)
+    {
+        await _lock.WaitAsync(ct);
+        try
+        {
+            RafCheckpoint frozen;
+            lock (state.Gate)
+            {
+                frozen = new RafCheckpoint(state.Applied, state.Index.Snapshot());
+            }
+            await flushLog();
+            await RafFiles.WriteAtomicallyAsync(fs, path, frozen.Serialize(), replicas, guard, ct);
+            logger.LogInformation("Volume {Volume}: snapshot {Path} frozen at seq {Seq} ({Extents} extents)",
+                guard.Volume, path, frozen.Position.Seq, frozen.Extents.Count);
+            return frozen;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
     private async Task WriteFileAsync(string path, byte[] bytes, CancellationToken ct)
     {
         if (await fs.StatAsync(path, ct) is not null)

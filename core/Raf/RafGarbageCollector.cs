@@ -14,7 +14,10 @@ public sealed record RafGcResult(int SegmentsCollected, long BytesRewritten, lon
 /// location, so a concurrent overwrite or trim wins), writes a checkpoint and deletes
 /// every older checkpoint (so recovery never needs the segment, and never replays from
 /// before a trim the segment held), then deletes the segment once no read uses it.
-/// Reads and rewrites are paced by a token bucket.
+/// Reads and rewrites are paced by a token bucket. Segments that snapshots or clones still
+/// reference (<see cref="RafSegmentPins"/>) are never picked: their space is freed by the
+/// first pass after the last reference is gone. Snapshots are taken inside
+/// <see cref="RunExclusiveAsync{T}"/>, so a pass never misses a snapshot made while it runs.
 /// </summary>
 public sealed class RafGarbageCollector(
     IPanguFileSystem fs, RafLayout layout, RafVolumeState state, PanguVolumeGuard guard, RafLogWriter writer,
@@ -41,6 +44,20 @@ public sealed class RafGarbageCollector(
         }
     }
 
+    /// <summary>Runs <paramref name="action"/> while no GC pass runs (taking a snapshot).</summary>
+    public async Task<T> RunExclusiveAsync<T>(Func<Task<T>> action, CancellationToken ct)
+    {
+        await _pass.WaitAsync(ct);
+        try
+        {
+            return await action();
+        }
+        finally
+        {
+            _pass.Release();
+        }
+    }
+
     private async Task<RafGcResult> CollectAsync(CancellationToken ct)
     {
         if (HeadIsMostlyDead())
@@ -48,6 +65,16 @@ public sealed class RafGarbageCollector(
             await writer.SealHeadAsync();
         }
         var victims = PickVictims();
+        if (victims.Count == 0)
+        {
+            return new RafGcResult(0, 0, 0);
+        }
+        var pinned = await RafSegmentPins.CountAsync(fs, layout, logger, ct);
+        if (pinned is null)
+        {
+            return new RafGcResult(0, 0, 0);
+        }
+        victims.RemoveAll(pinned.ContainsKey);
         if (victims.Count == 0)
         {
             return new RafGcResult(0, 0, 0);
@@ -99,14 +126,19 @@ public sealed class RafGarbageCollector(
         }
     }
 
-    /// <summary>Sealed segments (never the head) under the live threshold, emptiest first.</summary>
+    /// <summary>
+    /// Sealed segments (never the head) under the live threshold, emptiest first. A segment numbered
+    /// after the applied position is being rolled in (the writer registers it before it becomes the
+    /// head): it is empty but about to take writes, so it is never picked.
+    /// </summary>
     private List<ulong> PickVictims()
     {
         lock (state.Gate)
         {
             var head = state.Head?.Segment;
+            var applied = state.Applied.Segment;
             return state.SegmentLengths
-                .Where(s => s.Key != head && (s.Value == 0 || state.Index.LiveBytes(s.Key) < options.GcLiveThreshold * s.Value))
+                .Where(s => s.Key != head && s.Key <= applied && (s.Value == 0 || state.Index.LiveBytes(s.Key) < options.GcLiveThreshold * s.Value))
                 .OrderBy(s => s.Value == 0 ? 0 : (double)state.Index.LiveBytes(s.Key) / s.Value)
                 .Select(s => s.Key)
                 .ToList();

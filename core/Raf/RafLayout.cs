@@ -3,14 +3,42 @@ using FeitianK8s.Core.Pangu;
 
 namespace FeitianK8s.Core.Raf;
 
-/// <summary>File names of a volume: <c>&lt;dir&gt;/log/&lt;segment:D12&gt;</c> and <c>&lt;dir&gt;/checkpoint/&lt;seq:D20&gt;</c>.</summary>
-public sealed class RafLayout(string directory)
+/// <summary>
+/// File names of a volume: <c>&lt;dir&gt;/log/&lt;segment:D12&gt;</c>, <c>&lt;dir&gt;/checkpoint/&lt;seq:D20&gt;</c>,
+/// snapshots <c>&lt;dir&gt;/snapshots/&lt;name&gt;</c> (frozen checkpoints), snapshot requests
+/// <c>&lt;dir&gt;/snapshot-requests/&lt;name&gt;</c>, pins other volumes hold on this one's segments
+/// <c>&lt;dir&gt;/refs/&lt;volume&gt;</c>, and for a clone <c>&lt;dir&gt;/shared-segments</c>: the segments
+/// of other volumes its index points at (<see cref="SharedSegments"/>).
+/// Invariant: within one volume a segment number names exactly one file; a clone's own
+/// segments are numbered above every shared one.
+/// </summary>
+public sealed class RafLayout(string directory, IReadOnlyDictionary<ulong, string>? sharedSegments = null)
 {
     public string Directory { get; } = directory.TrimEnd('/');
     public string LogDirectory => $"{Directory}/log";
     public string CheckpointDirectory => $"{Directory}/checkpoint";
+    public string SnapshotDirectory => $"{Directory}/snapshots";
+    public string SnapshotRequestDirectory => $"{Directory}/snapshot-requests";
+    public string RefsDirectory => $"{Directory}/refs";
+    public string SharedSegmentsPath => $"{Directory}/shared-segments";
 
-    public string SegmentPath(ulong segment) => $"{LogDirectory}/{segment:D12}";
+    /// <summary>Segments of other volumes this volume's index may point at, by number, with their paths.</summary>
+    public IReadOnlyDictionary<ulong, string> SharedSegments { get; } = sharedSegments ?? new Dictionary<ulong, string>();
+
+    public string SegmentPath(ulong segment) => SharedSegments.TryGetValue(segment, out var shared) ? shared : $"{LogDirectory}/{segment:D12}";
+
+    public string SnapshotPath(string name) => $"{SnapshotDirectory}/{name}";
+
+    public string SnapshotRequestPath(string name) => $"{SnapshotRequestDirectory}/{name}";
+
+    public string RefPath(string volume) => $"{RefsDirectory}/{volume}";
+
+    /// <summary>The volume directory a segment path lies in (<c>/volumes/NAME/log/000000000001</c> → <c>/volumes/NAME</c>).</summary>
+    public static string VolumeDirectoryOf(string segmentPath)
+    {
+        var log = segmentPath.LastIndexOf("/log/", StringComparison.Ordinal);
+        return log > 0 ? segmentPath[..log] : throw new ArgumentException($"'{segmentPath}' is not a log segment path", nameof(segmentPath));
+    }
 
     public string CheckpointPath(ulong seq) => $"{CheckpointDirectory}/{seq:D20}";
 

@@ -29,6 +29,12 @@ public sealed class RafOptions
     /// <summary>Interval of background GC passes; null disables the background loop (RunGcOnceAsync still works).</summary>
     public TimeSpan? GcInterval { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How often a writable engine looks for snapshot requests (<c>snapshot-requests/NAME</c> in
+    /// its volume directory) and answers them; null: never (only <see cref="RafVolume.TakeSnapshotAsync"/>).
+    /// </summary>
+    public TimeSpan? SnapshotRequestInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Open readers of sealed segments kept in the cache.</summary>
     public int ReaderCacheSize { get; init; } = 16;
 
@@ -39,7 +45,7 @@ public sealed class RafOptions
     {
         if (SegmentSizeBytes <= 0 || MaxRecordDataBytes <= 0 || MaxRecordDataBytes > RafRecordHeader.MaxDataLength || MaxBatchBytes <= 0 || CheckpointIntervalBytes <= 0
             || CheckpointsToKeep < 1 || GcLiveThreshold is < 0 or > 1 || GcBandwidthBytesPerSecond < 0 || ReaderCacheSize < 1 || GcSealHeadMinBytes < 0
-            || GcInterval is { } interval && interval <= TimeSpan.Zero)
+            || GcInterval is { } interval && interval <= TimeSpan.Zero || SnapshotRequestInterval is { } poll && poll <= TimeSpan.Zero)
         {
             throw new ArgumentException($"invalid RAF options: segment {SegmentSizeBytes}, record {MaxRecordDataBytes}, batch {MaxBatchBytes}, checkpoint interval {CheckpointIntervalBytes}, keep {CheckpointsToKeep}, GC threshold {GcLiveThreshold}, GC bandwidth {GcBandwidthBytesPerSecond}, reader cache {ReaderCacheSize}, GC interval {GcInterval}");
         }

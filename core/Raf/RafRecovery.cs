@@ -89,6 +89,8 @@ public sealed class RafRecovery(IPanguFileSystem fs, RafLayout layout, PanguVolu
     private async Task<(RafCheckpoint Checkpoint, ulong? Seq)> LoadCheckpointAsync(List<ulong> segments, CancellationToken ct)
     {
         var existing = segments.ToHashSet();
+        // A clone's index also points into the segments it shares with its source.
+        existing.UnionWith(layout.SharedSegments.Keys);
         var checkpoints = await ListNumbersAsync(layout.CheckpointDirectory, ct);
         var invalid = new List<ulong>();
         for (var i = checkpoints.Count - 1; i >= 0; i--)

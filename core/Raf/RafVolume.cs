@@ -26,14 +26,17 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     private readonly RafMetrics _metrics;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _gcLoop;
+    private readonly Task _snapshotRequestLoop;
+    private readonly IPanguFileSystem _fs;
     private volatile Task _backgroundCheckpoint = Task.CompletedTask;
     private readonly bool _readOnly;
     private long _size;
     private int _closed;
 
-    private RafVolume(IPanguFileSystem fs, IVolumeCatalog catalog, RafVolumeInfo info, PanguVolumeGuard guard, RecoveredVolume recovered,
+    private RafVolume(IPanguFileSystem fs, IVolumeCatalog catalog, RafVolumeInfo info, RafLayout layout, PanguVolumeGuard guard, RecoveredVolume recovered,
         RafOptions options, RafMetrics metrics, ILogger logger, bool readOnly)
     {
+        _fs = fs;
         _readOnly = readOnly;
         _catalog = catalog;
         _logger = logger;
@@ -43,12 +46,13 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         Name = info.Name;
         Recovery = new RafRecoveryReport(recovered.CheckpointSeq, recovered.ReplayedRecords, recovered.TornBytes);
         Guard = guard;
-        Layout = new RafLayout(info.Directory);
+        Layout = layout;
         _readers = new SegmentReaderCache(fs, Layout, options.ReaderCacheSize);
         _checkpointer = new RafCheckpointer(fs, Layout, _state, guard, info.Replicas, options, metrics, logger) { LastSeq = recovered.CheckpointSeq };
         _writer = new RafLogWriter(fs, Layout, _state, guard, info.Replicas, options, metrics, logger, StartBackgroundCheckpoint);
         _gc = new RafGarbageCollector(fs, Layout, _state, guard, _writer, _checkpointer, _readers, options, metrics, logger);
         _gcLoop = !readOnly && options.GcInterval is { } interval ? Task.Run(() => GcLoopAsync(interval)) : Task.CompletedTask;
+        _snapshotRequestLoop = !readOnly && options.SnapshotRequestInterval is { } poll ? Task.Run(() => SnapshotRequestLoopAsync(poll)) : Task.CompletedTask;
         lock (_state.Gate)
         {
             metrics.UpdateSpace(_state);
@@ -77,13 +81,14 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         var epoch = await catalog.AcquireLeaseAsync(volumeName, options.Holder, ct);
         var guard = new PanguVolumeGuard(volumeName, epoch);
         using var scope = logger.BeginScope(new Dictionary<string, object> { ["Volume"] = volumeName, ["Epoch"] = epoch });
-        var recovered = await new RafRecovery(fs, new RafLayout(info.Directory), guard, options, logger).RecoverAsync(ct);
+        var layout = await RafSharedSegments.LoadLayoutAsync(fs, info.Directory, ct);
+        var recovered = await new RafRecovery(fs, layout, guard, options, logger).RecoverAsync(ct);
         var metrics = new RafMetrics(volumeName);
         metrics.Recovery.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
         metrics.Replayed.Inc(recovered.ReplayedRecords);
         logger.LogInformation("Volume {Volume} opened with epoch {Epoch}: {Size} bytes, {Extents} extents, {TornBytes} torn bytes ignored",
             volumeName, epoch, info.SizeBytes, recovered.State.Index.Count, recovered.TornBytes);
-        return new RafVolume(fs, catalog, info, guard, recovered, options, metrics, logger, readOnly: false);
+        return new RafVolume(fs, catalog, info, layout, guard, recovered, options, metrics, logger, readOnly: false);
     }
 
     /// <summary>
@@ -99,13 +104,14 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         var info = await catalog.StatAsync(volumeName, ct);
         // Epoch 0 is below every granted lease, so even a stray write through this guard is refused by the master.
         var guard = new PanguVolumeGuard(volumeName, 0);
-        var recovered = await new RafRecovery(fs, new RafLayout(info.Directory), guard, options, logger, readOnly: true).RecoverAsync(ct);
+        var layout = await RafSharedSegments.LoadLayoutAsync(fs, info.Directory, ct);
+        var recovered = await new RafRecovery(fs, layout, guard, options, logger, readOnly: true).RecoverAsync(ct);
         var metrics = new RafMetrics(volumeName);
         metrics.Recovery.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
         metrics.Replayed.Inc(recovered.ReplayedRecords);
         logger.LogInformation("Volume {Volume} opened read-only: {Size} bytes, {Extents} extents, {TornBytes} bytes after the last valid record ignored",
             volumeName, info.SizeBytes, recovered.State.Index.Count, recovered.TornBytes);
-        return new RafVolume(fs, catalog, info, guard, recovered, options, metrics, logger, readOnly: true);
+        return new RafVolume(fs, catalog, info, layout, guard, recovered, options, metrics, logger, readOnly: true);
     }
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default)
@@ -307,6 +313,71 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         return _gc.RunOnceAsync(ct);
     }
 
+    /// <summary>
+    /// Takes snapshot <paramref name="name"/>: freezes the index as of the last applied write into
+    /// <c>snapshots/NAME</c>, instantly, copying no data. Its segments are referenced from then on
+    /// (GC keeps them) until the snapshot file is deleted. Taking an existing snapshot again changes nothing.
+    /// </summary>
+    public async Task<RafCheckpoint> TakeSnapshotAsync(string name, CancellationToken ct = default)
+    {
+        RequireWritable("snapshot");
+        if (name.Length == 0 || name.StartsWith('.') || name.Contains('/'))
+        {
+            throw new BlockDeviceException(BlockErrorKind.InvalidArgument, $"volume {Name}: '{name}' is not a snapshot name");
+        }
+        try
+        {
+            return await _gc.RunExclusiveAsync(async () =>
+            {
+                var path = Layout.SnapshotPath(name);
+                if (await RafFiles.TryReadAllAsync(_fs, path, ct) is { } existing && RafCheckpoint.TryParse(existing) is { } taken)
+                {
+                    return taken;
+                }
+                return await _checkpointer.WriteFrozenAsync(path, _writer.FlushAsync, ct);
+            }, ct);
+        }
+        catch (FencedException e)
+        {
+            _writer.MarkFenced();
+            throw new BlockDeviceException(BlockErrorKind.Fenced, $"volume {Name}: fenced while taking snapshot {name}", e);
+        }
+    }
+
+    /// <summary>
+    /// Answers snapshot requests: whoever wants a snapshot of a volume while this engine holds
+    /// its lease writes <c>snapshot-requests/NAME</c>; the engine takes the snapshot, then deletes the request.
+    /// </summary>
+    private async Task SnapshotRequestLoopAsync(TimeSpan interval)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(interval, _stopping.Token);
+                foreach (var request in await RafFiles.ListNamesAsync(_fs, Layout.SnapshotRequestDirectory, _stopping.Token))
+                {
+                    await TakeSnapshotAsync(request, _stopping.Token);
+                    await RafFiles.DeleteIfExistsAsync(_fs, Layout.SnapshotRequestPath(request), null, _stopping.Token);
+                    _logger.LogInformation("Volume {Volume}: snapshot {Snapshot} taken on request", Name, request);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (BlockDeviceException e) when (e.Kind == BlockErrorKind.Fenced)
+            {
+                _logger.LogWarning("Volume {Volume}: snapshot requests no longer answered, the engine is fenced", Name);
+                return;
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "Volume {Volume}: answering snapshot requests failed; retrying", Name);
+            }
+        }
+    }
+
     /// <summary>Space accounting: log bytes, live bytes, extents, segments.</summary>
     public RafVolumeStats GetStats()
     {
@@ -367,6 +438,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     {
         await _stopping.CancelAsync();
         await _gcLoop;
+        await _snapshotRequestLoop;
         await _backgroundCheckpoint;
     }
 

@@ -12,6 +12,15 @@ public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters P
     /// <summary>Every node the volume is published to: the lease holder (writable) and the lease-free readers.</summary>
     public IReadOnlyList<string> PublishedNodes =>
         (LeaseHolder.Length > 0 ? Readers.Append(LeaseHolder) : Readers).Distinct().Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>The name the CO created the volume with (see <see cref="VolumeIds"/>); the id for volumes made outside the driver.</summary>
+    public string Name { get; init; } = Id;
+
+    /// <summary>The volume's Pangu directory (log, checkpoints, snapshots, pins of clones).</summary>
+    public string Directory { get; init; } = "";
+
+    /// <summary>For a clone: directories of the volumes whose log segments it shares (each holds its pin).</summary>
+    public IReadOnlyList<string> SharesSegmentsOf { get; init; } = [];
 }
 
 /// <summary>
@@ -55,40 +64,52 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
 
     public static long RoundUp(long bytes) => (bytes + BlockSize - 1) / BlockSize * BlockSize;
 
+    /// <summary>
+    /// Creates the volume the CO calls <paramref name="name"/> under the id <see cref="VolumeIds.FromName"/> gives it,
+    /// or returns the one made by an earlier call with the same name and a compatible request.
+    /// </summary>
     public async Task<ManagedVolume> CreateAsync(string name, long required, long limit, VolumeParameters parameters, CancellationToken ct)
     {
+        VolumeIds.RequireValidName(name);
         var size = ChooseSize(required, limit, name);
-        var existing = await StatAsync(name, ct);
+        var id = VolumeIds.FromName(name);
+        var existing = await StatAsync(id, ct);
         if (existing is not null)
         {
-            return CheckCompatible(existing, required, limit, parameters);
+            return CheckCompatible(existing, name, required, limit, parameters);
         }
-        var request = new CreateVolumeRequest { Name = name, SizeBytes = (ulong)size, Replicas = (uint)parameters.Replicas };
+        var request = new CreateVolumeRequest { Name = id, SizeBytes = (ulong)size, Replicas = (uint)parameters.Replicas };
         request.Labels.Add(parameters.ToLabels());
+        request.Labels[VolumeIds.NameLabel] = name;
         try
         {
             var info = await master.CallAsync("create volume", (c, o) => c.CreateVolumeAsync(request, o).ResponseAsync, ct);
-            logger.LogInformation("Created volume {Volume}: {Size} bytes, {Replicas} replicas", name, size, parameters.Replicas);
+            logger.LogInformation("Created volume {Volume} (CO name {Name}): {Size} bytes, {Replicas} replicas", id, name, size, parameters.Replicas);
             return ToManaged(info);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
         {
             // Created concurrently by someone else: same rule as an existing volume.
-            var raced = await StatAsync(name, ct) ?? throw MasterErrors.ToCsi(e, $"create volume '{name}'");
-            return CheckCompatible(raced, required, limit, parameters);
+            var raced = await StatAsync(id, ct) ?? throw MasterErrors.ToCsi(e, $"create volume '{name}'");
+            return CheckCompatible(raced, name, required, limit, parameters);
         }
         catch (RpcException e)
         {
-            throw MasterErrors.ToCsi(e, $"create volume '{name}'");
+            throw MasterErrors.ToCsi(e, $"create volume '{name}' (id '{id}')");
         }
     }
 
-    private static ManagedVolume CheckCompatible(ManagedVolume existing, long required, long limit, VolumeParameters parameters)
+    private static ManagedVolume CheckCompatible(ManagedVolume existing, string name, long required, long limit, VolumeParameters parameters)
     {
+        if (existing.Name != name)
+        {
+            // A hash collision, or a volume made outside the driver under this id: never share it.
+            throw CsiErrors.AlreadyExists($"volume id '{existing.Id}' for name '{name}' is taken by a volume named '{existing.Name}'");
+        }
         if (existing.SizeBytes < required || (limit > 0 && existing.SizeBytes > limit) || existing.Parameters != parameters)
         {
             throw CsiErrors.AlreadyExists(
-                $"volume '{existing.Id}' exists with {existing.SizeBytes} bytes and {existing.Parameters}, incompatible with required {required}, limit {limit}, {parameters}");
+                $"volume '{name}' (id '{existing.Id}') exists with {existing.SizeBytes} bytes and {existing.Parameters}, incompatible with required {required}, limit {limit}, {parameters}");
         }
         return existing;
     }
@@ -125,10 +146,16 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         {
             throw CsiErrors.FailedPrecondition($"volume '{id}' is still published to node(s) {string.Join(", ", volume.PublishedNodes.Select(n => $"'{n}'"))}");
         }
+        var dependents = await DependentsAsync(volume, ct);
+        if (dependents.Count > 0)
+        {
+            throw CsiErrors.FailedPrecondition($"volume '{id}' has snapshots or clones sharing its data ({string.Join(", ", dependents)}); remove them first");
+        }
         try
         {
             await master.CallAsync("delete volume", (c, o) => c.DeleteVolumeAsync(new DeleteVolumeRequest { Name = id }, o).ResponseAsync, ct);
             logger.LogInformation("Deleted volume {Volume}", id);
+            await RemovePinsAsync(volume, ct);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
@@ -137,6 +164,54 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         {
             throw MasterErrors.ToCsi(e, $"delete volume '{id}'");
         }
+    }
+
+    /// <summary>
+    /// A deleted clone no longer needs the segments it shared: its pins in the source volumes go
+    /// (after the volume, so a crash in between leaks space, never data).
+    /// </summary>
+    private async Task RemovePinsAsync(ManagedVolume clone, CancellationToken ct)
+    {
+        foreach (var owner in clone.SharesSegmentsOf)
+        {
+            try
+            {
+                await master.CallAsync("delete pin", (c, o) => c.DeleteFileAsync(new DeleteFileRequest { Path = $"{owner}/refs/{clone.Id}" }, o).ResponseAsync, ct);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+            }
+            catch (RpcException e)
+            {
+                logger.LogWarning("Volume {Volume} deleted, but its pin in {Owner} was not: {Error}; that space stays used", clone.Id, owner, e.Status.Detail);
+            }
+        }
+    }
+
+    /// <summary>Snapshots of the volume and clones pinning its log segments (see FeitianK8s.Core.Raf.RafLayout): deleting it would lose their data.</summary>
+    private async Task<List<string>> DependentsAsync(ManagedVolume volume, CancellationToken ct)
+    {
+        var found = new List<string>();
+        var root = volume.Directory.Length > 0 ? volume.Directory : $"/volumes/{volume.Id}";
+        foreach (var (kind, directory) in new[] { ("snapshot", $"{root}/snapshots"), ("clone", $"{root}/refs") })
+        {
+            try
+            {
+                var list = await master.CallAsync("list files", (c, o) => c.ListFilesAsync(new ListFilesRequest { Path = directory }, o).ResponseAsync, ct);
+                found.AddRange(list.Entries.Where(e => !e.IsDirectory)
+                    .Select(e => e.Path[(e.Path.LastIndexOf('/') + 1)..])
+                    .Where(n => !n.StartsWith('.'))
+                    .Select(n => $"{kind} '{n}'"));
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+            {
+            }
+            catch (RpcException e)
+            {
+                throw MasterErrors.ToCsi(e, $"list {kind}s of volume '{volume.Id}'");
+            }
+        }
+        return found;
     }
 
     public async Task<IReadOnlyList<ManagedVolume>> ListAsync(CancellationToken ct)
@@ -290,5 +365,11 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
     }
 
     private static ManagedVolume ToManaged(VolumeInfo info) =>
-        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList());
+        new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList())
+        {
+            Name = VolumeIds.NameOf(info.Name, info.Labels),
+            Directory = info.Directory,
+            SharesSegmentsOf = info.Labels.GetValueOrDefault(FeitianK8s.Core.Raf.VolumeSnapshots.SharesLabel, "")
+                .Split(',', StringSplitOptions.RemoveEmptyEntries),
+        };
 }
