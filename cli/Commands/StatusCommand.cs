@@ -60,7 +60,7 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             var leader = masterViews.FirstOrDefault(m => m.Role == "leader")?.Address
                 ?? throw new CliException($"no master is the leader right now ({string.Join(", ", masterViews.Select(m => $"{m.Address}: {m.Role}"))})");
             using var channel = GrpcChannels.Create(leader);
-            var status = await new Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
+            var status = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);
             return ToView(masterViews, status);
         }
