@@ -435,7 +435,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await StartOperatorAsync();
         ApplyCluster(change: c => c["spec"]!["masters"] = new JsonObject { ["replicas"] = 4 });
         var failed = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["phase"]?.GetValue<string>() == "Failed" ? c : null, "Failed");
-        Assert.Contains("odd", failed["status"]!["conditions"]!.AsArray().Single(c => c!["type"]!.GetValue<string>() == "Ready")!["message"]!.GetValue<string>());
+        Assert.Contains("must be 1, 3 or 5", failed["status"]!["conditions"]!.AsArray().Single(c => c!["type"]!.GetValue<string>() == "Ready")!["message"]!.GetValue<string>());
         await EventuallyAsync(() => EventReasons().Contains("InvalidSpec"), "InvalidSpec event");
         Assert.Null(_api.Get(StatefulSets, Ns, "prod-master"));
     }

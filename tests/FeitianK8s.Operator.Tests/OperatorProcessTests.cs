@@ -83,7 +83,7 @@ public sealed class OperatorProcessTests(ITestOutputHelper output)
         using var dir = new TempDirectory("feitian-operator");
         var kubeconfig = dir.Combine("kubeconfig");
         await WriteKubeconfigAsync(kubeconfig, api);
-        await ReconcilesAndStopsAsync(api, ["--kubeconfig", kubeconfig], null);
+        await VerifyReconcilesAndStopsAsync(api, ["--kubeconfig", kubeconfig], null);
     }
 
     /// <summary>
@@ -109,10 +109,10 @@ public sealed class OperatorProcessTests(ITestOutputHelper output)
             ["KUBERNETES_SERVICE_HOST"] = null,
             ["KUBERNETES_SERVICE_PORT"] = null,
         };
-        await ReconcilesAndStopsAsync(api, [], environment);
+        await VerifyReconcilesAndStopsAsync(api, [], environment);
     }
 
-    private async Task ReconcilesAndStopsAsync(FakeKubeApiServer api, string[] connection, IReadOnlyDictionary<string, string?>? environment)
+    private async Task VerifyReconcilesAndStopsAsync(FakeKubeApiServer api, string[] connection, IReadOnlyDictionary<string, string?>? environment)
     {
         var manifest = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(k8s.KubernetesJson.Serialize(TestClusters.Minimal("prod", "storage")))!;
         manifest["metadata"] = new System.Text.Json.Nodes.JsonObject { ["name"] = "prod" };
