@@ -25,7 +25,7 @@ public sealed class TestCluster : IAsyncDisposable
     public ILoggerFactory LoggerFactory { get; }
 
     public static async Task<TestCluster> StartAsync(ILoggerFactory loggerFactory, int chunkServers = 6, int racks = 3, long chunkSize = 4 * 1024 * 1024,
-        IReadOnlyList<string>? extraChunkServerArgs = null, IReadOnlyList<string>? extraMasterArgs = null)
+        IReadOnlyList<string>? extraChunkServerArgs = null, IReadOnlyList<string>? extraMasterArgs = null, int masters = 1)
     {
         var dir = new TempDirectory("feitian-e2e");
         try
@@ -36,6 +36,7 @@ public sealed class TestCluster : IAsyncDisposable
                 ChunkServers = chunkServers,
                 Racks = racks,
                 ChunkSize = chunkSize,
+                Masters = masters,
                 ExtraChunkServerArgs = extraChunkServerArgs ?? [],
                 // Generous, so that a machine busy with other builds does not declare servers dead.
                 ExtraMasterArgs = extraMasterArgs ?? ["--heartbeat-timeout", "15s"],
