@@ -171,6 +171,43 @@ internal sealed class RawNbdClient : IAsyncDisposable
         return buffer;
     }
 
+    /// <summary>
+    /// Reads exactly <paramref name="count"/> bytes unless the server stays silent for
+    /// <paramref name="wait"/> or hangs up first: then Data is null and Ended tells which. A
+    /// message cut off in the middle fails the test.
+    /// </summary>
+    public async Task<(byte[]? Data, bool Ended)> ReadWithinAsync(int count, TimeSpan wait)
+    {
+        var buffer = new byte[count];
+        int filled = 0;
+        bool ended = false;
+        using var timeout = new CancellationTokenSource(wait);
+        try
+        {
+            while (filled < count)
+            {
+                int n = await _stream.ReadAsync(buffer.AsMemory(filled), timeout.Token);
+                if (n == 0)
+                {
+                    ended = true;
+                    break;
+                }
+                filled += n;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (IOException)
+        {
+            ended = true;
+        }
+        if (filled == count)
+            return (buffer, false);
+        Assert.True(filled == 0, $"the server sent {filled} of a {count}-byte message, then {(ended ? "hung up" : "went silent")}");
+        return (null, ended);
+    }
+
     /// <summary>True when the server closed the connection (end of stream or reset) within the timeout, after any pending bytes.</summary>
     public async Task<bool> IsClosedByServerAsync(TimeSpan timeout)
     {
