@@ -16,6 +16,12 @@ public static class SpecValidator
         {
             errors.Add($"spec.masters.replicas must be 1, 3 or 5, got {spec.Masters.Replicas}");
         }
+        if (!IsPositiveQuantity(spec.Masters.Storage))
+        {
+            errors.Add($"spec.masters.storage must be a positive Kubernetes quantity such as 10Gi, got '{spec.Masters.Storage}'");
+        }
+        CheckPorts(errors, "spec.masters", ("port", spec.Masters.Port), ("httpPort", spec.Masters.HttpPort), ("raftPort", spec.Masters.RaftPort));
+        CheckPorts(errors, "spec.chunkServers", ("port", spec.ChunkServers.Port), ("httpPort", spec.ChunkServers.HttpPort));
         if (spec.Replication.Factor is < 1 or > 5)
         {
             errors.Add($"spec.replication.factor must be between 1 and 5, got {spec.Replication.Factor}");
@@ -43,5 +49,34 @@ public static class SpecValidator
         errors.AddRange(RebuildFlags.Errors(spec.Rebuild));
         errors.AddRange(SnapshotTargetEnv.Errors(spec.SnapshotTarget));
         return errors;
+    }
+
+    private static bool IsPositiveQuantity(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+        try
+        {
+            return new k8s.Models.ResourceQuantity(text).ToDecimal() > 0;
+        }
+        catch (Exception e) when (e is FormatException or OverflowException or ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Each port is a TCP port, and one component's ports differ (they share the pod's network).</summary>
+    private static void CheckPorts(List<string> errors, string path, params (string Name, int Port)[] ports)
+    {
+        foreach (var (name, port) in ports.Where(p => p.Port is < 1 or > 65535))
+        {
+            errors.Add($"{path}.{name} must be between 1 and 65535, got {port}");
+        }
+        foreach (var clash in ports.GroupBy(p => p.Port).Where(g => g.Count() > 1))
+        {
+            errors.Add($"{path} uses port {clash.Key} for both {string.Join(" and ", clash.Select(p => p.Name))}");
+        }
     }
 }
