@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long fuzz run (not part of ./test.sh's time budget): every fuzz test of the suite, each for
 # FUZZ_SECONDS (default 120) instead of the few seconds ./test.sh gives it. The targets are every
-# parser that takes bytes from outside: the NBD handshake and transmission requests, chunk-server
+# parser that takes bytes from outside: the NBD handshake and transmission requests, master namespace calls, chunk-server
 # RPCs, CSI controller calls, and StorageCluster specs. A failure prints CsCheck's seed of the
 # shrunk case; FEITIAN_FUZZ_SEED=<seed> bench/fuzz.sh replays it.
 #
@@ -17,7 +17,7 @@ echo "building (Release)..." >&2
 dotnet build FeitianK8s.sln -c Release -nologo -v q >/dev/null
 log=$(mktemp)
 status=0
-for project in tests/FeitianK8s.Core.Tests tests/FeitianK8s.ChunkServer.Tests tests/FeitianK8s.Csi.Tests tests/FeitianK8s.Operator.Tests; do
+for project in tests/FeitianK8s.Core.Tests tests/FeitianK8s.Master.Tests tests/FeitianK8s.ChunkServer.Tests tests/FeitianK8s.Csi.Tests tests/FeitianK8s.Operator.Tests; do
   FEITIAN_FUZZ_SECONDS=$FUZZ_SECONDS dotnet test "$project" -c Release --no-build -nologo --filter "$FILTER" \
     --logger "console;verbosity=detailed" >"$log" 2>&1 || status=$?
   # One line per test: its result, CsCheck's iteration count and what the inputs reached.
