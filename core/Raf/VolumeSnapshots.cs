@@ -97,7 +97,8 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
             }
         }
         var info = await StatVolumeAsync(volume, ct);
-        var createdAt = DateTimeOffset.UtcNow;
+        // Whole milliseconds, as the registry keeps it: what this call returns is what a later read returns.
+        var createdAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
         await ClaimAsync(name, volume, (long)info.SizeBytes, createdAt, (int)info.Replicas, labels, ct);
         try
         {

@@ -10,7 +10,7 @@ namespace FeitianK8s.Csi.Controller;
 /// the same code the CLI's <c>feitian snapshot</c> runs): the CO's name maps to an id
 /// (<see cref="SnapshotIds"/>), create is idempotent by name and source, delete of what is missing succeeds.
 /// </summary>
-public sealed class SnapshotManager(VolumeSnapshots snapshots, ILogger<SnapshotManager> logger)
+public sealed class SnapshotManager(VolumeSnapshots snapshots, CsiDriverOptions options, ISnapshotBackups backups, ILogger<SnapshotManager> logger)
 {
     /// <summary>
     /// Takes the snapshot the CO calls <paramref name="name"/> of volume <paramref name="sourceVolumeId"/>, or
@@ -24,12 +24,14 @@ public sealed class SnapshotManager(VolumeSnapshots snapshots, ILogger<SnapshotM
         {
             return CheckSame(existing, name, sourceVolumeId);
         }
+        // A backup that cannot be made refuses the request before anything is taken.
+        var backupTarget = SnapshotBackupRules.Require(parameters, options.SnapshotTarget, backups, name);
         var labels = new Dictionary<string, string>(parameters.ToLabels(), StringComparer.Ordinal) { [VolumeIds.NameLabel] = name };
+        SnapshotRecord taken;
         try
         {
-            var taken = await snapshots.CreateAsync(sourceVolumeId, id, labels, ct);
+            taken = await snapshots.CreateAsync(sourceVolumeId, id, labels, ct);
             logger.LogInformation("Snapshot {Snapshot} (CO name {Name}) of volume {Volume} taken", id, name, sourceVolumeId);
-            return taken;
         }
         catch (SnapshotException e) when (e.Kind == SnapshotErrorKind.AlreadyExists)
         {
@@ -41,6 +43,11 @@ public sealed class SnapshotManager(VolumeSnapshots snapshots, ILogger<SnapshotM
         {
             throw ToCsi(e, $"create snapshot '{name}' (id '{id}') of volume '{sourceVolumeId}'");
         }
+        if (backupTarget is not null)
+        {
+            await backups.StartAsync(taken, backupTarget, ct);
+        }
+        return taken;
     }
 
     private static SnapshotRecord CheckSame(SnapshotRecord existing, string name, string sourceVolumeId)

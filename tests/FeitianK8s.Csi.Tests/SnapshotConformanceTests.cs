@@ -104,7 +104,12 @@ public sealed class SnapshotConformanceTests : IDisposable
         var badBackup = Snap("Bad-Backup-SNAP", source);
         badBackup.Parameters[SnapshotParameters.BackupKey] = "sometimes";
         await Csi.AssertCode(StatusCode.InvalidArgument, async () => await C.Controller.CreateSnapshotAsync(badBackup));
-        foreach (var refused in new[] { name + "Z", "Missing-Source-SNAP", "Bad-Parameter-SNAP", "Bad-Backup-SNAP" })
+        // A backup asked of a driver without a snapshot target: FAILED_PRECONDITION before anything is taken.
+        var backup = Snap("Backup-Without-Target-SNAP", source);
+        backup.Parameters[SnapshotParameters.BackupKey] = "true";
+        var noTarget = await Csi.AssertCode(StatusCode.FailedPrecondition, async () => await C.Controller.CreateSnapshotAsync(backup));
+        Assert.Contains("snapshot target", noTarget.Status.Detail, StringComparison.Ordinal);
+        foreach (var refused in new[] { name + "Z", "Missing-Source-SNAP", "Bad-Parameter-SNAP", "Bad-Backup-SNAP", "Backup-Without-Target-SNAP" })
         {
             Assert.Empty((await C.Controller.ListSnapshotsAsync(new ListSnapshotsRequest { SnapshotId = SnapshotIds.FromName(refused) })).Entries);
         }
