@@ -5,8 +5,9 @@ using Grpc.Core;
 namespace FeitianK8s.Csi.Controller;
 
 /// <summary>
-/// CSI Controller, thin over <see cref="VolumeManager"/>: validate capabilities, then
-/// arguments, then take the volume's lock (ABORTED when busy), then act.
+/// CSI Controller, thin over <see cref="VolumeManager"/>, <see cref="SnapshotManager"/> and
+/// <see cref="CloneManager"/>: validate capabilities, then arguments, then take the volume's
+/// (or snapshot's) lock (ABORTED when busy), then act.
 /// </summary>
 public sealed class ControllerService(VolumeManager volumes, SnapshotManager snapshots, CloneManager clones, VolumeLocks locks) : Proto.Csi.Controller.ControllerBase
 {
