@@ -1,4 +1,5 @@
 using FeitianK8s.Core.Pangu;
+using FeitianK8s.Core.Raf;
 using FeitianK8s.Csi.Common;
 using FeitianK8s.Csi.Controller;
 using FeitianK8s.Csi.Identity;
@@ -55,6 +56,14 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton<VolumeLocks>();
         builder.Services.AddSingleton<ProcessRunner>();
         builder.Services.AddSingleton<VolumeManager>();
+        builder.Services.AddSingleton(sp => new VolumeSnapshots(sp.GetRequiredService<PanguClient>(), sp.GetRequiredService<PanguClient>().Master,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<VolumeSnapshots>())
+        {
+            Holder = $"csi-controller@{(options.NodeId.Length > 0 ? options.NodeId : Environment.MachineName)}",
+        });
+        builder.Services.AddSingleton<ISnapshotBackups, UnavailableSnapshotBackups>();
+        builder.Services.AddSingleton<SnapshotManager>();
+        builder.Services.AddSingleton<CloneManager>();
         builder.Services.AddSingleton<Mounter>();
         builder.Services.AddSingleton<LoopDevices>();
         builder.Services.AddSingleton<KernelNbd>();
@@ -98,7 +107,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         await _app.StartAsync(ct);
     }
 
-    /// <summary>Says which snapshot target the driver was given, never its credentials. Snapshots themselves are not served yet.</summary>
+    /// <summary>Says which snapshot target the driver was given (backups go there), never its credentials.</summary>
     private void LogSnapshotTarget(ILogger log)
     {
         if (Options.SnapshotTarget is not { } target)

@@ -13,10 +13,11 @@ namespace FeitianK8s.Proto.Csi;
 /// </summary>
 public static class FeitianCsiCapabilities
 {
-    /// <summary>ControllerGetCapabilities. No CREATE_DELETE_SNAPSHOT yet: snapshots are not served.</summary>
+    /// <summary>ControllerGetCapabilities: volumes, snapshots (RAF snapshots) and clones (content sources snapshot and volume).</summary>
     public static readonly IReadOnlyList<ControllerRpc> Controller =
     [
         ControllerRpc.CreateDeleteVolume, ControllerRpc.PublishUnpublishVolume, ControllerRpc.ListVolumes, ControllerRpc.GetCapacity,
+        ControllerRpc.CreateDeleteSnapshot, ControllerRpc.ListSnapshots, ControllerRpc.CloneVolume,
         ControllerRpc.PublishReadonly, ControllerRpc.ExpandVolume, ControllerRpc.ListVolumesPublishedNodes, ControllerRpc.GetVolume,
     ];
 

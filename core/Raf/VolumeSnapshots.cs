@@ -9,7 +9,23 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Core.Raf;
 
 /// <summary>A snapshot as the cluster lists it. <see cref="ReadyToUse"/>: its frozen index is written.</summary>
-public sealed record SnapshotRecord(string Name, string Volume, long SizeBytes, DateTimeOffset CreatedAt, bool ReadyToUse);
+public sealed record SnapshotRecord(string Name, string Volume, long SizeBytes, DateTimeOffset CreatedAt, bool ReadyToUse)
+{
+    /// <summary>Labels its creator recorded with it (e.g. the name a CSI CO gave it); keys without spaces.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+}
+
+/// <summary>
+/// What a clone carries besides its source's content: labels that replace or add to the source's
+/// (the CSI controller records the CO's name and parameters this way) and a replica count for its own writes.
+/// </summary>
+public sealed record CloneOptions
+{
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Replicas of the clone's own log; null keeps the source's.</summary>
+    public uint? Replicas { get; init; }
+}
 
 public enum SnapshotErrorKind { InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Unavailable }
 
@@ -39,6 +55,10 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
     public const int MaxNameLength = 253;
     private const string CloneSnapshotPrefix = "~clone-";
     private const string CoNameLabel = "csi.feitian.io/name";
+    private const string LabelField = "label";
+
+    /// <summary>Label of a clone: where it came from, <c>snapshot/NAME</c> or <c>volume/NAME</c>.</summary>
+    public const string SourceLabel = "feitian.io/source";
 
     /// <summary>Label of a clone: the directories of the volumes whose segments it shares (comma-separated), each holding its pin <c>refs/CLONE</c>.</summary>
     public const string SharesLabel = "feitian.io/shares-segments-of";
@@ -62,12 +82,24 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
     }
 
     /// <summary>Takes snapshot <paramref name="name"/> of <paramref name="volume"/>; the name must be new in the cluster.</summary>
-    public async Task<SnapshotRecord> CreateAsync(string volume, string name, CancellationToken ct)
+    public Task<SnapshotRecord> CreateAsync(string volume, string name, CancellationToken ct) =>
+        CreateAsync(volume, name, new Dictionary<string, string>(StringComparer.Ordinal), ct);
+
+    /// <summary>Takes snapshot <paramref name="name"/> of <paramref name="volume"/>, recording <paramref name="labels"/> with it.</summary>
+    public async Task<SnapshotRecord> CreateAsync(string volume, string name, IReadOnlyDictionary<string, string> labels, CancellationToken ct)
     {
         CheckName("snapshot name", name);
+        foreach (var (key, value) in labels)
+        {
+            if (key.Length == 0 || key.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)) || value.Any(char.IsControl))
+            {
+                throw new SnapshotException(SnapshotErrorKind.InvalidArgument, $"snapshot '{name}': label '{key}' must be a key without spaces and a value without control characters");
+            }
+        }
         var info = await StatVolumeAsync(volume, ct);
-        var createdAt = DateTimeOffset.UtcNow;
-        await ClaimAsync(name, volume, (long)info.SizeBytes, createdAt, (int)info.Replicas, ct);
+        // Whole milliseconds, as the registry keeps it: what this call returns is what a later read returns.
+        var createdAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        await ClaimAsync(name, volume, (long)info.SizeBytes, createdAt, (int)info.Replicas, labels, ct);
         try
         {
             await FreezeAsync(info, name, ct);
@@ -78,14 +110,14 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
             throw;
         }
         logger.LogInformation("Snapshot {Snapshot} of volume {Volume} taken", name, volume);
-        return new SnapshotRecord(name, volume, (long)info.SizeBytes, createdAt, ReadyToUse: true);
+        return new SnapshotRecord(name, volume, (long)info.SizeBytes, createdAt, ReadyToUse: true) { Labels = new Dictionary<string, string>(labels, StringComparer.Ordinal) };
     }
 
     /// <summary>
     /// Claims the name cluster-wide: the master creates a file only once, so of two creators of one
     /// name exactly one gets here; the content follows (an empty record lists as not ready).
     /// </summary>
-    private async Task ClaimAsync(string name, string volume, long size, DateTimeOffset createdAt, int replicas, CancellationToken ct)
+    private async Task ClaimAsync(string name, string volume, long size, DateTimeOffset createdAt, int replicas, IReadOnlyDictionary<string, string> labels, CancellationToken ct)
     {
         try
         {
@@ -99,6 +131,7 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
             $"volume {volume}",
             $"sizeBytes {size.ToString(CultureInfo.InvariantCulture)}",
             $"createdUnixMs {createdAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)}",
+            .. labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => $"{LabelField} {l.Key} {l.Value}"),
         ]);
         var appender = await fs.OpenForAppendAsync(RegistryPath(name), null, ct);
         await using (appender)
@@ -129,15 +162,20 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
         {
             return null;
         }
-        var fields = (RafFiles.OpenText(bytes) ?? [])
+        var lines = RafFiles.OpenText(bytes) ?? [];
+        var fields = lines
             .Select(l => l.Split(' ', 2))
-            .Where(p => p.Length == 2)
+            .Where(p => p.Length == 2 && p[0] != LabelField)
             .ToDictionary(p => p[0], p => p[1], StringComparer.Ordinal);
+        var labels = lines
+            .Select(l => l.Split(' ', 3))
+            .Where(p => p.Length == 3 && p[0] == LabelField)
+            .ToDictionary(p => p[1], p => p[2], StringComparer.Ordinal);
         var volume = fields.GetValueOrDefault("volume", "");
         var size = long.TryParse(fields.GetValueOrDefault("sizeBytes"), CultureInfo.InvariantCulture, out var s) ? s : 0;
         var created = long.TryParse(fields.GetValueOrDefault("createdUnixMs"), CultureInfo.InvariantCulture, out var ms) ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : DateTimeOffset.UnixEpoch;
         var ready = volume.Length > 0 && await ReadFrozenAsync(volume, name, ct) is not null;
-        return new SnapshotRecord(name, volume, size, created, ready);
+        return new SnapshotRecord(name, volume, size, created, ready) { Labels = labels };
     }
 
     /// <summary>Removes the snapshot; its space is freed by the next GC pass of the volume's engine once no clone shares it.</summary>
@@ -155,17 +193,25 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
     }
 
     /// <summary>A new volume whose content is snapshot <paramref name="snapshot"/>'s, usable at once; <paramref name="sizeBytes"/> may make it bigger.</summary>
-    public async Task<VolumeInfo> CreateVolumeFromSnapshotAsync(string name, string snapshot, long? sizeBytes, CancellationToken ct)
+    public Task<VolumeInfo> CreateVolumeFromSnapshotAsync(string name, string snapshot, long? sizeBytes, CancellationToken ct) =>
+        CreateVolumeFromSnapshotAsync(name, snapshot, sizeBytes, new CloneOptions(), ct);
+
+    /// <summary>As <see cref="CreateVolumeFromSnapshotAsync(string, string, long?, CancellationToken)"/>, with the clone's own labels and replicas.</summary>
+    public async Task<VolumeInfo> CreateVolumeFromSnapshotAsync(string name, string snapshot, long? sizeBytes, CloneOptions options, CancellationToken ct)
     {
         var record = await GetAsync(snapshot, ct) ?? throw new SnapshotException(SnapshotErrorKind.NotFound, $"snapshot '{snapshot}' does not exist");
         var source = await StatVolumeAsync(record.Volume, ct);
         var frozen = await ReadFrozenAsync(record.Volume, snapshot, ct)
             ?? throw new SnapshotException(SnapshotErrorKind.FailedPrecondition, $"snapshot '{snapshot}' is not ready to use");
-        return await CloneAsync(name, source, frozen, record.SizeBytes, sizeBytes, $"snapshot/{snapshot}", ct);
+        return await CloneAsync(name, source, frozen, record.SizeBytes, sizeBytes, $"snapshot/{snapshot}", options, ct);
     }
 
     /// <summary>A new volume with <paramref name="source"/>'s current content (a crash-consistent copy), usable at once.</summary>
-    public async Task<VolumeInfo> CreateVolumeFromVolumeAsync(string name, string source, long? sizeBytes, CancellationToken ct)
+    public Task<VolumeInfo> CreateVolumeFromVolumeAsync(string name, string source, long? sizeBytes, CancellationToken ct) =>
+        CreateVolumeFromVolumeAsync(name, source, sizeBytes, new CloneOptions(), ct);
+
+    /// <summary>As <see cref="CreateVolumeFromVolumeAsync(string, string, long?, CancellationToken)"/>, with the clone's own labels and replicas.</summary>
+    public async Task<VolumeInfo> CreateVolumeFromVolumeAsync(string name, string source, long? sizeBytes, CloneOptions options, CancellationToken ct)
     {
         CheckName("volume name", name);
         var info = await StatVolumeAsync(source, ct);
@@ -180,7 +226,7 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
             await FreezeAsync(info, transient, ct);
             var frozen = await ReadFrozenAsync(source, transient, ct)
                 ?? throw new SnapshotException(SnapshotErrorKind.FailedPrecondition, $"the frozen index of volume '{source}' could not be read back");
-            return await CloneAsync(name, info, frozen, (long)info.SizeBytes, sizeBytes, $"volume/{source}", ct);
+            return await CloneAsync(name, info, frozen, (long)info.SizeBytes, sizeBytes, $"volume/{source}", options, ct);
         }
         finally
         {
@@ -222,7 +268,7 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
         }
     }
 
-    private async Task<VolumeInfo> CloneAsync(string name, VolumeInfo source, RafCheckpoint frozen, long sourceSize, long? sizeBytes, string origin, CancellationToken ct)
+    private async Task<VolumeInfo> CloneAsync(string name, VolumeInfo source, RafCheckpoint frozen, long sourceSize, long? sizeBytes, string origin, CloneOptions options, CancellationToken ct)
     {
         CheckName("volume name", name);
         var size = sizeBytes ?? sourceSize;
@@ -232,10 +278,14 @@ public sealed partial class VolumeSnapshots(IPanguFileSystem fs, MasterConnectio
         }
         var sourceLayout = await RafSharedSegments.LoadLayoutAsync(fs, source.Directory, ct);
         var shared = frozen.Extents.Select(e => e.Segment).Distinct().ToDictionary(s => s, sourceLayout.SegmentPath);
-        var request = new CreateVolumeRequest { Name = name, SizeBytes = (ulong)size, Replicas = source.Replicas };
-        // Parameters (fs type, rack spread) carry over; the name a CO gave the source does not.
-        request.Labels.Add(source.Labels.Where(l => l.Key != CoNameLabel).ToDictionary(l => l.Key, l => l.Value));
-        request.Labels["feitian.io/source"] = origin;
+        var request = new CreateVolumeRequest { Name = name, SizeBytes = (ulong)size, Replicas = options.Replicas ?? source.Replicas };
+        // Parameters (fs type, rack spread) carry over unless the options say otherwise; the name a CO gave the source does not.
+        request.Labels.Add(source.Labels.Where(l => l.Key != CoNameLabel && l.Key != SharesLabel).ToDictionary(l => l.Key, l => l.Value));
+        foreach (var (key, value) in options.Labels)
+        {
+            request.Labels[key] = value;
+        }
+        request.Labels[SourceLabel] = origin;
         // Whoever deletes the clone through the master alone (the CSI controller) finds the pins to remove here.
         request.Labels[SharesLabel] = string.Join(",", shared.Values.Select(RafLayout.VolumeDirectoryOf).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
         VolumeInfo clone;

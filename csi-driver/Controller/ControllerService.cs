@@ -5,10 +5,11 @@ using Grpc.Core;
 namespace FeitianK8s.Csi.Controller;
 
 /// <summary>
-/// CSI Controller, thin over <see cref="VolumeManager"/>: validate capabilities, then
-/// arguments, then take the volume's lock (ABORTED when busy), then act.
+/// CSI Controller, thin over <see cref="VolumeManager"/>, <see cref="SnapshotManager"/> and
+/// <see cref="CloneManager"/>: validate capabilities, then arguments, then take the volume's
+/// (or snapshot's) lock (ABORTED when busy), then act.
 /// </summary>
-public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) : Proto.Csi.Controller.ControllerBase
+public sealed class ControllerService(VolumeManager volumes, SnapshotManager snapshots, CloneManager clones, VolumeLocks locks) : Proto.Csi.Controller.ControllerBase
 {
     private const string TokenPrefix = "after:";
 
@@ -23,17 +24,29 @@ public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) 
                 throw CsiErrors.InvalidArgument($"CreateVolume '{request.Name}': {problem}");
             }
         }
-        CsiErrors.Require(request.VolumeContentSource is null, $"CreateVolume '{request.Name}': content sources (snapshots, clones) are not supported yet");
+        var source = ContentSource(request);
         var parameters = VolumeParameters.Parse(request.Parameters);
         using var _ = locks.Acquire(request.Name, "CreateVolume");
-        var volume = await volumes.CreateAsync(request.Name, request.CapacityRange?.RequiredBytes ?? 0, request.CapacityRange?.LimitBytes ?? 0,
-            parameters, context.CancellationToken);
+        var required = request.CapacityRange?.RequiredBytes ?? 0;
+        var limit = request.CapacityRange?.LimitBytes ?? 0;
+        var volume = source is null
+            ? await volumes.CreateAsync(request.Name, required, limit, parameters, context.CancellationToken)
+            : await clones.CreateAsync(request.Name, required, limit, parameters, source, context.CancellationToken);
         // No accessible topology, whatever accessibility_requirements a CO sends (they are accepted
         // and ignored): every node reaches the cluster over the network, and racks are where the
         // master places replicas, not where a volume can be used. A PV without node affinity lets
         // its pod move to any node.
         return new CreateVolumeResponse { Volume = ToCsi(volume) };
     }
+
+    /// <summary>The clone source a CreateVolume asks for; null without one. A source of no known type is INVALID_ARGUMENT.</summary>
+    private static CloneSource? ContentSource(CreateVolumeRequest request) => request.VolumeContentSource?.TypeCase switch
+    {
+        null => null,
+        VolumeContentSource.TypeOneofCase.Snapshot => new CloneSource(CloneSourceKind.Snapshot, request.VolumeContentSource.Snapshot.SnapshotId),
+        VolumeContentSource.TypeOneofCase.Volume => new CloneSource(CloneSourceKind.Volume, request.VolumeContentSource.Volume.VolumeId),
+        _ => throw CsiErrors.InvalidArgument($"CreateVolume '{request.Name}': the content source is neither a snapshot nor a volume"),
+    };
 
     public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
     {
@@ -159,10 +172,72 @@ public sealed class ControllerService(VolumeManager volumes, VolumeLocks locks) 
         return new ControllerGetVolumeResponse { Volume = ToCsi(volume), Status = status };
     }
 
+    public override async Task<CreateSnapshotResponse> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context)
+    {
+        VolumeIds.RequireValidName(request.Name, "CreateSnapshot");
+        CsiErrors.Require(request.SourceVolumeId.Length > 0, $"CreateSnapshot '{request.Name}': source volume id is missing");
+        var parameters = SnapshotParameters.Parse(request.Parameters);
+        using var _ = locks.Acquire(SnapshotLock(SnapshotIds.FromName(request.Name)), "CreateSnapshot");
+        var snapshot = await snapshots.CreateAsync(request.Name, request.SourceVolumeId, parameters, context.CancellationToken);
+        return new CreateSnapshotResponse { Snapshot = ToCsi(snapshot) };
+    }
+
+    public override async Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.SnapshotId.Length > 0, "DeleteSnapshot: snapshot id is missing");
+        using var _ = locks.Acquire(SnapshotLock(request.SnapshotId), "DeleteSnapshot");
+        await snapshots.DeleteAsync(request.SnapshotId, context.CancellationToken);
+        return new DeleteSnapshotResponse();
+    }
+
+    /// <summary>Pages through snapshots sorted by id, filtered by snapshot id and/or source volume; the token names the last id of the previous page.</summary>
+    public override async Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context)
+    {
+        CsiErrors.Require(request.MaxEntries >= 0, $"ListSnapshots: max_entries must not be negative (got {request.MaxEntries})");
+        string? after = null;
+        if (request.StartingToken.Length > 0)
+        {
+            if (!request.StartingToken.StartsWith(TokenPrefix, StringComparison.Ordinal))
+            {
+                throw CsiErrors.Aborted($"ListSnapshots: starting token '{request.StartingToken}' was not issued by this plugin");
+            }
+            after = request.StartingToken[TokenPrefix.Length..];
+        }
+        var all = await snapshots.ListAsync(request.SnapshotId.Length > 0 ? request.SnapshotId : null,
+            request.SourceVolumeId.Length > 0 ? request.SourceVolumeId : null, context.CancellationToken);
+        var rest = all.Where(s => after is null || string.CompareOrdinal(s.Name, after) > 0).ToList();
+        var page = request.MaxEntries > 0 ? rest.Take(request.MaxEntries).ToList() : rest;
+        var response = new ListSnapshotsResponse();
+        response.Entries.AddRange(page.Select(s => new ListSnapshotsResponse.Types.Entry { Snapshot = ToCsi(s) }));
+        if (page.Count < rest.Count)
+        {
+            response.NextToken = TokenPrefix + page[^1].Name;
+        }
+        return response;
+    }
+
+    /// <summary>Snapshot ids share the lock table with volume ids under a prefix no volume id has.</summary>
+    private static string SnapshotLock(string snapshotId) => "snapshot:" + snapshotId;
+
+    private static Snapshot ToCsi(Core.Raf.SnapshotRecord s) => new()
+    {
+        SnapshotId = s.Name,
+        SourceVolumeId = s.Volume,
+        SizeBytes = s.SizeBytes,
+        CreationTime = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(s.CreatedAt),
+        ReadyToUse = s.ReadyToUse,
+    };
+
     private static Volume ToCsi(ManagedVolume v)
     {
         var volume = new Volume { VolumeId = v.Id, CapacityBytes = v.SizeBytes };
         volume.VolumeContext.Add(v.Parameters.ToVolumeContext());
+        volume.ContentSource = v.Source switch
+        {
+            { Kind: CloneSourceKind.Snapshot } s => new VolumeContentSource { Snapshot = new VolumeContentSource.Types.SnapshotSource { SnapshotId = s.Id } },
+            { Kind: CloneSourceKind.Volume } s => new VolumeContentSource { Volume = new VolumeContentSource.Types.VolumeSource { VolumeId = s.Id } },
+            _ => null,
+        };
         return volume;
     }
 

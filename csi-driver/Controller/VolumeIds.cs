@@ -22,22 +22,28 @@ public static partial class VolumeIds
     private const int HashHexDigits = 40;
 
     /// <summary>INVALID_ARGUMENT unless the name is one the CSI spec allows.</summary>
-    public static void RequireValidName(string name)
+    public static void RequireValidName(string name) => RequireValidName(name, "CreateVolume");
+
+    /// <summary>INVALID_ARGUMENT unless the name is one the CSI spec allows; <paramref name="call"/> names the RPC in the message.</summary>
+    public static void RequireValidName(string name, string call)
     {
-        CsiErrors.Require(name.Length > 0, "CreateVolume: name is missing");
+        CsiErrors.Require(name.Length > 0, $"{call}: name is missing");
         var bytes = Encoding.UTF8.GetByteCount(name);
-        CsiErrors.Require(bytes <= MaxNameBytes, $"CreateVolume: name is {bytes} bytes long; the CSI spec allows at most {MaxNameBytes}");
-        CsiErrors.Require(!name.Any(char.IsControl), "CreateVolume: name contains control characters");
+        CsiErrors.Require(bytes <= MaxNameBytes, $"{call}: name is {bytes} bytes long; the CSI spec allows at most {MaxNameBytes}");
+        CsiErrors.Require(!name.Any(char.IsControl), $"{call}: name contains control characters");
     }
 
-    public static string FromName(string name)
+    public static string FromName(string name) => Map(name, HashedPrefix, ReservedHashedId());
+
+    /// <summary>The name itself when it is a DNS-1123 subdomain that <paramref name="reserved"/> does not match, else <paramref name="prefix"/> + 40 hex digits of its SHA-256.</summary>
+    internal static string Map(string name, string prefix, Regex reserved)
     {
-        if (Dns1123Subdomain().IsMatch(name) && !ReservedHashedId().IsMatch(name))
+        if (Dns1123Subdomain().IsMatch(name) && !reserved.IsMatch(name))
         {
             return name;
         }
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(name));
-        return HashedPrefix + Convert.ToHexStringLower(hash)[..HashHexDigits];
+        return prefix + Convert.ToHexStringLower(hash)[..HashHexDigits];
     }
 
     /// <summary>The CO's name of a volume: its label, or its id for volumes made before names were mapped (or outside the CSI driver).</summary>

@@ -1,4 +1,5 @@
 using FeitianK8s.Core.Pangu;
+using FeitianK8s.Core.Raf;
 using FeitianK8s.Csi.Common;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
@@ -21,7 +22,25 @@ public sealed record ManagedVolume(string Id, long SizeBytes, VolumeParameters P
 
     /// <summary>For a clone: directories of the volumes whose log segments it shares (each holds its pin).</summary>
     public IReadOnlyList<string> SharesSegmentsOf { get; init; } = [];
+
+    /// <summary>For a clone: what it was made from; null for a volume made empty.</summary>
+    public CloneSource? Source { get; init; }
 }
+
+/// <summary>What a clone was made from: a snapshot or a volume, by id (the clone's <see cref="VolumeSnapshots.SourceLabel"/>).</summary>
+public sealed record CloneSource(CloneSourceKind Kind, string Id)
+{
+    public override string ToString() => $"{(Kind == CloneSourceKind.Snapshot ? "snapshot" : "volume")}/{Id}";
+
+    public static CloneSource? Parse(string? label) => label?.Split('/', 2) switch
+    {
+        ["snapshot", var id] when id.Length > 0 => new CloneSource(CloneSourceKind.Snapshot, id),
+        ["volume", var id] when id.Length > 0 => new CloneSource(CloneSourceKind.Volume, id),
+        _ => null,
+    };
+}
+
+public enum CloneSourceKind { Snapshot, Volume }
 
 /// <summary>
 /// The controller's volume operations over the master's volume API. The write lease is
@@ -76,7 +95,7 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         var existing = await StatAsync(id, ct);
         if (existing is not null)
         {
-            return CheckCompatible(existing, name, required, limit, parameters);
+            return CheckEmpty(CheckCompatible(existing, name, required, limit, parameters));
         }
         var request = new CreateVolumeRequest { Name = id, SizeBytes = (ulong)size, Replicas = (uint)parameters.Replicas };
         request.Labels.Add(parameters.ToLabels());
@@ -91,7 +110,7 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         {
             // Created concurrently by someone else: same rule as an existing volume.
             var raced = await StatAsync(id, ct) ?? throw MasterErrors.ToCsi(e, $"create volume '{name}'");
-            return CheckCompatible(raced, name, required, limit, parameters);
+            return CheckEmpty(CheckCompatible(raced, name, required, limit, parameters));
         }
         catch (RpcException e)
         {
@@ -99,7 +118,12 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         }
     }
 
-    private static ManagedVolume CheckCompatible(ManagedVolume existing, string name, long required, long limit, VolumeParameters parameters)
+    /// <summary>A request without a content source does not match a clone of the same name.</summary>
+    private static ManagedVolume CheckEmpty(ManagedVolume existing) => existing.Source is null
+        ? existing
+        : throw CsiErrors.AlreadyExists($"volume '{existing.Name}' (id '{existing.Id}') exists as a clone of {existing.Source}; the request has no content source");
+
+    internal static ManagedVolume CheckCompatible(ManagedVolume existing, string name, long required, long limit, VolumeParameters parameters)
     {
         if (existing.Name != name)
         {
@@ -364,12 +388,13 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         }
     }
 
-    private static ManagedVolume ToManaged(VolumeInfo info) =>
+    internal static ManagedVolume ToManaged(VolumeInfo info) =>
         new(info.Name, (long)info.SizeBytes, VolumeParameters.FromLabels(info.Labels, (int)info.Replicas), info.LeaseHolder, info.Readers.ToList())
         {
             Name = VolumeIds.NameOf(info.Name, info.Labels),
             Directory = info.Directory,
-            SharesSegmentsOf = info.Labels.GetValueOrDefault(FeitianK8s.Core.Raf.VolumeSnapshots.SharesLabel, "")
+            SharesSegmentsOf = info.Labels.GetValueOrDefault(VolumeSnapshots.SharesLabel, "")
                 .Split(',', StringSplitOptions.RemoveEmptyEntries),
+            Source = CloneSource.Parse(info.Labels.GetValueOrDefault(VolumeSnapshots.SourceLabel)),
         };
 }

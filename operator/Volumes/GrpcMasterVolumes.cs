@@ -2,8 +2,11 @@ using FeitianK8s.Operator.Desired;
 using FeitianK8s.Operator.Health;
 using FeitianK8s.Operator.Resources;
 using FeitianK8s.Proto.Master;
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Core.Raf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace FeitianK8s.Operator.Volumes;
 
@@ -83,12 +86,42 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
 
     public async Task CreateAsync(StorageCluster cluster, MasterVolumeRequest request, CancellationToken ct)
     {
+        if (request.SourceSnapshot is { } snapshot)
+        {
+            await CloneAsync(cluster, request, snapshot, ct);
+            return;
+        }
         var rpc = new CreateVolumeRequest { Name = request.Name, SizeBytes = (ulong)request.SizeBytes, Replicas = (uint)request.Replicas };
         foreach (var (key, value) in request.Labels)
         {
             rpc.Labels[key] = value;
         }
         await CallAsync(cluster, $"create volume '{request.Name}'", (c, o) => c.CreateVolumeAsync(rpc, o).ResponseAsync, ct);
+    }
+
+    /// <summary>
+    /// A clone of the cluster snapshot, made the way <c>feitian volume create --from-snapshot</c> makes it
+    /// (copy-on-write, usable at once), through a Pangu client of the cluster's masters.
+    /// </summary>
+    private async Task CloneAsync(StorageCluster cluster, MasterVolumeRequest request, string snapshot, CancellationToken ct)
+    {
+        using var fs = new PanguClient(new PanguClientOptions
+        {
+            MasterAddresses = MasterChannels.Split(addressOf(cluster)),
+            ClientNode = "feitian-operator",
+            MasterUnavailableRetry = CallTimeout,
+        }, NullLoggerFactory.Instance);
+        var snapshots = new VolumeSnapshots(fs, fs.Master, logger) { Holder = "feitian-operator" };
+        try
+        {
+            await snapshots.CreateVolumeFromSnapshotAsync(request.Name, snapshot, request.SizeBytes,
+                new CloneOptions { Labels = request.Labels, Replicas = (uint)request.Replicas }, ct);
+        }
+        catch (SnapshotException e) when (!ct.IsCancellationRequested)
+        {
+            var failure = e.Kind == SnapshotErrorKind.Unavailable ? MasterFailure.Transient : MasterFailure.Refused;
+            throw new MasterVolumeException(failure, $"create volume '{request.Name}' from snapshot '{snapshot}': {e.Message}", e);
+        }
     }
 
     public Task ResizeAsync(StorageCluster cluster, string name, long sizeBytes, CancellationToken ct) =>
@@ -112,6 +145,12 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
             var nodes = string.Join(", ", current.Readers.Prepend(current.LeaseHolder).Where(n => n.Length > 0));
             throw new MasterVolumeException(MasterFailure.Transient, $"volume '{name}' is attached to {nodes}");
         }
+        var dependents = await DependentsAsync(cluster, current, ct);
+        if (dependents.Count > 0)
+        {
+            throw new MasterVolumeException(MasterFailure.Transient,
+                $"volume '{name}' has snapshots or clones sharing its data ({string.Join(", ", dependents)}); it is deleted once they are gone");
+        }
         try
         {
             await CallAsync(cluster, $"delete volume '{name}'", (c, o) => c.DeleteVolumeAsync(new DeleteVolumeRequest { Name = name }, o).ResponseAsync, ct);
@@ -119,6 +158,46 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
         catch (MasterVolumeException e) when (e.InnerException is RpcException { StatusCode: StatusCode.NotFound })
         {
         }
+        // A deleted clone no longer needs what it shared: its pins in its sources go (after the volume: a crash in between leaks space, never data).
+        foreach (var owner in current.Labels.GetValueOrDefault(VolumeSnapshots.SharesLabel, "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            try
+            {
+                await CallAsync(cluster, $"delete pin of '{name}' in {owner}",
+                    (c, o) => c.DeleteFileAsync(new DeleteFileRequest { Path = new RafLayout(owner).RefPath(name) }, o).ResponseAsync, ct);
+            }
+            catch (MasterVolumeException e)
+            {
+                logger.LogWarning("Volume {Volume} deleted, but its pin in {Owner} was not ({Message}); that space stays used", name, owner, e.Message);
+            }
+        }
+    }
+
+    /// <summary>Snapshots of the volume and clones pinning its log segments: deleting it would lose their data.</summary>
+    private async Task<List<string>> DependentsAsync(StorageCluster cluster, VolumeInfo volume, CancellationToken ct)
+    {
+        var found = new List<string>();
+        if (volume.Directory.Length == 0)
+        {
+            return found;
+        }
+        var layout = new RafLayout(volume.Directory);
+        foreach (var (kind, directory) in new[] { ("snapshot", layout.SnapshotDirectory), ("clone", layout.RefsDirectory) })
+        {
+            try
+            {
+                var list = await CallAsync(cluster, $"list {kind}s of '{volume.Name}'",
+                    (c, o) => c.ListFilesAsync(new ListFilesRequest { Path = directory }, o).ResponseAsync, ct);
+                found.AddRange(list.Entries.Where(e => !e.IsDirectory)
+                    .Select(e => e.Path[(e.Path.LastIndexOf('/') + 1)..])
+                    .Where(n => !n.StartsWith('.'))
+                    .Select(n => $"{kind} '{n}'"));
+            }
+            catch (MasterVolumeException e) when (e.InnerException is RpcException { StatusCode: StatusCode.NotFound })
+            {
+            }
+        }
+        return found;
     }
 
     private async Task<T> CallAsync<T>(StorageCluster cluster, string what, Func<Master.MasterClient, CallOptions, Task<T>> call, CancellationToken ct)

@@ -29,8 +29,8 @@ public sealed record MasterVolume(
         : ReadOnlyNodes.Count > 0 ? string.Join(",", ReadOnlyNodes) + " (read-only)" : "";
 }
 
-/// <summary>What to create on the master for a user Volume.</summary>
-public sealed record MasterVolumeRequest(string Name, long SizeBytes, int Replicas, IReadOnlyDictionary<string, string> Labels);
+/// <summary>What to create on the master for a user Volume: empty, or a clone of the cluster snapshot <paramref name="SourceSnapshot"/>.</summary>
+public sealed record MasterVolumeRequest(string Name, long SizeBytes, int Replicas, IReadOnlyDictionary<string, string> Labels, string? SourceSnapshot = null);
 
 public enum MasterFailure
 {

@@ -25,4 +25,9 @@ public static class VolumeNames
     /// <summary>Master-volume labels the CSI driver writes (csi-driver/Controller/VolumeParameters.cs).</summary>
     public const string CsiManagedByLabel = "csi.feitian.io/managed-by";
     public const string CsiRackSpreadLabel = "csi.feitian.io/rack-spread";
+
+    /// <summary>spec.sourceSnapshot names a cluster snapshot: a DNS-1123 subdomain of at most 253 characters (as the CRD validates).</summary>
+    public static bool IsSnapshotName(string name) =>
+        name.Length is > 0 and <= 253 && System.Text.RegularExpressions.Regex.IsMatch(name,
+            "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 }

@@ -18,7 +18,8 @@ public sealed record Adopt : VolumeStep;
 
 public sealed record CreateMasterVolume(MasterVolumeRequest Request) : VolumeStep
 {
-    public override string Describe() => $"CreateMasterVolume {Request.SizeBytes} bytes, {Request.Replicas} replicas";
+    public override string Describe() => $"CreateMasterVolume {Request.SizeBytes} bytes, {Request.Replicas} replicas"
+        + (Request.SourceSnapshot is { } snapshot ? $", from snapshot {snapshot}" : "");
 }
 
 public sealed record ResizeMasterVolume(long FromBytes, long ToBytes) : VolumeStep

@@ -166,7 +166,8 @@ public static class VolumePlanner
         var problem =
             size is null ? ("InvalidSize", sizeError)
             : cr.Spec.Replicas is < 1 or > 5 ? ("InvalidReplicas", $"spec.replicas must be from 1 to 5, got {cr.Spec.Replicas}")
-            : !string.IsNullOrEmpty(cr.Spec.SourceSnapshot) ? ("SourceSnapshotUnsupported", "creating a volume from a snapshot is not supported yet; nothing was created")
+            : cr.Spec.SourceSnapshot is { } snapshot && !VolumeNames.IsSnapshotName(snapshot)
+                ? ("InvalidSourceSnapshot", $"spec.sourceSnapshot '{snapshot}' is not a snapshot name (a DNS-1123 subdomain of at most 253 characters); nothing was created")
             : cluster.Metadata.DeletionTimestamp is not null ? ("ClusterDeleting", $"StorageCluster '{cluster.Metadata.Name}' is being deleted; no new volumes")
             : ((string Reason, string Message)?)null;
         if (problem is { } p)
@@ -178,12 +179,14 @@ public static class VolumePlanner
             b.Steps.Add(new AddFinalizer());
         }
         var labels = MasterLabels(cr);
-        b.Steps.Add(new CreateMasterVolume(new MasterVolumeRequest(name, size!.Value, cr.Spec.Replicas, labels)));
+        var source = string.IsNullOrEmpty(cr.Spec.SourceSnapshot) ? null : cr.Spec.SourceSnapshot;
+        b.Steps.Add(new CreateMasterVolume(new MasterVolumeRequest(name, size!.Value, cr.Spec.Replicas, labels, source)));
         // A new volume holds no chunk, so none lacks a replica.
         var created = new MasterVolume(name, size.Value, cr.Spec.Replicas, labels, "", cr.Spec.Replicas);
         b.Status = VolumeStatusBuilder.FromMaster(cr, created, deleting: false, ConditionValue.True(InSyncReason, InSyncMessage));
         b.Events.Add(PlannedEvent.Normal("Created",
-            $"created master volume '{name}': {VolumeSize.Format(size.Value)} ({size} bytes), {cr.Spec.Replicas} replicas, rack spread {(cr.Spec.RackSpread ? "on" : "off")}"));
+            $"created master volume '{name}': {VolumeSize.Format(size.Value)} ({size} bytes), {cr.Spec.Replicas} replicas, rack spread {(cr.Spec.RackSpread ? "on" : "off")}"
+            + (source is null ? "" : $", a clone of snapshot '{source}'")));
         return b.Build();
     }
 

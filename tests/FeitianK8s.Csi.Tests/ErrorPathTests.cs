@@ -47,6 +47,8 @@ public sealed class ErrorPathTests : IDisposable
         await Csi.AssertCode(StatusCode.InvalidArgument, async () => await C.Controller.CreateVolumeAsync(unknownParameter));
         var clone = Csi.Create("pvc-clone", Csi.MiB, cap);
         clone.VolumeContentSource = new VolumeContentSource { Volume = new VolumeContentSource.Types.VolumeSource { VolumeId = "pvc-x" } };
+        await Csi.AssertCode(StatusCode.NotFound, async () => await C.Controller.CreateVolumeAsync(clone));
+        clone.VolumeContentSource = new VolumeContentSource();
         await Csi.AssertCode(StatusCode.InvalidArgument, async () => await C.Controller.CreateVolumeAsync(clone));
         // None of the refused requests created anything.
         var listed = await C.Controller.ListVolumesAsync(new ListVolumesRequest());

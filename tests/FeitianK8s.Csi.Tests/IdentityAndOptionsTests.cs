@@ -37,8 +37,9 @@ public sealed class IdentityAndOptionsTests : IDisposable
         Assert.Contains(ControllerServiceCapability.Types.RPC.Types.Type.CreateDeleteVolume, rpcs);
         Assert.Contains(ControllerServiceCapability.Types.RPC.Types.Type.PublishUnpublishVolume, rpcs);
         Assert.Contains(ControllerServiceCapability.Types.RPC.Types.Type.ExpandVolume, rpcs);
-        Assert.DoesNotContain(ControllerServiceCapability.Types.RPC.Types.Type.CreateDeleteSnapshot, rpcs);
-        Assert.DoesNotContain(ControllerServiceCapability.Types.RPC.Types.Type.CloneVolume, rpcs);
+        Assert.Contains(ControllerServiceCapability.Types.RPC.Types.Type.CreateDeleteSnapshot, rpcs);
+        Assert.Contains(ControllerServiceCapability.Types.RPC.Types.Type.ListSnapshots, rpcs);
+        Assert.Contains(ControllerServiceCapability.Types.RPC.Types.Type.CloneVolume, rpcs);
 
         var node = await _f.Client.Node.NodeGetCapabilitiesAsync(new NodeGetCapabilitiesRequest());
         Assert.Equal(4, node.Capabilities.Count);

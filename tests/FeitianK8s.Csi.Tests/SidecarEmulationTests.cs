@@ -162,9 +162,9 @@ public sealed class SidecarEmulationTests : IDisposable
             var wouldWork = SidecarStartupEmulation.Check(sidecar, capabilities) is null;
             Assert.True(wouldWork == names.Contains(sidecar), $"{sidecar}: works against the driver {wouldWork}, deployed {names.Contains(sidecar)}");
         }
-        Assert.DoesNotContain("csi-snapshotter", names);
-        // No VolumeSnapshotClass while the driver serves no snapshots, even with the snapshot CRDs installed.
-        Assert.DoesNotContain(desired, d => d.Kind == ResourceKind.SnapshotClass);
+        // The driver serves snapshots: csi-snapshotter runs (and passes its check above), and with the snapshot CRDs installed there is a VolumeSnapshotClass.
+        Assert.Contains("csi-snapshotter", names);
+        Assert.Contains(desired, d => d.Kind == ResourceKind.SnapshotClass);
         // CSIDriver.attachRequired matches whether the driver publishes volumes (else the kubelet waits for attachments nobody makes).
         Assert.Equal(capabilities.ControllerRpcs.Contains(ControllerServiceCapability.Types.RPC.Types.Type.PublishUnpublishVolume), One<V1CSIDriver>(desired).Spec.AttachRequired);
     }

@@ -98,8 +98,8 @@ public sealed class DesiredStateTests
     {
         var deployment = Single<V1Deployment>(Build(), "prod-csi-controller");
         var containers = deployment.Spec.Template.Spec.Containers;
-        // No csi-snapshotter: the driver does not advertise CREATE_DELETE_SNAPSHOT (it would exit at start).
-        Assert.Equal(["csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "liveness-probe"], containers.Select(c => c.Name));
+        // csi-snapshotter: the driver advertises CREATE_DELETE_SNAPSHOT (without it the sidecar would exit at start).
+        Assert.Equal(["csi-driver", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "liveness-probe"], containers.Select(c => c.Name));
         Assert.All(containers.Skip(1), c => Assert.Contains("--csi-address=/csi/csi.sock", c.Args));
         var driverArgs = containers[0].Args;
         Assert.Equal("controller", driverArgs[driverArgs.IndexOf("--mode") + 1]);
@@ -215,7 +215,7 @@ public sealed class DesiredStateTests
     }
 
     [Fact]
-    public void Storage_class_is_wait_for_first_consumer_expandable_default_with_driver_keys_only_and_no_snapshot_class_without_snapshots()
+    public void Storage_class_is_wait_for_first_consumer_expandable_default_with_driver_keys_only_and_a_snapshot_class_only_with_the_snapshot_crds()
     {
         var sc = Single<V1StorageClass>(Build(), "feitian");
         Assert.Equal(("feitian.csi.k8s.io", "WaitForFirstConsumer", true), (sc.Provisioner, sc.VolumeBindingMode, sc.AllowVolumeExpansion == true));
@@ -224,9 +224,10 @@ public sealed class DesiredStateTests
         // Only keys the driver accepts (external-provisioner passes all but csi.storage.k8s.io/* to CreateVolume).
         Assert.Equal(["csi.storage.k8s.io/fstype", "rackSpread", "replicas"], sc.Parameters.Keys.Order(StringComparer.Ordinal));
         Assert.Equal("storage.prod", sc.Metadata.Labels[Names.OwnerLabel]);
-        // The driver advertises no CREATE_DELETE_SNAPSHOT: no class, with or without the snapshot CRDs.
+        // The driver advertises CREATE_DELETE_SNAPSHOT: a class when the snapshot CRDs exist (without them it could not be stored).
         Assert.DoesNotContain(Build(), d => d.Kind == ResourceKind.SnapshotClass);
-        Assert.DoesNotContain(Build(snapshotCrd: true), d => d.Kind == ResourceKind.SnapshotClass);
+        var snapshotClass = (VolumeSnapshotClass)Assert.Single(Build(snapshotCrd: true), d => d.Kind == ResourceKind.SnapshotClass).Object;
+        Assert.Equal(("feitian", "feitian.csi.k8s.io", "Delete"), (snapshotClass.Metadata.Name, snapshotClass.Driver, snapshotClass.DeletionPolicy));
         var driver = Single<V1CSIDriver>(Build(), "feitian.csi.k8s.io");
         Assert.True(driver.Spec.AttachRequired);
     }

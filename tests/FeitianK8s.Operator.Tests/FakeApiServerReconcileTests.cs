@@ -145,6 +145,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.NotNull(_api.Get("v1/services", Ns, "prod-master"));
         Assert.NotNull(_api.Get("storage.k8s.io/v1/csidrivers", null, "feitian.csi.k8s.io"));
         Assert.NotNull(_api.Get("rbac.authorization.k8s.io/v1/clusterrolebindings", null, "feitian-csi-node-storage-prod"));
+        // No snapshot CRDs installed in this fake cluster: no VolumeSnapshotClass (it could not be stored).
         Assert.Null(_api.Get("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, "feitian"));
 
         var creating = await EventuallyAsync(() => _api.Get(Clusters, Ns, "prod") is { } c && c["status"]?["masters"]?["summary"]?.GetValue<string>() == "0/3" ? c : null, "status of a creating cluster");
@@ -271,11 +272,11 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
 
     /// <summary>
     /// An operator upgrade from per-rack node plugin DaemonSets: the one for all nodes appears and
-    /// the old ones this operator owns are deleted, and so is a VolumeSnapshotClass an earlier
-    /// version made while the driver serves no snapshots.
+    /// the old ones this operator owns are deleted; the VolumeSnapshotClass an earlier version made
+    /// is kept and brought to the desired state, now that the driver serves snapshots.
     /// </summary>
     [Fact]
-    public async Task An_upgrade_replaces_the_per_rack_node_plugin_daemonsets_and_drops_the_stale_snapshot_class()
+    public async Task An_upgrade_replaces_the_per_rack_node_plugin_daemonsets_and_keeps_the_snapshot_class()
     {
         _api.Create("apiextensions.k8s.io/v1/customresourcedefinitions", null, new JsonObject
         {
@@ -311,7 +312,10 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node"), "node plugin daemonset");
         await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-csi-node-rack-a") is null && _api.Get(DaemonSets, Ns, "prod-csi-node-unracked") is null, "old node daemonsets gone");
         await EventuallyAsync(() => EventReasons().Contains("NodePluginReplaced"), "NodePluginReplaced event");
-        await EventuallyAsync(() => _api.Get("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, "feitian") is null, "stale snapshot class gone");
+        var snapshotClass = await EventuallyAsync(() => _api.Get("snapshot.storage.k8s.io/v1/volumesnapshotclasses", null, "feitian") is { } c
+            && c["metadata"]?["labels"]?["app.kubernetes.io/component"]?.GetValue<string>() == "storage-class" ? c : null, "snapshot class reconciled");
+        Assert.Equal("feitian.csi.k8s.io", snapshotClass["driver"]!.GetValue<string>());
+        Assert.Equal("Delete", snapshotClass["deletionPolicy"]!.GetValue<string>());
         Assert.NotNull(_api.Get(DaemonSets, Ns, "prod-csi-node-mine"));
     }
 

@@ -252,6 +252,77 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
         await EventuallyAsync(() => Volume("pvc-mirror") is null, "mirror gone with the master volume");
     }
 
+    /// <summary>
+    /// spec.sourceSnapshot: the master volume is made as a copy-on-write clone of the cluster snapshot,
+    /// with the snapshot's bytes; a snapshot that does not exist makes the Volume Failed with the
+    /// master's reason and creates nothing.
+    /// </summary>
+    [Fact]
+    public async Task A_user_volume_with_a_source_snapshot_on_the_fake_api_server_is_created_as_a_clone_with_the_snapshots_bytes()
+    {
+        var fs = _fixture.Client;
+        await fs.Master.CallAsync("create", (c, o) => c.CreateVolumeAsync(new CreateVolumeRequest { Name = "golden", SizeBytes = 8 * Mi, Replicas = 3 }, o).ResponseAsync,
+            CancellationToken.None);
+        var head = new byte[Mi];
+        new Random(61).NextBytes(head);
+        var engine = await RafVolume.OpenAsync(fs, Catalog, "golden", new RafOptions { Holder = "test-writer", GcInterval = null, SnapshotRequestInterval = null },
+            _logs.CreateLogger("golden"), CancellationToken.None);
+        await engine.WriteAsync(3 * Mi, head, fua: true);
+        await engine.DisposeAsync();
+        await Catalog.AcquireLeaseAsync("golden", "");
+        var snapshots = new VolumeSnapshots(fs, fs.Master, _logs.CreateLogger<VolumeSnapshots>());
+        await snapshots.CreateAsync("golden", "golden-snap.1", CancellationToken.None);
+        // Written after the snapshot: the clone must not see it.
+        engine = await RafVolume.OpenAsync(fs, Catalog, "golden", new RafOptions { Holder = "test-writer", GcInterval = null, SnapshotRequestInterval = null },
+            _logs.CreateLogger("golden"), CancellationToken.None);
+        await engine.WriteAsync(3 * Mi, new byte[Mi], fua: true);
+        await engine.DisposeAsync();
+        await Catalog.AcquireLeaseAsync("golden", "");
+
+        ApplyStorageCluster();
+        await StartOperatorAsync();
+        _api.Create(Volumes, Ns, new JsonObject
+        {
+            ["apiVersion"] = "feitian.io/v1alpha1",
+            ["kind"] = "Volume",
+            ["metadata"] = new JsonObject { ["name"] = "restored" },
+            ["spec"] = new JsonObject { ["cluster"] = "prod", ["size"] = "16Mi", ["replicas"] = 2, ["rackSpread"] = true, ["sourceSnapshot"] = "golden-snap.1" },
+        });
+        var available = await EventuallyAsync(() => State(Volume("restored")) == "Available" ? Volume("restored") : null, "restored volume Available");
+        Assert.Contains(VolumeNames.Finalizer, available["metadata"]!["finalizers"]!.AsArray().Select(f => f!.GetValue<string>()));
+        var info = (await StatOnMasterAsync("restored"))!;
+        Assert.Equal(((ulong)(16 * Mi), 2u), (info.SizeBytes, info.Replicas));
+        Assert.Equal("snapshot/golden-snap.1", info.Labels[VolumeSnapshots.SourceLabel]);
+        Assert.Equal(available["metadata"]!["uid"]!.GetValue<string>(), info.Labels[VolumeNames.VolumeUidLabel]);
+        await EventuallyAsync(() => HasEvent("restored", "Normal", "Created"), "Created event");
+
+        var clone = await RafVolume.OpenReadOnlyAsync(fs, Catalog, "restored", new RafOptions { GcInterval = null, SnapshotRequestInterval = null },
+            _logs.CreateLogger("restored"), CancellationToken.None);
+        var read = new byte[Mi];
+        await clone.ReadAsync(3 * Mi, read);
+        Assert.Equal(head, read);
+        await clone.ReadAsync(10 * Mi, read);
+        Assert.Equal(new byte[Mi], read);
+        await clone.DisposeAsync();
+
+        // A snapshot that does not exist: Failed with the reason, nothing on the master.
+        _api.Create(Volumes, Ns, new JsonObject
+        {
+            ["apiVersion"] = "feitian.io/v1alpha1",
+            ["kind"] = "Volume",
+            ["metadata"] = new JsonObject { ["name"] = "from-nothing" },
+            ["spec"] = new JsonObject { ["cluster"] = "prod", ["size"] = "16Mi", ["replicas"] = 3, ["rackSpread"] = true, ["sourceSnapshot"] = "no-such-snapshot" },
+        });
+        var failed = await EventuallyAsync(() => State(Volume("from-nothing")) == "Failed" ? Volume("from-nothing") : null, "Failed for a missing snapshot");
+        Assert.Contains("no-such-snapshot", Condition(failed, Conditions.Synced)!["message"]!.GetValue<string>());
+        await EventuallyAsync(() => HasEvent("from-nothing", "Warning", "MasterError"), "MasterError event");
+        Assert.Null(await StatOnMasterAsync("from-nothing"));
+
+        _api.Delete(Volumes, Ns, "restored");
+        await EventuallyAsync(async () => await StatOnMasterAsync("restored") is null, "clone deleted on the master");
+        await snapshots.RemoveAsync("golden-snap.1", CancellationToken.None);
+    }
+
     [Fact]
     public async Task A_user_volume_on_the_fake_api_server_creates_a_real_master_volume_that_grows_but_never_shrinks()
     {

@@ -126,14 +126,14 @@ public sealed class VolumePlannerTests
     }
 
     [Fact]
-    public void Replicas_out_of_range_a_source_snapshot_or_a_deleting_cluster_create_nothing()
+    public void Replicas_out_of_range_a_malformed_source_snapshot_or_a_deleting_cluster_create_nothing()
     {
         var deletingCluster = TestClusters.Minimal();
         deletingCluster.Metadata.DeletionTimestamp = DateTime.UtcNow;
         var cases = new (VolumeSyncPlan Plan, string Reason)[]
         {
             (Plan([User(replicas: 7)], []), "InvalidReplicas"),
-            (Plan([User(sourceSnapshot: "snap-1")], []), "SourceSnapshotUnsupported"),
+            (Plan([User(sourceSnapshot: "Snap_1")], []), "InvalidSourceSnapshot"),
             (Plan([User()], [], deletingCluster), "ClusterDeleting"),
         };
         foreach (var (plan, reason) in cases)
@@ -144,6 +144,19 @@ public sealed class VolumePlannerTests
             Assert.Equal(reason, Condition(p.Status, Conditions.Synced).Reason);
             Assert.Contains(p.Events, e => e.Type == "Warning" && e.Reason == reason);
         }
+    }
+
+    [Fact]
+    public void A_source_snapshot_creates_the_master_volume_as_a_clone_of_it_with_the_volumes_labels()
+    {
+        var p = Plan([User(sourceSnapshot: "nightly.2026-12-06", replicas: 2)], []).For("data")!;
+        Assert.IsType<AddFinalizer>(p.Steps[0]);
+        var create = Assert.IsType<CreateMasterVolume>(p.Steps[1]);
+        Assert.Equal(("data", 10 * Gi, 2, "nightly.2026-12-06"), (create.Request.Name, create.Request.SizeBytes, create.Request.Replicas, create.Request.SourceSnapshot));
+        Assert.Equal("uid-data", create.Request.Labels[VolumeNames.VolumeUidLabel]);
+        Assert.Contains("snapshot 'nightly.2026-12-06'", Assert.Single(p.Events, e => e.Reason == "Created").Message);
+        // Without one, the volume is made empty.
+        Assert.Null(Assert.IsType<CreateMasterVolume>(Plan([User()], []).For("data")!.Steps[1]).Request.SourceSnapshot);
     }
 
     [Fact]
