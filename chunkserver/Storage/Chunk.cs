@@ -118,6 +118,18 @@ internal sealed class Chunk : IDisposable
     public Task<ChunkState> InfoAsync() => LockedAsync(() => State);
 
     /// <summary>
+    /// Persists a higher epoch before answering, so the length returned is final for older writers:
+    /// nothing of theirs lands afterwards (held appends are woken and refused).
+    /// </summary>
+    public Task<ChunkState> FenceAsync(ulong epoch) => LockedAsync(() =>
+    {
+        CheckEpoch(epoch, "fence");
+        RaiseEpoch(epoch);
+        SignalLengthChanged();
+        return State;
+    });
+
+    /// <summary>
     /// Appends at exactly <paramref name="expectedOffset"/>. Pipelined appends of one writer may arrive out of
     /// order, so an append ahead of the length (by at most <paramref name="maxGap"/>) is held until its
     /// predecessors landed, then applied in offset order; if the gap has not filled after

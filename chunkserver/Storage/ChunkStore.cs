@@ -152,6 +152,9 @@ public sealed class ChunkStore : IDisposable
 
     public Task<ChunkState> InfoAsync(ulong id) => Get(id).InfoAsync();
 
+    /// <summary>Raises the chunk's epoch to <paramref name="epoch"/> (fencing older writers) and returns its state.</summary>
+    public Task<ChunkState> FenceAsync(ulong id, ulong epoch) => Get(id).FenceAsync(epoch);
+
     public async Task DeleteAsync(ulong id)
     {
         var chunk = Get(id);
