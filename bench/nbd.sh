@@ -9,6 +9,13 @@
 # seconds of a new workload; nbdkit gets the same ramp), VOLUME_SIZE (default 2GiB),
 # FIO_SIZE (region the jobs touch, prefilled first; default 1G), BENCH_DIR (parent of the
 # temporary directory; default $TMPDIR or /tmp), CHUNKSERVERS (default 6).
+#
+# CPU: after each job's ramp and at its end the script sums utime+stime (/proc/PID/stat) of
+# every process of the target (`feitian up` and all its descendants: masters, chunk servers,
+# the NBD engine; or nbdkit) and prints CPU seconds per GiB moved and per 1,000 requests of
+# the measured period. On a real cluster the replicas run on three machines, so CPU, not
+# this machine's core count, decides the cost. The load average of the machine is printed
+# before and after, since other work on a shared machine skews both columns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +71,34 @@ nbdkit_pid=$!
 for _ in $(seq 1 100); do nbdinfo --size "nbd://127.0.0.1:${nbdkit_port}/" >/dev/null 2>&1 && break; sleep 0.1; done
 nbdkit_uri="nbd://127.0.0.1:${nbdkit_port}/"
 
+# CPU seconds (utime+stime) of a process and all its descendants.
+cpu_seconds() {
+  python3 - "$1" <<'PY'
+import os, sys
+root = int(sys.argv[1])
+parent, ticks = {}, {}
+for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+        continue
+    try:
+        stat = open(f"/proc/{entry}/stat").read()
+    except OSError:
+        continue
+    fields = stat[stat.rindex(")") + 2:].split()
+    parent[int(entry)] = int(fields[1])
+    ticks[int(entry)] = int(fields[11]) + int(fields[12])
+def under(pid):
+    while pid > 1:
+        if pid == root:
+            return True
+        pid = parent.get(pid, 0)
+    return False
+print(sum(t for pid, t in ticks.items() if under(pid)) / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)" | tee "$work/load-before" >&2
+
 # name rw bs iodepth
 workloads=(
   "randread-4k-qd1 randread 4k 1"
@@ -75,6 +110,7 @@ workloads=(
 
 for target in project nbdkit; do
   uri=$project_uri; [ "$target" = nbdkit ] && uri=$nbdkit_uri
+  root=$up_pid; [ "$target" = nbdkit ] && root=$nbdkit_pid
   echo "prefilling $FIO_SIZE of $target so reads hit data..." >&2
   fio --name=prefill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=32 --size="$FIO_SIZE" \
       --output-format=json >"$work/prefill-$target.json"
@@ -83,10 +119,16 @@ for target in project nbdkit; do
     echo "$target: $name (${RAMP}s ramp, ${RUNTIME}s measured)..." >&2
     fio --name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$depth" \
         --size="$FIO_SIZE" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=0 \
-        --output-format=json >"$work/$target-$name.json"
+        --output-format=json >"$work/$target-$name.json" &
+    fio_pid=$!
+    sleep "$RAMP"
+    cpu_start=$(cpu_seconds "$root")
+    wait "$fio_pid"
+    echo "$(python3 -c "print($(cpu_seconds "$root") - $cpu_start)")" >"$work/$target-$name.cpu"
   done
 done
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >"$work/load-after"
 python3 - "$work" "${workloads[@]}" <<'PY'
 import json, sys
 work, workloads = sys.argv[1], [w.split()[0] for w in sys.argv[2:]]
@@ -96,7 +138,9 @@ def stats(target, name):
     job = json.loads(text[text.index("{"):])["jobs"][0]  # fio may print notes before the JSON
     side = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
     p99 = side["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
-    return side["iops"], side["lat_ns"]["mean"] / 1000, p99
+    cpu = float(open(f"{work}/{target}-{name}.cpu").read())
+    gib = side["io_bytes"] / 2**30
+    return side["iops"], side["lat_ns"]["mean"] / 1000, p99, cpu / max(gib, 1e-9), cpu / max(side["total_ios"] / 1000, 1e-9)
 
 head = f"{'workload':<20}{'project IOPS':>14}{'mean us':>10}{'p99 us':>10}{'nbdkit IOPS':>14}{'mean us':>10}{'p99 us':>10}{'IOPS ratio':>12}{'mean lat ratio':>16}"
 print(head)
@@ -104,4 +148,15 @@ print("-" * len(head))
 for name in workloads:
     p, k = stats("project", name), stats("nbdkit", name)
     print(f"{name:<20}{p[0]:>14.0f}{p[1]:>10.0f}{p[2]:>10.0f}{k[0]:>14.0f}{k[1]:>10.0f}{k[2]:>10.0f}{p[0] / max(k[0], 1e-9):>12.2f}{p[1] / max(k[1], 1e-9):>16.2f}")
+print()
+head = f"{'CPU seconds':<20}{'project /GiB':>14}{'/1k req':>10}{'nbdkit /GiB':>14}{'/1k req':>10}{'CPU/GiB ratio':>15}"
+print(head)
+print("-" * len(head))
+for name in workloads:
+    p, k = stats("project", name), stats("nbdkit", name)
+    ratio = f"{p[3] / k[3]:.1f}" if k[3] >= 0.01 else "n/a"  # below the clock tick: no ratio
+    print(f"{name:<20}{p[3]:>14.2f}{p[4]:>10.3f}{k[3]:>14.2f}{k[4]:>10.3f}{ratio:>15}")
+print()
+print(open(f"{work}/load-before").read().strip())
+print(open(f"{work}/load-after").read().strip())
 PY

@@ -115,6 +115,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
                 ChunkSize = options.ChunkSize,
                 BlockSize = options.BlockSize,
                 DiskReserveBytes = options.DiskReserveBytes,
+                AppendGapTimeout = options.AppendGapTimeout,
             }, loggers);
             var storeRef = store;
             long Capacity() => options.CapacityBytes ?? storeRef.FilesystemBytes;

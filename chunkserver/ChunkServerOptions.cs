@@ -38,6 +38,9 @@ public sealed record ChunkServerOptions
     /// <summary>Space kept free on each data filesystem; appends that would use it fail with disk-full.</summary>
     public long DiskReserveBytes { get; init; } = 1L << 20;
 
+    /// <summary>How long a pipelined append that arrived ahead of its predecessors is held before it is refused as wrong-offset.</summary>
+    public TimeSpan AppendGapTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Longest wait between registration attempts while the master is unreachable.</summary>

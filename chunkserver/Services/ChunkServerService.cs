@@ -60,7 +60,7 @@ public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier,
 
     public override async Task<ChunkInfo> GetChunkInfo(GetChunkInfoRequest request, ServerCallContext context)
     {
-        var state = await store.InfoAsync(request.ChunkId);
+        var state = request.FenceEpoch > 0 ? await store.FenceAsync(request.ChunkId, request.FenceEpoch) : await store.InfoAsync(request.ChunkId);
         return new ChunkInfo { ChunkId = state.Id, Length = (ulong)state.Length, Sealed = state.Sealed, Epoch = state.Epoch };
     }
 

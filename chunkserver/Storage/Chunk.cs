@@ -28,6 +28,7 @@ internal sealed class Chunk : IDisposable
     // Appends never write the durable slot (see ChecksumFileLayout).
     private int _durableSlot;
     private int _latestSlot;
+    private TaskCompletionSource _lengthChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private Chunk(ulong id, DataDirectory directory, ChunkFiles files, SafeFileHandle data, SafeFileHandle checksumFile,
         BlockChecksums checksums, ChunkMeta meta, long length, int slot, long diskReserve, ILogger log)
@@ -116,8 +117,91 @@ internal sealed class Chunk : IDisposable
 
     public Task<ChunkState> InfoAsync() => LockedAsync(() => State);
 
-    public Task<long> AppendAsync(ulong epoch, ulong expectedOffset, ReadOnlyMemory<byte> data, bool fua) =>
-        LockedAsync(() => Append(epoch, expectedOffset, data.Span, fua));
+    /// <summary>
+    /// Persists a higher epoch before answering, so the length returned is final for older writers:
+    /// nothing of theirs lands afterwards (held appends are woken and refused).
+    /// </summary>
+    public Task<ChunkState> FenceAsync(ulong epoch) => LockedAsync(() =>
+    {
+        CheckEpoch(epoch, "fence");
+        RaiseEpoch(epoch);
+        SignalLengthChanged();
+        return State;
+    });
+
+    /// <summary>
+    /// Appends at exactly <paramref name="expectedOffset"/>. Pipelined appends of one writer may arrive out of
+    /// order, so an append ahead of the length (by at most <paramref name="maxGap"/>) is held until its
+    /// predecessors landed, then applied in offset order; if the gap has not filled after
+    /// <paramref name="gapTimeout"/> it is refused as wrong-offset, with nothing applied. A stale epoch is
+    /// refused on arrival, and a seal or delete while held refuses it too.
+    /// </summary>
+    public async Task<long> AppendAsync(ulong epoch, ulong expectedOffset, ReadOnlyMemory<byte> data, bool fua, TimeSpan gapTimeout, long maxGap)
+    {
+        var deadline = DateTime.UtcNow + gapTimeout;
+        while (true)
+        {
+            Task landed;
+            await _lock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (_deleted)
+                {
+                    throw new ChunkStoreException(ChunkError.NotFound, $"chunk {Id} not found (deleted)");
+                }
+                if (!IsEarlyArrival(expectedOffset, maxGap))
+                {
+                    return Append(epoch, expectedOffset, data.Span, fua);
+                }
+                CheckEpoch(epoch, "append");
+                if (expectedOffset + (ulong)data.Length > (ulong)_meta.MaxLength)
+                {
+                    throw new ChunkStoreException(ChunkError.ChunkFull,
+                        $"chunk {Id}: append of {data.Length} bytes at {expectedOffset} passes the chunk's max length {_meta.MaxLength}", _length);
+                }
+                landed = _lengthChanged.Task;
+            }
+            finally
+            {
+                _lock.Release();
+            }
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || !await WaitAsync(landed, left).ConfigureAwait(false))
+            {
+                var length = Volatile.Read(ref _length);
+                if (expectedOffset > (ulong)length)
+                {
+                    throw new ChunkStoreException(ChunkError.WrongOffset,
+                        $"chunk {Id}: append at offset {expectedOffset} held {gapTimeout.TotalMilliseconds:0} ms but the chunk length stayed at {length}: the gap never filled", length);
+                }
+            }
+        }
+    }
+
+    /// <summary>An append ahead of the length that could still fit once its predecessors land.</summary>
+    private bool IsEarlyArrival(ulong expectedOffset, long maxGap) =>
+        !_meta.Sealed && expectedOffset > (ulong)_length && expectedOffset - (ulong)_length <= (ulong)maxGap;
+
+    private static async Task<bool> WaitAsync(Task task, TimeSpan timeout)
+    {
+        try
+        {
+            await task.WaitAsync(timeout).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Wakes appends held for their predecessors: the length changed, or the chunk was sealed or deleted.</summary>
+    private void SignalLengthChanged()
+    {
+        var old = _lengthChanged;
+        _lengthChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        old.TrySetResult();
+    }
 
     public Task<ChunkReadResult> ReadAsync(ulong offset, int length) => LockedAsync(() => Read(offset, length));
 
@@ -141,6 +225,7 @@ internal sealed class Chunk : IDisposable
     public Task DeleteAsync() => LockedAsync(() =>
     {
         _deleted = true;
+        SignalLengthChanged();
         File.Delete(_files.Meta);
         _data.Dispose();
         _checksumFile.Dispose();
@@ -207,6 +292,7 @@ internal sealed class Chunk : IDisposable
             _durableSlot = slot;
         }
         Volatile.Write(ref _length, newLength);
+        SignalLengthChanged();
         return newLength;
     }
 
@@ -261,6 +347,7 @@ internal sealed class Chunk : IDisposable
         {
             throw Classify(error, $"chunk {Id}: seal at {length}");
         }
+        SignalLengthChanged();
         _log.LogInformation("Sealed chunk {ChunkId} at length {Length} with epoch {Epoch}", Id, _length, _meta.Epoch);
         return _length;
     }

@@ -13,6 +13,13 @@ public sealed record ChunkStoreOptions
     public int MaxIoBytes { get; init; } = 4 << 20;
     /// <summary>Space kept free on every data filesystem; writes that would eat into it are refused as disk-full.</summary>
     public long DiskReserveBytes { get; init; } = 1 << 20;
+    /// <summary>
+    /// How long an append that arrives ahead of the chunk's length (a pipelined append whose
+    /// predecessor is still on its way) is held for the gap to fill before it is refused as wrong-offset.
+    /// </summary>
+    public TimeSpan AppendGapTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>Farthest an append may arrive ahead of the chunk's length and still be held.</summary>
+    public long MaxAppendGapBytes { get; init; } = 256L << 20;
 }
 
 /// <summary>
@@ -127,7 +134,7 @@ public sealed class ChunkStore : IDisposable
             throw new ChunkStoreException(ChunkError.ChecksumMismatch,
                 $"chunk {id}: append at {expectedOffset} carries crc32c {crc32c:x8} but its {data.Length} bytes have {actual:x8}");
         }
-        return Get(id).AppendAsync(epoch, expectedOffset, data, fua);
+        return Get(id).AppendAsync(epoch, expectedOffset, data, fua, Options.AppendGapTimeout, Options.MaxAppendGapBytes);
     }
 
     public Task<ChunkReadResult> ReadAsync(ulong id, ulong offset, uint length)
@@ -144,6 +151,9 @@ public sealed class ChunkStore : IDisposable
     public Task<long> SealAsync(ulong id, ulong epoch, ulong length) => Get(id).SealAsync(epoch, length);
 
     public Task<ChunkState> InfoAsync(ulong id) => Get(id).InfoAsync();
+
+    /// <summary>Raises the chunk's epoch to <paramref name="epoch"/> (fencing older writers) and returns its state.</summary>
+    public Task<ChunkState> FenceAsync(ulong id, ulong epoch) => Get(id).FenceAsync(epoch);
 
     public async Task DeleteAsync(ulong id)
     {

@@ -42,25 +42,42 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
         return Judge(results, "create");
     }
 
-    public async Task<ChunkAppendOutcome> AppendAsync(ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+    /// <summary>Bytes sent to the replicas: the acknowledged length plus the appends still in flight.</summary>
+    public long SentLength { get; private set; }
+
+    /// <summary>
+    /// Sends an append at <see cref="SentLength"/> to every replica without waiting for earlier ones
+    /// (the chunk servers apply them in offset order). Its answers must be judged with
+    /// <see cref="Complete"/> in the order the appends were sent.
+    /// </summary>
+    public Task<IReadOnlyList<ReplicaResult<AppendResponse>>> Send(ReadOnlyMemory<byte> data, bool fua)
     {
         var request = new AppendRequest
         {
             ChunkId = Id,
             Epoch = epoch,
-            ExpectedOffset = (ulong)Length,
+            ExpectedOffset = (ulong)SentLength,
             Data = UnsafeByteOperations.UnsafeWrap(data),
             Crc32C = Crc32C.Compute(data.Span),
             Fua = fua,
         };
-        var results = await fanOut.CallAsync(Replicas, (c, o) => c.AppendAsync(request, o).ResponseAsync, ct);
-        var expected = (ulong)(Length + data.Length);
+        SentLength += data.Length;
+        return fanOut.CallAsync(Replicas, (c, o) => c.AppendAsync(request, o).ResponseAsync, CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Judges the answers to the oldest append in flight, of <paramref name="size"/> bytes: the acknowledged
+    /// length grows only when every replica took it at exactly the acknowledged length.
+    /// </summary>
+    public ChunkAppendOutcome Complete(IReadOnlyList<ReplicaResult<AppendResponse>> results, int size)
+    {
+        var expected = (ulong)(Length + size);
         var wrongLength = results.Where(r => r.Ok && r.Value!.Length != expected).Select(r => r.Replica.ChunkServerId).ToArray();
         var full = results.Any(r => r.Error is { } e && RpcErrors.IsChunkFull(e));
         var ok = Judge(results, "append", ignoreChunkFull: true);
         if (ok && !full && wrongLength.Length == 0)
         {
-            Length += data.Length;
+            Length += size;
             return ChunkAppendOutcome.Acknowledged;
         }
         if (wrongLength.Length > 0)
@@ -75,6 +92,18 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
             return ChunkAppendOutcome.ChunkFull;
         }
         return ChunkAppendOutcome.ReplicaFailed;
+    }
+
+    /// <summary>Forgets the appends in flight after a failure: what was not acknowledged is sent again elsewhere.</summary>
+    public void Rewind() => SentLength = Length;
+
+    public async Task<ChunkAppendOutcome> AppendAsync(ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+    {
+        Rewind();
+        var results = await Send(data, fua).WaitAsync(ct);
+        var outcome = Complete(results, data.Length);
+        Rewind();
+        return outcome;
     }
 
     public async Task<bool> SyncAsync(CancellationToken ct)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
@@ -6,15 +7,12 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Core.Pangu;
 
 /// <summary>
-/// The single writer of one file. Operations are queued and run one at a time in call
-/// order by whichever caller finds the queue idle; appends that queue up while one is in
-/// flight are coalesced into one chunk-server append (group commit), each caller getting
-/// its own file offset back.
+/// The single writer of one file. Operations are queued in call order; appends are pipelined
+/// (several in flight to the open chunk, see <see cref="DrainAsync"/>), small ones gathered into
+/// one chunk-server append (group commit), each caller getting its own file offset back.
 /// </summary>
 public sealed class PanguAppender : IPanguAppender
 {
-    private const int MaxBatchBytes = 8 * 1024 * 1024;
-
     private readonly PanguClientContext _ctx;
     private readonly ILogger _logger;
     private readonly object _queueLock = new();
@@ -22,6 +20,12 @@ public sealed class PanguAppender : IPanguAppender
     private readonly object _layoutLock = new();
     private readonly List<PanguChunk> _chunks;
     private readonly Dictionary<string, DateTime> _excluded = new(StringComparer.Ordinal);
+    private readonly LinkedList<PendingOperation> _appending = new();
+    private readonly Queue<InFlightPiece> _inFlight = new();
+    private TaskCompletionSource? _wake;
+    private long _admittedLength;
+    private int _failuresInRow;
+    private Exception? _broken;
     private bool _draining;
     private bool _closed;
     private PendingOperation? _closeOperation;
@@ -37,6 +41,7 @@ public sealed class PanguAppender : IPanguAppender
         Epoch = epoch;
         _chunks = chunks;
         _length = new ChunkLayout(chunks).Length;
+        _admittedLength = _length;
     }
 
     public string Path { get; }
@@ -139,6 +144,11 @@ public sealed class PanguAppender : IPanguAppender
                 return (_closeOperation, false);
             }
             ThrowIfUnusable();
+            if (op.Kind == OperationKind.Append && _broken is not null)
+            {
+                throw new PanguException(PanguErrorKind.Unavailable,
+                    $"append to {Path}: an earlier append failed after part of it was written, so nothing may follow it in this file", _broken);
+            }
             if (op.Kind == OperationKind.Close)
             {
                 _closed = true;
@@ -147,6 +157,7 @@ public sealed class PanguAppender : IPanguAppender
             _queue.Enqueue(op);
             var drain = !_draining;
             _draining = true;
+            _wake?.TrySetResult();
             return (op, drain);
         }
     }
@@ -163,32 +174,75 @@ public sealed class PanguAppender : IPanguAppender
         }
     }
 
+    /// <summary>
+    /// The pipeline: admitted appends are cut into pieces sent to the open chunk without waiting for
+    /// earlier ones (up to <see cref="PanguClientOptions.MaxAppendsInFlight"/>); answers are judged
+    /// strictly in send order, so the acknowledged length only grows over a prefix every replica holds,
+    /// and an append completes once its last byte is in that prefix. Flush and close wait for the
+    /// pipeline to drain. A failed piece seals the chunk at the acknowledged prefix, and every byte
+    /// after it is sent again, in the same order, to a new chunk.
+    /// </summary>
     private async Task DrainAsync()
     {
         while (true)
         {
-            var batch = new List<PendingOperation>();
+            PendingOperation? barrier = null;
+            Task wake;
             lock (_queueLock)
             {
-                if (_queue.Count == 0)
+                while (_queue.TryPeek(out var next) && next.Kind == OperationKind.Append)
                 {
-                    _draining = false;
-                    return;
+                    _queue.Dequeue();
+                    if (_fenced is not null || _broken is not null)
+                    {
+                        next.Completion.TrySetException(_fenced is not null ? new FencedException(Path, Epoch, _fenced)
+                            : new PanguException(PanguErrorKind.Unavailable, $"append to {Path}: an earlier append failed after part of it was written", _broken));
+                        continue;
+                    }
+                    next.FileOffset = _admittedLength;
+                    _admittedLength += next.Data.Length;
+                    _appending.AddLast(next);
                 }
-                batch.Add(_queue.Dequeue());
-                var bytes = batch[0].Data.Length;
-                while (batch[0].Kind == OperationKind.Append && _queue.TryPeek(out var next) && next.Kind == OperationKind.Append
-                       && bytes + next.Data.Length <= MaxBatchBytes)
+                if (_appending.Count == 0)
                 {
-                    bytes += next.Data.Length;
-                    batch.Add(_queue.Dequeue());
+                    if (_queue.Count == 0)
+                    {
+                        _draining = false;
+                        _wake = null;
+                        return;
+                    }
+                    barrier = _queue.Dequeue();
+                }
+                _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wake = _wake.Task;
+            }
+            if (barrier is not null)
+            {
+                await RunBarrierAsync(barrier);
+                continue;
+            }
+            try
+            {
+                await SendPiecesAsync();
+                if (_inFlight.Count > 0)
+                {
+                    Task oldest = _inFlight.Peek().Task!;
+                    if (!oldest.IsCompleted)
+                    {
+                        // Room in the window: also wake for newly admitted appends, to send them at once.
+                        await (HasUnsent() ? oldest : Task.WhenAny(oldest, wake));
+                    }
+                    await CompleteLandedAsync();
                 }
             }
-            await RunAsync(batch);
+            catch (Exception e)
+            {
+                await FailAppendingAsync(e);
+            }
         }
     }
 
-    private async Task RunAsync(List<PendingOperation> batch)
+    private async Task RunBarrierAsync(PendingOperation op)
     {
         try
         {
@@ -196,25 +250,15 @@ public sealed class PanguAppender : IPanguAppender
             {
                 throw new FencedException(Path, Epoch, _fenced);
             }
-            switch (batch[0].Kind)
+            if (op.Kind == OperationKind.Flush)
             {
-                case OperationKind.Append:
-                    var start = await WriteAsync(Concatenate(batch), batch.Any(b => b.Durable));
-                    foreach (var op in batch)
-                    {
-                        op.Completion.TrySetResult(start);
-                        start += op.Data.Length;
-                    }
-                    break;
-                case OperationKind.Flush:
-                    await FlushCoreAsync();
-                    batch[0].Completion.TrySetResult(Length);
-                    break;
-                case OperationKind.Close:
-                    await CloseCoreAsync();
-                    batch[0].Completion.TrySetResult(Length);
-                    break;
+                await FlushCoreAsync();
             }
+            else
+            {
+                await CloseCoreAsync();
+            }
+            op.Completion.TrySetResult(Length);
         }
         catch (Exception e)
         {
@@ -223,36 +267,16 @@ public sealed class PanguAppender : IPanguAppender
                 _fenced ??= e;
                 _logger.LogWarning("writer of {Path} with epoch {Epoch} is fenced", Path, Epoch);
             }
-            foreach (var op in batch)
-            {
-                op.Completion.TrySetException(e);
-            }
+            op.Completion.TrySetException(e);
         }
     }
 
-    private static ReadOnlyMemory<byte> Concatenate(List<PendingOperation> batch)
-    {
-        if (batch.Count == 1)
-        {
-            return batch[0].Data;
-        }
-        var buffer = new byte[batch.Sum(b => b.Data.Length)];
-        var at = 0;
-        foreach (var op in batch)
-        {
-            op.Data.Span.CopyTo(buffer.AsSpan(at));
-            at += op.Data.Length;
-        }
-        return buffer;
-    }
+    private bool HasUnsent() => _appending.Count > 0 && _appending.Last!.Value.Sent < _appending.Last.Value.Data.Length;
 
-    /// <summary>Appends data at the end of the file and returns where it starts.</summary>
-    private async Task<long> WriteAsync(ReadOnlyMemory<byte> data, bool fua)
+    /// <summary>Sends pieces of the admitted appends while the window has room.</summary>
+    private async Task SendPiecesAsync()
     {
-        var start = Length;
-        var done = 0;
-        var failuresInRow = 0;
-        while (done < data.Length)
+        while (HasUnsent() && _inFlight.Count < Math.Max(1, _ctx.Options.MaxAppendsInFlight))
         {
             var open = _open;
             if (open is null)
@@ -260,48 +284,185 @@ public sealed class PanguAppender : IPanguAppender
                 open = await StartChunkAsync();
                 if (open is null)
                 {
-                    CountFailure(ref failuresInRow);
+                    CountFailure();
                     continue;
                 }
             }
-            var room = open.MaxLength - open.Length;
+            var room = open.MaxLength - open.SentLength;
             if (room <= 0)
             {
+                if (_inFlight.Count > 0)
+                {
+                    return; // seal once what is in flight is judged
+                }
                 await SealOpenAsync();
                 continue;
             }
-            var size = (int)Math.Min(Math.Min(room, _ctx.Options.MaxRpcDataBytes), data.Length - done);
-            switch (await open.AppendAsync(data.Slice(done, size), fua, CancellationToken.None))
-            {
-                case ChunkAppendOutcome.Acknowledged:
-                    done += size;
-                    Interlocked.Add(ref _length, size);
-                    failuresInRow = 0;
-                    UpdateOpenInLayout(open);
-                    if (open.Length >= open.MaxLength)
-                    {
-                        await SealOpenAsync();
-                    }
-                    break;
-                case ChunkAppendOutcome.ChunkFull:
-                    await SealOpenAsync();
-                    break;
-                case ChunkAppendOutcome.ReplicaFailed:
-                    Exclude(open.FailedServers);
-                    CountFailure(ref failuresInRow);
-                    await SealOpenAsync();
-                    break;
-            }
+            var piece = CutPiece((int)Math.Min(room, _ctx.Options.MaxRpcDataBytes));
+            piece.Task = open.Send(piece.Data, piece.Fua);
+            _inFlight.Enqueue(piece);
         }
-        return start;
     }
 
-    private void CountFailure(ref int failuresInRow)
+    /// <summary>
+    /// The next unsent bytes, up to <paramref name="limit"/>: a slice of one append (no copy), or small
+    /// appends gathered into one pooled buffer (group commit). FUA is set on the piece ending a durable
+    /// append: the replica's fdatasync then covers every earlier byte too.
+    /// </summary>
+    private InFlightPiece CutPiece(int limit)
     {
-        if (++failuresInRow > _ctx.Options.MaxConsecutiveReplicaFailures)
+        var parts = new List<(PendingOperation Op, int Count)>();
+        var size = 0;
+        var fua = false;
+        for (var node = _appending.First; node is not null && size < limit; node = node.Next)
         {
+            var op = node.Value;
+            var take = Math.Min(op.Data.Length - op.Sent, limit - size);
+            if (take <= 0)
+            {
+                continue;
+            }
+            parts.Add((op, take));
+            size += take;
+            fua |= op.Durable && op.Sent + take == op.Data.Length;
+        }
+        if (parts.Count == 1)
+        {
+            var (op, count) = parts[0];
+            var slice = op.Data.Slice(op.Sent, count);
+            op.Sent += count;
+            return new InFlightPiece(_open!, slice, size, fua, parts, null);
+        }
+        var buffer = ArrayPool<byte>.Shared.Rent(size);
+        var at = 0;
+        foreach (var (op, count) in parts)
+        {
+            op.Data.Span.Slice(op.Sent, count).CopyTo(buffer.AsSpan(at));
+            op.Sent += count;
+            at += count;
+        }
+        return new InFlightPiece(_open!, buffer.AsMemory(0, size), size, fua, parts, buffer);
+    }
+
+    /// <summary>Judges the landed pieces at the head of the pipeline, in send order.</summary>
+    private async Task CompleteLandedAsync()
+    {
+        while (_inFlight.TryPeek(out var piece) && piece.Task!.IsCompleted)
+        {
+            var results = await piece.Task;
+            var open = piece.Chunk;
+            var outcome = open.Complete(results, piece.Size);
+            if (outcome != ChunkAppendOutcome.Acknowledged)
+            {
+                await RecoverAsync(open, outcome);
+                return;
+            }
+            _inFlight.Dequeue();
+            piece.ReturnBuffer();
+            Interlocked.Add(ref _length, piece.Size);
+            _failuresInRow = 0;
+            foreach (var (op, count) in piece.Parts)
+            {
+                op.Acked += count;
+            }
+            while (_appending.First is { } first && first.Value.Acked == first.Value.Data.Length)
+            {
+                _appending.RemoveFirst();
+                first.Value.Completion.TrySetResult(first.Value.FileOffset);
+            }
+            UpdateOpenInLayout(open);
+            if (open.Length >= open.MaxLength && _inFlight.Count == 0)
+            {
+                await SealOpenAsync();
+            }
+        }
+    }
+
+    /// <summary>
+    /// After a piece failed or hit a full chunk: seal the chunk at the acknowledged prefix (which wakes and
+    /// refuses the pieces the replicas hold for it), let the rest of the pipeline finish, and rewind so the
+    /// unacknowledged bytes go out again, in order, to the next chunk.
+    /// </summary>
+    private async Task RecoverAsync(OpenChunk open, ChunkAppendOutcome outcome)
+    {
+        var failed = open.FailedServers;
+        if (outcome == ChunkAppendOutcome.ReplicaFailed)
+        {
+            Exclude(failed);
+        }
+        open.Rewind();
+        try
+        {
+            await SealOpenAsync();
+        }
+        finally
+        {
+            await AbandonInFlightAsync();
+        }
+        if (outcome == ChunkAppendOutcome.ReplicaFailed)
+        {
+            CountFailure();
+        }
+    }
+
+    /// <summary>Waits for every piece still in flight (their answers no longer matter) and rewinds the appends to what was acknowledged.</summary>
+    private async Task AbandonInFlightAsync()
+    {
+        foreach (var piece in _inFlight)
+        {
+            try
+            {
+                await piece.Task!;
+            }
+            catch (Exception e)
+            {
+                _logger.LogDebug(e, "{Path}: abandoned append piece failed", Path);
+            }
+            piece.ReturnBuffer();
+        }
+        _inFlight.Clear();
+        foreach (var op in _appending)
+        {
+            op.Sent = op.Acked;
+        }
+    }
+
+    /// <summary>
+    /// Fails every admitted append that is not acknowledged. If one of them was partly written, the file
+    /// now ends in a torn piece, so the appender refuses further appends (nothing may follow a torn write).
+    /// </summary>
+    private async Task FailAppendingAsync(Exception e)
+    {
+        await AbandonInFlightAsync();
+        _open?.Rewind();
+        if (e is FencedException)
+        {
+            _fenced ??= e;
+            _logger.LogWarning("writer of {Path} with epoch {Epoch} is fenced", Path, Epoch);
+        }
+        else if (_appending.Any(op => op.Acked > 0))
+        {
+            _broken ??= e;
+            _logger.LogError(e, "{Path}: an append failed after part of it was acknowledged; the appender takes no more appends", Path);
+        }
+        lock (_queueLock)
+        {
+            _admittedLength = Length;
+        }
+        foreach (var op in _appending)
+        {
+            op.Completion.TrySetException(e);
+        }
+        _appending.Clear();
+    }
+
+    private void CountFailure()
+    {
+        if (++_failuresInRow > _ctx.Options.MaxConsecutiveReplicaFailures)
+        {
+            _failuresInRow = 0;
             throw new PanguException(PanguErrorKind.Unavailable,
-                $"append to {Path} at {Length}: {failuresInRow} replica sets failed in a row, giving up");
+                $"append to {Path} at {Length}: {_ctx.Options.MaxConsecutiveReplicaFailures + 1} replica sets failed in a row, giving up");
         }
     }
 
@@ -468,5 +629,32 @@ public sealed class PanguAppender : IPanguAppender
         public ReadOnlyMemory<byte> Data { get; } = data;
         public bool Durable { get; } = durable;
         public TaskCompletionSource<long> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Where the append starts in the file (fixed on admission: a failure re-sends, never moves, bytes).</summary>
+        public long FileOffset { get; set; }
+        /// <summary>Bytes sent to the open chunk (acknowledged or in flight).</summary>
+        public int Sent { get; set; }
+        /// <summary>Bytes every replica acknowledged.</summary>
+        public int Acked { get; set; }
+    }
+
+    /// <summary>One append call in flight to every replica of <see cref="Chunk"/>, covering the given parts of pending appends.</summary>
+    private sealed class InFlightPiece(OpenChunk chunk, ReadOnlyMemory<byte> data, int size, bool fua, List<(PendingOperation Op, int Count)> parts, byte[]? rented)
+    {
+        private byte[]? _rented = rented;
+        public OpenChunk Chunk { get; } = chunk;
+        public ReadOnlyMemory<byte> Data { get; } = data;
+        public int Size { get; } = size;
+        public bool Fua { get; } = fua;
+        public List<(PendingOperation Op, int Count)> Parts { get; } = parts;
+        public Task<IReadOnlyList<ReplicaResult<Proto.ChunkServer.AppendResponse>>>? Task { get; set; }
+
+        public void ReturnBuffer()
+        {
+            if (_rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_rented);
+                _rented = null;
+            }
+        }
     }
 }

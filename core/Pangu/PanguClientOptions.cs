@@ -12,6 +12,12 @@ public sealed class PanguClientOptions
     /// <summary>Largest data payload of one chunk-server append or read call.</summary>
     public int MaxRpcDataBytes { get; init; } = 1024 * 1024;
 
+    /// <summary>
+    /// Appends of one file in flight at once to its open chunk (pipelining); the chunk servers apply them in
+    /// offset order and a write is acknowledged only once every replica holds every byte up to its end. 1 = one at a time.
+    /// </summary>
+    public int MaxAppendsInFlight { get; init; } = 8;
+
     /// <summary>Deadline of one chunk-server call.</summary>
     public TimeSpan ChunkServerTimeout { get; init; } = TimeSpan.FromSeconds(15);
 

@@ -4,8 +4,8 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Core.Pangu;
 
 /// <summary>
-/// Seal rule for a chunk left open by an earlier writer: ask every replica its length and
-/// seal all that answer at the MINIMUM, with the new epoch. Acknowledged bytes are on
+/// Seal rule for a chunk left open by an earlier writer: fence every replica with the new epoch
+/// while asking its length, and seal all that answer at the MINIMUM. Acknowledged bytes are on
 /// every replica, so the minimum covers them; the higher epoch fences the old writer.
 /// </summary>
 public sealed class TakeoverSealer(ReplicaFanOut fanOut, ILogger logger)
@@ -16,7 +16,15 @@ public sealed class TakeoverSealer(ReplicaFanOut fanOut, ILogger logger)
     /// </summary>
     public async Task<(long Length, IReadOnlyList<string> Unreachable)> SealAsync(string path, PanguChunk chunk, ulong epoch, CancellationToken ct)
     {
-        var infos = await fanOut.CallAsync(chunk.Replicas, (c, o) => c.GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = chunk.Id }, o).ResponseAsync, ct);
+        // Fence first, then read: a replica's length is final for the old writer once it holds the new epoch,
+        // so an append the old writer gets acknowledged (by every replica) afterwards cannot exist, and the
+        // minimum covers everything it acknowledged, even with a pipeline of appends in flight.
+        var infos = await fanOut.CallAsync(chunk.Replicas, (c, o) => c.GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = chunk.Id, FenceEpoch = epoch }, o).ResponseAsync, ct);
+        var staleInfo = infos.FirstOrDefault(r => r.Error is { } e && RpcErrors.IsStaleEpoch(e));
+        if (staleInfo is not null)
+        {
+            throw new FencedException(path, epoch, staleInfo.Error);
+        }
         var answered = infos.Where(r => r.Ok).ToArray();
         if (answered.Length == 0)
         {

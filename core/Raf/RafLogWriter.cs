@@ -6,10 +6,11 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Core.Raf;
 
 /// <summary>
-/// The single writer of a volume's log with group commit: requests queued while an
-/// append is in flight go into the next append together. One append is in flight at a
-/// time, and its records are applied to the index in log order only after the file
-/// system acknowledged it; then its requests are acknowledged. A FUA or flush request
+/// The single writer of a volume's log with group commit and pipelining: up to
+/// <see cref="RafOptions.MaxAppendsInFlight"/> appends are in flight at once (requests queued while the
+/// window is full go into the next append together), and each append's records are applied to the index
+/// in log order only after the file system acknowledged it and every earlier one; then its requests are
+/// acknowledged. A flush, seal, FUA write or segment roll first waits for the pipeline to drain. A FUA or flush request
 /// flushes the head segment after the append, which makes every earlier acknowledged
 /// record durable on every replica (earlier segments were flushed when the head rolled
 /// past them).
@@ -29,9 +30,12 @@ public sealed class RafLogWriter : IAsyncDisposable
     private readonly RafMetrics _metrics;
     private readonly ILogger _logger;
     private readonly Action _checkpointDue;
-    private readonly Channel<LogOp> _queue = Channel.CreateUnbounded<LogOp>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<LogOp> _queue = Channel.CreateUnbounded<LogOp>(new UnboundedChannelOptions { SingleReader = false });
     private readonly List<Task> _retiring = [];
     private readonly Task _loop;
+    private readonly Queue<InFlightAppend> _inFlight = new();
+    /// <summary>Bytes of the head segment acknowledged or in flight.</summary>
+    private long _headSent;
     private ulong _nextSeq;
     private bool _needsNewSegment = true;
     /// <summary>A segment this engine created to which no record has been appended yet; the next roll reuses it while it holds no chunk.</summary>
@@ -86,9 +90,37 @@ public sealed class RafLogWriter : IAsyncDisposable
     private async Task RunAsync()
     {
         var batch = new List<LogOp>();
-        while (await _queue.Reader.WaitToReadAsync())
+        while (true)
         {
-            batch.Clear();
+            if (!_queue.Reader.TryPeek(out _))
+            {
+                if (_inFlight.Count == 0)
+                {
+                    if (!await _queue.Reader.WaitToReadAsync())
+                    {
+                        break;
+                    }
+                }
+                else
+                {
+                    // Requests arriving while appends are in flight are sent at once (pipelining), not held back.
+                    var more = _queue.Reader.WaitToReadAsync().AsTask();
+                    await Task.WhenAny(_inFlight.Peek().Append, more);
+                    await CompleteLandedAsync(all: false);
+                    if (more.IsCompleted && !await more)
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if (_inFlight.Count >= Math.Max(1, _options.MaxAppendsInFlight))
+            {
+                // The window is full: wait for the oldest; what queues meanwhile goes into one batch (group commit).
+                await CompleteLandedAsync(all: false, waitForOldest: true);
+                continue;
+            }
+            batch = [];
             long bytes = 0;
             while (bytes < _options.MaxBatchBytes && _queue.Reader.TryRead(out var op))
             {
@@ -97,15 +129,39 @@ public sealed class RafLogWriter : IAsyncDisposable
             }
             if (_abandoned)
             {
+                await CompleteLandedAsync(all: true);
                 Fail(batch, new BlockDeviceException(BlockErrorKind.Io, $"volume {_guard.Volume} engine stopped"));
                 continue;
             }
             await ProcessAsync(batch, bytes);
         }
+        await CompleteLandedAsync(all: true);
     }
 
+    /// <summary>
+    /// Sends a batch of plain records to the head without waiting (it joins the pipeline); a batch that
+    /// flushes, seals or needs a new segment first waits until every append in flight is applied.
+    /// </summary>
     private async Task ProcessAsync(List<LogOp> batch, long bytes)
     {
+        if (_fenced)
+        {
+            await CompleteLandedAsync(all: true);
+            Fail(batch, FencedError());
+            return;
+        }
+        var hasRecords = batch.Any(op => op.Kind is not (LogOpKind.Flush or LogOpKind.Seal));
+        var barrier = batch.Any(op => op.Kind is LogOpKind.Flush or LogOpKind.Seal || op.Fua);
+        var head = _state.Head;
+        var needsRoll = hasRecords && (_needsNewSegment || head is null || (_headSent > 0 && _headSent + bytes > _options.SegmentSizeBytes));
+        if (!barrier && !needsRoll && head is not null && hasRecords)
+        {
+            var (buffer, records) = Encode(batch, (int)bytes);
+            _headSent += buffer.Length;
+            _inFlight.Enqueue(new InFlightAppend(batch, head, buffer.Length, records, StartAppend(head.Appender, buffer)));
+            return;
+        }
+        await CompleteLandedAsync(all: true);
         if (_fenced)
         {
             Fail(batch, FencedError());
@@ -113,8 +169,7 @@ public sealed class RafLogWriter : IAsyncDisposable
         }
         try
         {
-            var hasRecords = batch.Any(op => op.Kind is not (LogOpKind.Flush or LogOpKind.Seal));
-            var head = _state.Head;
+            head = _state.Head;
             if (head is not null && batch.Any(op => op.Kind == LogOpKind.Seal))
             {
                 head = await RollAsync(head);
@@ -134,43 +189,89 @@ public sealed class RafLogWriter : IAsyncDisposable
             if (buffer.Length > 0)
             {
                 baseOffset = await head.Appender.AppendAsync(buffer);
-                _metrics.Appends.Inc();
-                _metrics.AppendBytes.Inc(buffer.Length);
-                _metrics.Records.Inc(records.Count);
             }
             if (batch.Any(op => op.Kind == LogOpKind.Flush || op.Fua))
             {
                 await head.Appender.FlushAsync();
                 _metrics.FlushesTotal.Inc();
             }
-            if (buffer.Length > 0)
-            {
-                _unusedSegment = null;
-                Apply(head.Segment, baseOffset, buffer.Length, records);
-            }
-            Complete(batch);
-            _bytesSinceCheckpoint += buffer.Length;
-            if (_bytesSinceCheckpoint >= _options.CheckpointIntervalBytes)
-            {
-                _bytesSinceCheckpoint = 0;
-                _checkpointDue();
-            }
-        }
-        catch (FencedException e)
-        {
-            _fenced = true;
-            _logger.LogError("Volume {Volume} fenced at epoch {Epoch} while appending to {Path}", _guard.Volume, _guard.Epoch, e.Path);
-            Fail(batch, FencedError(e));
+            _headSent = head.Appender.Length;
+            Applied(batch, head, baseOffset, buffer.Length, records);
         }
         catch (Exception e)
         {
-            _needsNewSegment = true;
-            _logger.LogError(e, "Volume {Volume}: log append of {Count} requests ({Bytes} bytes) failed; the next append starts a new segment",
-                _guard.Volume, batch.Count, bytes);
-            Fail(batch, e as BlockDeviceException ?? new BlockDeviceException(BlockErrorKind.Io,
-                $"volume {_guard.Volume}: log append of {bytes} bytes failed: {e.Message}", e));
+            Failed(batch, bytes, e);
         }
     }
+
+    private static Task<long> StartAppend(IPanguAppender appender, byte[] buffer)
+    {
+        try
+        {
+            return appender.AppendAsync(buffer);
+        }
+        catch (Exception e)
+        {
+            return Task.FromException<long>(e);
+        }
+    }
+
+    /// <summary>Applies the appends in flight whose answers are in, oldest first (all of them when <paramref name="all"/>).</summary>
+    private async Task CompleteLandedAsync(bool all, bool waitForOldest = false)
+    {
+        while (_inFlight.TryPeek(out var append) && (all || waitForOldest || append.Append.IsCompleted))
+        {
+            waitForOldest = false;
+            _inFlight.Dequeue();
+            try
+            {
+                var baseOffset = await append.Append;
+                Applied(append.Batch, append.Head, baseOffset, append.Length, append.Records);
+            }
+            catch (Exception e)
+            {
+                Failed(append.Batch, append.Length, e);
+            }
+        }
+    }
+
+    private void Applied(List<LogOp> batch, HeadSegment head, long baseOffset, int length, List<(LogOp Op, RafRecordHeader Header, int At)> records)
+    {
+        if (length > 0)
+        {
+            _metrics.Appends.Inc();
+            _metrics.AppendBytes.Inc(length);
+            _metrics.Records.Inc(records.Count);
+            _unusedSegment = null;
+            Apply(head.Segment, baseOffset, length, records);
+        }
+        Complete(batch);
+        _bytesSinceCheckpoint += length;
+        if (_bytesSinceCheckpoint >= _options.CheckpointIntervalBytes)
+        {
+            _bytesSinceCheckpoint = 0;
+            _checkpointDue();
+        }
+    }
+
+    private void Failed(List<LogOp> batch, long bytes, Exception e)
+    {
+        if (e is FencedException fenced)
+        {
+            _fenced = true;
+            _logger.LogError("Volume {Volume} fenced at epoch {Epoch} while appending to {Path}", _guard.Volume, _guard.Epoch, fenced.Path);
+            Fail(batch, FencedError(fenced));
+            return;
+        }
+        _needsNewSegment = true;
+        _logger.LogError(e, "Volume {Volume}: log append of {Count} requests ({Bytes} bytes) failed; the next append starts a new segment",
+            _guard.Volume, batch.Count, bytes);
+        Fail(batch, e as BlockDeviceException ?? new BlockDeviceException(BlockErrorKind.Io,
+            $"volume {_guard.Volume}: log append of {bytes} bytes failed: {e.Message}", e));
+    }
+
+    /// <summary>A batch whose log append is in flight: applied to the index and acknowledged when it and every earlier one landed.</summary>
+    private sealed record InFlightAppend(List<LogOp> Batch, HeadSegment Head, int Length, List<(LogOp Op, RafRecordHeader Header, int At)> Records, Task<long> Append);
 
     private (byte[] Buffer, List<(LogOp Op, RafRecordHeader Header, int At)> Records) Encode(List<LogOp> batch, int bytes)
     {

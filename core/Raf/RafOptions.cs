@@ -11,6 +11,12 @@ public sealed class RafOptions
     /// <summary>Upper bound of one group-commit batch (one log append).</summary>
     public int MaxBatchBytes { get; init; } = 8 << 20;
 
+    /// <summary>
+    /// Log appends (group-commit batches) in flight at once; their records are applied to the index and
+    /// acknowledged strictly in log order. 1 = one append at a time.
+    /// </summary>
+    public int MaxAppendsInFlight { get; init; } = 8;
+
     /// <summary>A checkpoint is written after this many bytes of log since the last one.</summary>
     public long CheckpointIntervalBytes { get; init; } = 64L << 20;
 
