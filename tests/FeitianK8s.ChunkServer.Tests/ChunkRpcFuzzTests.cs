@@ -29,8 +29,9 @@ public sealed class ChunkRpcFuzzTests(ITestOutputHelper output) : IAsyncLifetime
     private readonly ILoggerFactory _loggers = TestLogging.For(output);
     private ChunkServerUnderTest _server = null!;
 
+    // A short gap timeout: appends ahead of the chunk's end are held that long before refused.
     public async Task InitializeAsync() =>
-        _server = await ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(_dir.Sub("data")));
+        _server = await ChunkServerUnderTest.StartAsync(_loggers, ChunkServerUnderTest.OptionsFor(_dir.Sub("data")) with { AppendGapTimeout = TimeSpan.FromMilliseconds(20) });
 
     public async Task DisposeAsync()
     {
