@@ -2,6 +2,7 @@ using System.ComponentModel;
 using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Raf;
+using FeitianK8s.Core.Views;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -36,12 +37,6 @@ public sealed class SnapshotNameSettings : ClusterSettings
 {
     [CommandArgument(0, "<SNAP>")]
     public string Name { get; init; } = "";
-}
-
-/// <summary>A snapshot in `snapshot ls --json`.</summary>
-public sealed record SnapshotView(string Name, string Volume, long SizeBytes, DateTimeOffset CreatedAt, bool ReadyToUse)
-{
-    public static SnapshotView Of(SnapshotRecord r) => new(r.Name, r.Volume, r.SizeBytes, r.CreatedAt, r.ReadyToUse);
 }
 
 /// <summary>Opens what snapshot and clone commands need: the file system and <see cref="VolumeSnapshots"/> over it.</summary>
@@ -79,7 +74,7 @@ public sealed class SnapshotListCommand : AsyncCommand<SnapshotListSettings>
         var snapshots = list.Select(SnapshotView.Of).ToList();
         if (settings.Json)
         {
-            JsonOutput.Write(new { snapshots });
+            JsonOutput.Write(new SnapshotListView(snapshots));
             return 0;
         }
         var table = new Table().AddColumns("name", "volume", "size", "created", "ready");

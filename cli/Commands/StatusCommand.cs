@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Views;
 using FeitianK8s.Proto.Master;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -20,37 +21,6 @@ public sealed class StatusSettings : ClusterSettings
 
 public sealed class StatusCommand : AsyncCommand<StatusSettings>
 {
-    /// <summary>One master: role leader/follower/candidate/unreachable, its Raft term and commit index, and how many entries it is behind the leader (null when no leader answered).</summary>
-    public sealed record MasterView(string Address, string Role, ulong Term, ulong CommitIndex, ulong AppliedIndex, ulong? Lag);
-
-    /// <summary>Scrubber progress of a chunk server; LastCompleted is null until a first full pass completed.</summary>
-    public sealed record ScrubView(DateTimeOffset? LastCompleted, ulong BytesVerified, ulong BadFound);
-
-    public sealed record ChunkServerView(string Id, string Node, string Rack, bool Alive, ulong CapacityBytes, ulong UsedBytes, ulong Chunks, string Address,
-        bool Dead, ScrubView? Scrub);
-
-    public sealed record RebuildView(ulong BytesRemaining, double BytesPerSecond, uint CopiesActive);
-
-    public sealed record StatusView(IReadOnlyList<MasterView> Masters, IReadOnlyList<ChunkServerView> ChunkServers, ulong DegradedChunks, ulong BadReplicas,
-        ulong UnderReplicatedChunks, RebuildView Rebuild)
-    {
-        public bool Healthy => DegradedChunks == 0 && UnderReplicatedChunks == 0 && Rebuild.CopiesActive == 0;
-
-        /// <summary>Time left at the current rate; null when nothing is left or nothing moves.</summary>
-        public TimeSpan? Eta => Rebuild.BytesRemaining > 0 && Rebuild.BytesPerSecond > 0 ? TimeSpan.FromSeconds(Rebuild.BytesRemaining / Rebuild.BytesPerSecond) : null;
-    }
-
-    public static StatusView ToView(IReadOnlyList<MasterView> masters, ClusterStatus status) => new(
-        masters,
-        status.ChunkServers.OrderBy(c => c.Node, StringComparer.Ordinal)
-            .Select(c => new ChunkServerView(c.Id, c.Node, c.Rack, c.Alive, c.CapacityBytes, c.UsedBytes, c.Chunks, c.Address, c.Dead,
-                c.Scrub is { } s ? new ScrubView(s.LastCompletedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(s.LastCompletedUnixMs) : null, s.BytesVerified, s.BadFound) : null))
-            .ToList(),
-        status.DegradedChunks,
-        status.BadReplicas,
-        status.UnderReplicatedChunks,
-        new RebuildView(status.Rebuild?.BytesRemaining ?? 0, status.Rebuild?.BytesPerSecond ?? 0, status.Rebuild?.CopiesActive ?? 0));
-
     public override async Task<int> ExecuteAsync(CommandContext context, StatusSettings settings, CancellationToken cancellationToken)
     {
         async Task<StatusView> FetchAsync()
@@ -62,7 +32,7 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             using var channel = GrpcChannels.Create(leader);
             var status = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);
-            return ToView(masterViews, status);
+            return StatusViews.Build(masterViews, status);
         }
         if (!settings.Watch)
         {
@@ -129,33 +99,5 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             rows.Add(new Markup($"{done:P0} rebuilt"));
         }
         return new Rows(rows);
-    }
-}
-
-/// <summary>Asks every master for its own Raft state (GetMasterState); a master that does not answer is "unreachable".</summary>
-public static class MasterStates
-{
-    public static async Task<IReadOnlyList<StatusCommand.MasterView>> CollectAsync(IReadOnlyList<string> addresses, CancellationToken ct)
-    {
-        var states = await Task.WhenAll(addresses.Select(async address =>
-        {
-            try
-            {
-                using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(address);
-                var state = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetMasterStateAsync(new GetMasterStateRequest(),
-                    deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
-                return (Address: address, State: state);
-            }
-            catch (Grpc.Core.RpcException)
-            {
-                return (Address: address, State: (MasterStatus?)null);
-            }
-        }));
-        var leaderCommit = states.Where(s => s.State?.Role == "leader").Select(s => (ulong?)s.State!.CommitIndex).Max();
-        return states.Select(s => s.State is null
-                ? new StatusCommand.MasterView(s.Address, "unreachable", 0, 0, 0, null)
-                : new StatusCommand.MasterView(s.Address, s.State.Role, s.State.Term, s.State.CommitIndex, s.State.AppliedIndex,
-                    leaderCommit is { } commit ? commit - Math.Min(commit, s.State.AppliedIndex) : null))
-            .ToList();
     }
 }

@@ -232,6 +232,8 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         {
             Console.Out.WriteLine($"chunk server  {server.GrpcAddress}  node={server.Node} rack={server.Rack}  (metrics {server.HttpAddress}/metrics)");
         }
+        // Any master serves the console: followers redirect to the leader's.
+        Console.Out.WriteLine($"console: {cluster.Masters[0].HttpAddress}/");
         Console.Out.WriteLine($"nbd           {nbdBase}/VOLUME  and  nbd+unix:///VOLUME?socket={nbd.UnixSocketPath}");
         Console.Out.WriteLine($"data          {dataDir}");
         Console.Out.WriteLine("ready; Ctrl+C stops the cluster");

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Views;
 using FeitianK8s.Proto.Master;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -44,11 +45,6 @@ public sealed class VolumeCreateSettings : VolumeSizeSettings
             : Spectre.Console.ValidationResult.Success();
 }
 
-public sealed record VolumeView(string Name, ulong SizeBytes, uint Replicas, ulong Epoch, string Directory)
-{
-    public static VolumeView Of(VolumeInfo info) => new(info.Name, info.SizeBytes, info.Replicas, info.Epoch, info.Directory);
-}
-
 public sealed class VolumeCreateCommand : AsyncCommand<VolumeCreateSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeCreateSettings settings, CancellationToken cancellationToken)
@@ -78,14 +74,14 @@ public sealed class VolumeListCommand : AsyncCommand<JsonFlagSettings>
     public override async Task<int> ExecuteAsync(CommandContext context, JsonFlagSettings settings, CancellationToken cancellationToken)
     {
         var list = await settings.CallMasterAsync("list volumes", (m, o) => m.ListVolumesAsync(new ListVolumesRequest(), o).ResponseAsync, cancellationToken);
-        var volumes = list.Volumes.OrderBy(v => v.Name, StringComparer.Ordinal).Select(VolumeView.Of).ToList();
+        var view = VolumeListView.Of(list.Volumes);
         if (settings.Json)
         {
-            JsonOutput.Write(new { volumes });
+            JsonOutput.Write(view);
             return 0;
         }
         var table = new Table().AddColumns("name", "size", "replicas");
-        foreach (var volume in volumes)
+        foreach (var volume in view.Volumes)
         {
             table.AddRow(volume.Name, ByteSize.Format((long)volume.SizeBytes), volume.Replicas.ToString());
         }

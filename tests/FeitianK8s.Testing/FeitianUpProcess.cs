@@ -29,6 +29,8 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
     public string DataDir { get; }
     public int Pid => _process.Id;
     public int NbdPort { get; private set; }
+    /// <summary>The web console URL `up` printed ("console: URL"), e.g. http://127.0.0.1:40123/.</summary>
+    public string? ConsoleUrl { get; private set; }
     public string UnixSocketPath => Path.Combine(DataDir, "nbd.sock");
     public bool HasExited => _process.HasExited;
 
@@ -175,6 +177,10 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
                 return;
             }
             ExternalTool.SafeWrite(_output, $"[up {_process.Id}] {e.Data}");
+            if (e.Data.StartsWith("console: ", StringComparison.Ordinal))
+            {
+                ConsoleUrl = e.Data["console: ".Length..].Trim();
+            }
             var match = NbdLine().Match(e.Data);
             if (match.Success)
             {
