@@ -5,6 +5,7 @@
 // render or YAML error, as `helm template` would.
 //
 // Usage: helm-render -chart DIR [-name RELEASE] [-namespace NS] [-f values.yaml]... [-strict] [-kube-version v1.29.0]
+//        [-api-versions monitoring.coreos.com/v1]... (extra .Capabilities.APIVersions, as helm template --api-versions)
 package main
 
 import (
@@ -27,12 +28,14 @@ func main() {
 	strict := flag.Bool("strict", false, "fail on references to missing values (missingkey=error, as helm lint --strict)")
 	var files valueFiles
 	flag.Var(&files, "f", "values file merged over the chart's values.yaml (repeatable, later wins)")
+	var apiVersions valueFiles
+	flag.Var(&apiVersions, "api-versions", "extra API version for .Capabilities.APIVersions (repeatable)")
 	flag.Parse()
 	if *chartDir == "" || flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	out, err := run(*chartDir, *name, *namespace, *kubeVersion, *strict, files)
+	out, err := run(*chartDir, *name, *namespace, *kubeVersion, *strict, files, apiVersions)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		os.Exit(1)
@@ -40,7 +43,7 @@ func main() {
 	fmt.Print(out)
 }
 
-func run(chartDir, name, namespace, kubeVersion string, strict bool, files []string) (string, error) {
+func run(chartDir, name, namespace, kubeVersion string, strict bool, files []string, apiVersions []string) (string, error) {
 	if err := validateReleaseName(name); err != nil {
 		return "", err
 	}
@@ -56,6 +59,7 @@ func run(chartDir, name, namespace, kubeVersion string, strict bool, files []str
 	if err != nil {
 		return "", err
 	}
+	caps.APIVersions = append(caps.APIVersions, apiVersions...)
 	top := map[string]interface{}{
 		"Chart":        chart.Metadata,
 		"Capabilities": caps,
@@ -68,6 +72,7 @@ func run(chartDir, name, namespace, kubeVersion string, strict bool, files []str
 			"Service":   "Helm",
 		},
 		"Values":    coalesceTables(user, chart.Values),
+		"Files":     chart.Files,
 		"Subcharts": map[string]interface{}{},
 	}
 	rendered, err := render(chart, top, strict)
