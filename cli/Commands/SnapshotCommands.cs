@@ -61,7 +61,7 @@ public sealed class SnapshotCreateCommand : AsyncCommand<SnapshotCreateSettings>
     public override async Task<int> ExecuteAsync(CommandContext context, SnapshotCreateSettings settings, CancellationToken cancellationToken)
     {
         var snapshot = await SnapshotClient.RunAsync(settings, s => s.CreateAsync(settings.Volume, settings.Name!, cancellationToken));
-        Console.Out.WriteLine($"snapshot {snapshot.Name} of volume {snapshot.Volume} created ({ByteSize.Format(snapshot.SizeBytes)})");
+        Console.Out.WriteLine($"snapshot {snapshot.Name} of volume {snapshot.Volume} created ({ByteSize.Human(snapshot.SizeBytes)})");
         return 0;
     }
 }
@@ -80,7 +80,7 @@ public sealed class SnapshotListCommand : AsyncCommand<SnapshotListSettings>
         var table = new Table().AddColumns("name", "volume", "size", "created", "ready");
         foreach (var s in snapshots)
         {
-            table.AddRow(s.Name, s.Volume, ByteSize.Format(s.SizeBytes), s.CreatedAt.ToString("u", System.Globalization.CultureInfo.InvariantCulture), s.ReadyToUse ? "yes" : "no");
+            table.AddRow(s.Name, s.Volume, ByteSize.Human(s.SizeBytes), s.CreatedAt.ToString("u", System.Globalization.CultureInfo.InvariantCulture), s.ReadyToUse ? "yes" : "no");
         }
         AnsiConsole.Write(table);
         return 0;

@@ -14,6 +14,10 @@ public sealed class StatusSettings : ClusterSettings
     [Description("Print JSON instead of a table.")]
     public bool Json { get; init; }
 
+    [CommandOption("--wide")]
+    [Description("Show full ids and the servers' addresses (wider than 80 columns).")]
+    public bool Wide { get; init; }
+
     [CommandOption("--watch")]
     [Description("Redraw every second, with a rebuild progress bar, until the cluster is healthy (no degraded or under-replicated chunk, no copy running).")]
     public bool Watch { get; init; }
@@ -34,6 +38,11 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
                 deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);
             return StatusViews.Build(masterViews, status);
         }
+        if (settings.Wide && Console.IsOutputRedirected)
+        {
+            // Piped or saved: no terminal to fit, so wide rows stay whole.
+            AnsiConsole.Profile.Width = 240;
+        }
         if (!settings.Watch)
         {
             var view = await FetchAsync();
@@ -43,7 +52,7 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             }
             else
             {
-                AnsiConsole.Write(Render(view, null));
+                AnsiConsole.Write(Render(view, null, settings.Wide));
             }
             return 0;
         }
@@ -59,7 +68,7 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             else
             {
                 AnsiConsole.Clear();
-                AnsiConsole.Write(Render(view, mostRemaining));
+                AnsiConsole.Write(Render(view, mostRemaining, settings.Wide));
             }
             if (view.Healthy)
             {
@@ -69,26 +78,40 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
         }
     }
 
-    private static Rows Render(StatusView view, ulong? mostRemaining)
+    /// <summary>Tables that fit 80 columns: short ids and host names, sizes in binary units; --wide adds full ids and addresses.</summary>
+    public static Rows Render(StatusView view, ulong? mostRemaining, bool wide)
     {
-        var masters = new Table().AddColumns("master", "role", "term", "commit index", "lag");
+        var masters = new Table().Border(TableBorder.Rounded).AddColumns("master", "role", "term", "commit", "lag");
         foreach (var m in view.Masters)
         {
-            masters.AddRow(m.Address, m.Role == "unreachable" ? "[red]unreachable[/]" : m.Role,
+            masters.AddRow(Markup.Escape(wide ? m.Address : ShortAddress(m.Address)), m.Role == "unreachable" ? "[red]unreachable[/]" : m.Role,
                 m.Term.ToString(), m.CommitIndex.ToString(), m.Lag?.ToString() ?? "-");
         }
-        var servers = new Table().AddColumns("chunk server", "node", "rack", "alive", "used", "capacity", "chunks", "scrubbed", "scrub bad", "address");
+        var servers = new Table().Border(TableBorder.Rounded).AddColumns("id", "node", "rack", "state", "used", "capacity", "chunks", "scrub");
+        if (wide)
+        {
+            servers.AddColumn("address");
+        }
         foreach (var s in view.ChunkServers)
         {
-            servers.AddRow(s.Id, s.Node, s.Rack, s.Dead ? "[red]dead[/]" : s.Alive ? "yes" : "[yellow]no[/]",
-                ByteSize.Format((long)s.UsedBytes), ByteSize.Format((long)s.CapacityBytes), s.Chunks.ToString(),
-                s.Scrub is null ? "off" : ByteSize.Format((long)s.Scrub.BytesVerified), s.Scrub?.BadFound.ToString() ?? "-", s.Address);
+            var row = new List<string>
+            {
+                Markup.Escape(wide ? s.Id : ShortId(s.Id)), Markup.Escape(wide ? s.Node : Shorten(s.Node, 14)), Markup.Escape(wide ? s.Rack : Shorten(s.Rack, 12)),
+                s.Dead ? "[red]dead[/]" : s.Alive ? "up" : "[yellow]down[/]",
+                ByteSize.Human(s.UsedBytes), ByteSize.Human(s.CapacityBytes), s.Chunks.ToString(),
+                s.Scrub is null ? "off" : s.Scrub.BadFound > 0 ? $"[red]{s.Scrub.BadFound} bad[/]" : ByteSize.Human(s.Scrub.BytesVerified),
+            };
+            if (wide)
+            {
+                row.Add(Markup.Escape(s.Address));
+            }
+            servers.AddRow(row.ToArray());
         }
         var eta = view.Eta is { } t ? $"{(int)t.TotalMinutes}m{t.Seconds:00}s" : "-";
         var summary = new Markup(
-            $"degraded chunks: {view.DegradedChunks}, under-replicated chunks: {view.UnderReplicatedChunks}, bad replicas: {view.BadReplicas}\n" +
-            $"rebuild: {ByteSize.Format((long)view.Rebuild.BytesRemaining)} left, {ByteSize.Format((long)view.Rebuild.BytesPerSecond)}/s, " +
-            $"{view.Rebuild.CopiesActive} copies running, ETA {eta}" + (view.Healthy ? "  [green]healthy[/]" : ""));
+            $"degraded chunks: {view.DegradedChunks}, under-replicated: {view.UnderReplicatedChunks}, bad replicas: {view.BadReplicas}\n" +
+            $"rebuild: {ByteSize.Human(view.Rebuild.BytesRemaining)} left, {ByteSize.Human(view.Rebuild.BytesPerSecond)}/s, " +
+            $"{view.Rebuild.CopiesActive} copies, ETA {eta}" + (view.Healthy ? "  [green]healthy[/]" : ""));
         var rows = new List<Spectre.Console.Rendering.IRenderable> { masters, servers, summary };
         if (mostRemaining is { } most)
         {
@@ -100,4 +123,20 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
         }
         return new Rows(rows);
     }
+
+    /// <summary>"cs-8dae91b051f5" → "cs-8dae91b" (unique enough to tell servers apart; --wide shows all).</summary>
+    public static string ShortId(string id) => id.Length > 10 ? id[..10] : id;
+
+    /// <summary>"http://feitian-master-0.feitian-master.ns.svc:9000" → "feitian-master-0:9000"; IP addresses stay whole.</summary>
+    public static string ShortAddress(string address)
+    {
+        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri))
+        {
+            return Shorten(address, 24);
+        }
+        var host = uri.HostNameType == UriHostNameType.Dns ? uri.Host.Split('.')[0] : uri.Host;
+        return Shorten(uri.IsDefaultPort ? host : $"{host}:{uri.Port}", 24);
+    }
+
+    private static string Shorten(string text, int max) => text.Length <= max ? text : text[..(max - 1)] + "…";
 }

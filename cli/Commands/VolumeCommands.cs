@@ -53,18 +53,18 @@ public sealed class VolumeCreateCommand : AsyncCommand<VolumeCreateSettings>
         if (settings.FromSnapshot is { } snapshot)
         {
             var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromSnapshotAsync(settings.Name, snapshot, size, cancellationToken));
-            Console.Out.WriteLine($"volume {clone.Name} created from snapshot {snapshot}: {ByteSize.Format((long)clone.SizeBytes)}, {clone.Replicas} replicas");
+            Console.Out.WriteLine($"volume {clone.Name} created from snapshot {snapshot}: {ByteSize.Human(clone.SizeBytes)}, {clone.Replicas} replicas");
             return 0;
         }
         if (settings.FromVolume is { } source)
         {
             var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromVolumeAsync(settings.Name, source, size, cancellationToken));
-            Console.Out.WriteLine($"volume {clone.Name} created from volume {source}: {ByteSize.Format((long)clone.SizeBytes)}, {clone.Replicas} replicas");
+            Console.Out.WriteLine($"volume {clone.Name} created from volume {source}: {ByteSize.Human(clone.SizeBytes)}, {clone.Replicas} replicas");
             return 0;
         }
         var request = new CreateVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes(), Replicas = settings.Replicas };
         var info = await settings.CallMasterAsync("create volume", (m, o) => m.CreateVolumeAsync(request, o).ResponseAsync, cancellationToken);
-        Console.Out.WriteLine($"volume {info.Name} created: {ByteSize.Format((long)info.SizeBytes)}, {info.Replicas} replicas");
+        Console.Out.WriteLine($"volume {info.Name} created: {ByteSize.Human(info.SizeBytes)}, {info.Replicas} replicas");
         return 0;
     }
 }
@@ -80,10 +80,10 @@ public sealed class VolumeListCommand : AsyncCommand<JsonFlagSettings>
             JsonOutput.Write(view);
             return 0;
         }
-        var table = new Table().AddColumns("name", "size", "replicas");
+        var table = new Table().AddColumns("name", "size", "replicas", "health");
         foreach (var volume in view.Volumes)
         {
-            table.AddRow(volume.Name, ByteSize.Format((long)volume.SizeBytes), volume.Replicas.ToString());
+            table.AddRow(Markup.Escape(volume.Name), ByteSize.Human(volume.SizeBytes), volume.Replicas.ToString(), volume.Health.State);
         }
         AnsiConsole.Write(table);
         return 0;
@@ -111,7 +111,7 @@ public sealed class VolumeResizeCommand : AsyncCommand<VolumeSizeSettings>
     {
         var request = new ResizeVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes() };
         var info = await settings.CallMasterAsync("resize volume", (m, o) => m.ResizeVolumeAsync(request, o).ResponseAsync, cancellationToken);
-        Console.Out.WriteLine($"volume {info.Name} is now {ByteSize.Format((long)info.SizeBytes)}");
+        Console.Out.WriteLine($"volume {info.Name} is now {ByteSize.Human(info.SizeBytes)}");
         return 0;
     }
 }
