@@ -60,6 +60,8 @@ type chart struct {
 	Values    map[string]interface{}
 	Templates []templateFile
 	Files     Files
+	// Schema is values.schema.json, nil when the chart has none.
+	Schema []byte
 }
 
 // Files is Helm's chart.Files as templates see it (.Files.Get): every file of the chart other
@@ -101,10 +103,10 @@ func readFiles(dir string) (Files, error) {
 }
 
 // loadChart reads a chart directory as Helm's loader does (Chart.yaml, values.yaml, everything
-// under templates/). Subcharts, .helmignore and values.schema.json are not replayed: a chart
+// under templates/, values.schema.json). Subcharts and .helmignore are not replayed: a chart
 // using them is refused rather than rendered differently from Helm.
 func loadChart(dir string) (*chart, error) {
-	for _, unsupported := range []string{"charts", "requirements.yaml", "values.schema.json", ".helmignore"} {
+	for _, unsupported := range []string{"charts", "requirements.yaml", ".helmignore"} {
 		if _, err := os.Stat(filepath.Join(dir, unsupported)); err == nil {
 			return nil, fmt.Errorf("%s: this replay of helm does not handle %s", dir, unsupported)
 		}
@@ -137,7 +139,11 @@ func loadChart(dir string) (*chart, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chart{Metadata: md, Values: values, Templates: templates, Files: files}, nil
+	schema, err := os.ReadFile(filepath.Join(dir, "values.schema.json"))
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	return &chart{Metadata: md, Values: values, Templates: templates, Files: files, Schema: schema}, nil
 }
 
 // validateMetadata is Helm's Metadata.Validate, which `helm install` and `helm template` run on load.

@@ -11,6 +11,9 @@ public sealed record HelmRelease(string Name, string Namespace, JsonObject Value
 {
     /// <summary>API versions the cluster serves beyond the built-in ones (helm template --api-versions), e.g. monitoring.coreos.com/v1.</summary>
     public IReadOnlyList<string> ApiVersions { get; init; } = [];
+
+    /// <summary>Print the rendered NOTES.txt instead of the manifests.</summary>
+    public bool Notes { get; init; }
 }
 
 /// <summary>
@@ -42,7 +45,7 @@ public static class HelmRenderer
         var valuesFile = work.Combine("values.json");
         await File.WriteAllTextAsync(valuesFile, release.Values.ToJsonString());
         string[] args = ["-chart", chartDirectory ?? ChartDirectory, "-name", release.Name, "-namespace", release.Namespace, "-f", valuesFile];
-        args = [.. args, .. release.ApiVersions.SelectMany(v => new[] { "-api-versions", v })];
+        args = [.. args, .. release.ApiVersions.SelectMany(v => new[] { "-api-versions", v }), .. release.Notes ? new[] { "-notes" } : []];
         return await ExternalTool.RunAsync(output, binary, release.Strict ? [.. args, "-strict"] : args, TimeSpan.FromMinutes(1));
     }
 
