@@ -45,10 +45,12 @@ public sealed partial class WebConsoleTests(ITestOutputHelper output)
         Process.GetProcessById(pid).Kill();
         output.WriteLine($"killed chunk server {victim} (pid {pid}) with SIGKILL");
 
+        // The cluster badge turns once the master counts the dead server's chunks under-replicated (its next rebuild pass).
         var degraded = await WaitForPageAsync(browser, console, page =>
-            page.ChunkServers.GetValueOrDefault(victim) == "dead" && page.Volumes.GetValueOrDefault("vol-a") == "degraded");
+            page.ChunkServers.GetValueOrDefault(victim) == "dead" && page.Volumes.GetValueOrDefault("vol-a") == "degraded"
+            && page.Dom.Contains("data-healthy=\"false\"", StringComparison.Ordinal));
         Assert.Equal(2, degraded.ChunkServers.Values.Count(s => s == "up"));
-        Assert.Contains("data-healthy=\"false\"", degraded.Dom);
+        Assert.Contains(">degraded<", degraded.Dom);
         var screenshot = Path.Combine(ArtifactDirectory, "chunk-server-dead.png");
         await browser.ScreenshotAsync(console, screenshot);
         AssertPng(screenshot);
