@@ -6,11 +6,13 @@ cd "$(dirname "$0")"
 
 need_packages=()
 for tool in nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdfuse:libnbd-bin qemu-io:qemu-utils fio:fio \
-            mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount go:golang-go; do
+            mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount go:golang-go \
+            chromium:chromium; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool##*:}")
 done
 # Go sources the chart's helm-template replay (tests/helm-render) builds against.
-for source in github.com/Masterminds/sprig:golang-github-masterminds-sprig-dev sigs.k8s.io/yaml:golang-k8s-sigs-yaml-dev; do
+for source in github.com/Masterminds/sprig:golang-github-masterminds-sprig-dev sigs.k8s.io/yaml:golang-k8s-sigs-yaml-dev \
+              github.com/xeipuuv/gojsonschema:golang-github-xeipuuv-gojsonschema-dev; do
   [ -d "/usr/share/gocode/src/${source%%:*}" ] || need_packages+=("${source##*:}")
 done
 if [ ${#need_packages[@]} -gt 0 ]; then

@@ -36,6 +36,11 @@ public sealed class MasterOptions
     public int RaftPort { get; init; }
     /// <summary>The gRPC address other masters give clients for this one (default: the bound address).</summary>
     public string? AdvertiseAddress { get; init; }
+    /// <summary>
+    /// The HTTP address (web console, metrics) followers redirect browsers to when this master leads
+    /// (default: the host of <see cref="AdvertiseAddress"/>, else the bound address, with the HTTP port).
+    /// </summary>
+    public string? AdvertiseHttpAddress { get; init; }
     /// <summary>Lower bound of the Raft election timeout (the upper bound is twice it).</summary>
     public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(500);
 

@@ -34,20 +34,26 @@ public sealed class FsPutCommand : AsyncCommand<FsPutSettings>
         await using var source = new FileStream(settings.Local, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
         await fs.CreateAsync(settings.Path, settings.Replicas, ct: cancellationToken);
         await using var appender = await fs.OpenForAppendAsync(settings.Path, ct: cancellationToken);
-        // Two buffers: the next piece is read from disk while the previous one is appended.
-        var buffers = new[] { new byte[PieceSize], new byte[PieceSize] };
-        Task pending = Task.CompletedTask;
-        for (var turn = 0; ; turn++)
+        await TransferProgress.RunAsync($"put {settings.Path}", source.Length, async report =>
         {
-            var buffer = buffers[turn % 2];
-            var read = await source.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken);
-            await pending;
-            if (read == 0)
+            // Two buffers: the next piece is read from disk while the previous one is appended.
+            var buffers = new[] { new byte[PieceSize], new byte[PieceSize] };
+            Task pending = Task.CompletedTask;
+            long done = 0;
+            for (var turn = 0; ; turn++)
             {
-                break;
+                var buffer = buffers[turn % 2];
+                var read = await source.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken);
+                await pending;
+                report(done);
+                if (read == 0)
+                {
+                    break;
+                }
+                pending = appender.AppendAsync(buffer.AsMemory(0, read), ct: cancellationToken);
+                done += read;
             }
-            pending = appender.AppendAsync(buffer.AsMemory(0, read), ct: cancellationToken);
-        }
+        });
         await appender.FlushAsync(cancellationToken);
         await appender.CloseAsync(cancellationToken);
         return 0;
@@ -75,18 +81,23 @@ public sealed class FsGetCommand : AsyncCommand<FsGetSettings>
         await using var target = string.IsNullOrEmpty(settings.Local)
             ? Console.OpenStandardOutput()
             : new FileStream(settings.Local, FileMode.Create, FileAccess.Write, FileShare.None, 1);
-        var buffer = new byte[PieceSize];
-        long offset = 0;
-        while (true)
+        var total = (long)((await fs.StatAsync(settings.Path, cancellationToken))?.Length ?? 0);
+        await TransferProgress.RunAsync($"get {settings.Path}", total, async report =>
         {
-            var read = await reader.ReadAsync(offset, buffer, cancellationToken);
-            if (read == 0)
+            var buffer = new byte[PieceSize];
+            long offset = 0;
+            while (true)
             {
-                break;
+                var read = await reader.ReadAsync(offset, buffer, cancellationToken);
+                if (read == 0)
+                {
+                    break;
+                }
+                await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                offset += read;
+                report(offset);
             }
-            await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            offset += read;
-        }
+        });
         return 0;
     }
 }
@@ -164,7 +175,7 @@ public sealed class FsStatCommand : AsyncCommand<FsPathSettings>
             JsonOutput.Write(view);
             return 0;
         }
-        Console.Out.WriteLine($"{view.Path}: {view.Length} bytes ({ByteSize.Format(view.Length)}), {view.Chunks.Count} chunks, {view.Replicas} replicas");
+        Console.Out.WriteLine($"{view.Path}: {view.Length} bytes ({ByteSize.Human(view.Length)}), {view.Chunks.Count} chunks, {view.Replicas} replicas");
         var table = new Table().AddColumns("chunk", "length", "sealed", "replicas (node/rack)");
         foreach (var chunk in view.Chunks)
         {

@@ -2,6 +2,7 @@ using System.ComponentModel;
 using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Raf;
+using FeitianK8s.Core.Views;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -38,12 +39,6 @@ public sealed class SnapshotNameSettings : ClusterSettings
     public string Name { get; init; } = "";
 }
 
-/// <summary>A snapshot in `snapshot ls --json`.</summary>
-public sealed record SnapshotView(string Name, string Volume, long SizeBytes, DateTimeOffset CreatedAt, bool ReadyToUse)
-{
-    public static SnapshotView Of(SnapshotRecord r) => new(r.Name, r.Volume, r.SizeBytes, r.CreatedAt, r.ReadyToUse);
-}
-
 /// <summary>Opens what snapshot and clone commands need: the file system and <see cref="VolumeSnapshots"/> over it.</summary>
 public static class SnapshotClient
 {
@@ -66,7 +61,7 @@ public sealed class SnapshotCreateCommand : AsyncCommand<SnapshotCreateSettings>
     public override async Task<int> ExecuteAsync(CommandContext context, SnapshotCreateSettings settings, CancellationToken cancellationToken)
     {
         var snapshot = await SnapshotClient.RunAsync(settings, s => s.CreateAsync(settings.Volume, settings.Name!, cancellationToken));
-        Console.Out.WriteLine($"snapshot {snapshot.Name} of volume {snapshot.Volume} created ({ByteSize.Format(snapshot.SizeBytes)})");
+        Console.Out.WriteLine($"snapshot {snapshot.Name} of volume {snapshot.Volume} created ({ByteSize.Human(snapshot.SizeBytes)})");
         return 0;
     }
 }
@@ -79,13 +74,13 @@ public sealed class SnapshotListCommand : AsyncCommand<SnapshotListSettings>
         var snapshots = list.Select(SnapshotView.Of).ToList();
         if (settings.Json)
         {
-            JsonOutput.Write(new { snapshots });
+            JsonOutput.Write(new SnapshotListView(snapshots));
             return 0;
         }
         var table = new Table().AddColumns("name", "volume", "size", "created", "ready");
         foreach (var s in snapshots)
         {
-            table.AddRow(s.Name, s.Volume, ByteSize.Format(s.SizeBytes), s.CreatedAt.ToString("u", System.Globalization.CultureInfo.InvariantCulture), s.ReadyToUse ? "yes" : "no");
+            table.AddRow(s.Name, s.Volume, ByteSize.Human(s.SizeBytes), s.CreatedAt.ToString("u", System.Globalization.CultureInfo.InvariantCulture), s.ReadyToUse ? "yes" : "no");
         }
         AnsiConsole.Write(table);
         return 0;

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Views;
 using FeitianK8s.Proto.Master;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -13,6 +14,10 @@ public sealed class StatusSettings : ClusterSettings
     [Description("Print JSON instead of a table.")]
     public bool Json { get; init; }
 
+    [CommandOption("--wide")]
+    [Description("Show full ids and the servers' addresses (wider than 80 columns).")]
+    public bool Wide { get; init; }
+
     [CommandOption("--watch")]
     [Description("Redraw every second, with a rebuild progress bar, until the cluster is healthy (no degraded or under-replicated chunk, no copy running).")]
     public bool Watch { get; init; }
@@ -20,37 +25,6 @@ public sealed class StatusSettings : ClusterSettings
 
 public sealed class StatusCommand : AsyncCommand<StatusSettings>
 {
-    /// <summary>One master: role leader/follower/candidate/unreachable, its Raft term and commit index, and how many entries it is behind the leader (null when no leader answered).</summary>
-    public sealed record MasterView(string Address, string Role, ulong Term, ulong CommitIndex, ulong AppliedIndex, ulong? Lag);
-
-    /// <summary>Scrubber progress of a chunk server; LastCompleted is null until a first full pass completed.</summary>
-    public sealed record ScrubView(DateTimeOffset? LastCompleted, ulong BytesVerified, ulong BadFound);
-
-    public sealed record ChunkServerView(string Id, string Node, string Rack, bool Alive, ulong CapacityBytes, ulong UsedBytes, ulong Chunks, string Address,
-        bool Dead, ScrubView? Scrub);
-
-    public sealed record RebuildView(ulong BytesRemaining, double BytesPerSecond, uint CopiesActive);
-
-    public sealed record StatusView(IReadOnlyList<MasterView> Masters, IReadOnlyList<ChunkServerView> ChunkServers, ulong DegradedChunks, ulong BadReplicas,
-        ulong UnderReplicatedChunks, RebuildView Rebuild)
-    {
-        public bool Healthy => DegradedChunks == 0 && UnderReplicatedChunks == 0 && Rebuild.CopiesActive == 0;
-
-        /// <summary>Time left at the current rate; null when nothing is left or nothing moves.</summary>
-        public TimeSpan? Eta => Rebuild.BytesRemaining > 0 && Rebuild.BytesPerSecond > 0 ? TimeSpan.FromSeconds(Rebuild.BytesRemaining / Rebuild.BytesPerSecond) : null;
-    }
-
-    public static StatusView ToView(IReadOnlyList<MasterView> masters, ClusterStatus status) => new(
-        masters,
-        status.ChunkServers.OrderBy(c => c.Node, StringComparer.Ordinal)
-            .Select(c => new ChunkServerView(c.Id, c.Node, c.Rack, c.Alive, c.CapacityBytes, c.UsedBytes, c.Chunks, c.Address, c.Dead,
-                c.Scrub is { } s ? new ScrubView(s.LastCompletedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(s.LastCompletedUnixMs) : null, s.BytesVerified, s.BadFound) : null))
-            .ToList(),
-        status.DegradedChunks,
-        status.BadReplicas,
-        status.UnderReplicatedChunks,
-        new RebuildView(status.Rebuild?.BytesRemaining ?? 0, status.Rebuild?.BytesPerSecond ?? 0, status.Rebuild?.CopiesActive ?? 0));
-
     public override async Task<int> ExecuteAsync(CommandContext context, StatusSettings settings, CancellationToken cancellationToken)
     {
         async Task<StatusView> FetchAsync()
@@ -62,7 +36,12 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             using var channel = GrpcChannels.Create(leader);
             var status = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);
-            return ToView(masterViews, status);
+            return StatusViews.Build(masterViews, status);
+        }
+        if (settings.Wide && Console.IsOutputRedirected)
+        {
+            // Piped or saved: no terminal to fit, so wide rows stay whole.
+            AnsiConsole.Profile.Width = 240;
         }
         if (!settings.Watch)
         {
@@ -73,7 +52,7 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             }
             else
             {
-                AnsiConsole.Write(Render(view, null));
+                AnsiConsole.Write(Render(view, null, settings.Wide));
             }
             return 0;
         }
@@ -89,7 +68,7 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
             else
             {
                 AnsiConsole.Clear();
-                AnsiConsole.Write(Render(view, mostRemaining));
+                AnsiConsole.Write(Render(view, mostRemaining, settings.Wide));
             }
             if (view.Healthy)
             {
@@ -99,26 +78,40 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
         }
     }
 
-    private static Rows Render(StatusView view, ulong? mostRemaining)
+    /// <summary>Tables that fit 80 columns: short ids and host names, sizes in binary units; --wide adds full ids and addresses.</summary>
+    public static Rows Render(StatusView view, ulong? mostRemaining, bool wide)
     {
-        var masters = new Table().AddColumns("master", "role", "term", "commit index", "lag");
+        var masters = new Table().Border(TableBorder.Rounded).AddColumns("master", "role", "term", "commit", "lag");
         foreach (var m in view.Masters)
         {
-            masters.AddRow(m.Address, m.Role == "unreachable" ? "[red]unreachable[/]" : m.Role,
+            masters.AddRow(Markup.Escape(wide ? m.Address : ShortAddress(m.Address)), m.Role == "unreachable" ? "[red]unreachable[/]" : m.Role,
                 m.Term.ToString(), m.CommitIndex.ToString(), m.Lag?.ToString() ?? "-");
         }
-        var servers = new Table().AddColumns("chunk server", "node", "rack", "alive", "used", "capacity", "chunks", "scrubbed", "scrub bad", "address");
+        var servers = new Table().Border(TableBorder.Rounded).AddColumns("id", "node", "rack", "state", "used", "capacity", "chunks", "scrub");
+        if (wide)
+        {
+            servers.AddColumn("address");
+        }
         foreach (var s in view.ChunkServers)
         {
-            servers.AddRow(s.Id, s.Node, s.Rack, s.Dead ? "[red]dead[/]" : s.Alive ? "yes" : "[yellow]no[/]",
-                ByteSize.Format((long)s.UsedBytes), ByteSize.Format((long)s.CapacityBytes), s.Chunks.ToString(),
-                s.Scrub is null ? "off" : ByteSize.Format((long)s.Scrub.BytesVerified), s.Scrub?.BadFound.ToString() ?? "-", s.Address);
+            var row = new List<string>
+            {
+                Markup.Escape(wide ? s.Id : ShortId(s.Id)), Markup.Escape(wide ? s.Node : Shorten(s.Node, 14)), Markup.Escape(wide ? s.Rack : Shorten(s.Rack, 12)),
+                s.Dead ? "[red]dead[/]" : s.Alive ? "up" : "[yellow]down[/]",
+                ByteSize.Human(s.UsedBytes), ByteSize.Human(s.CapacityBytes), s.Chunks.ToString(),
+                s.Scrub is null ? "off" : s.Scrub.BadFound > 0 ? $"[red]{s.Scrub.BadFound} bad[/]" : ByteSize.Human(s.Scrub.BytesVerified),
+            };
+            if (wide)
+            {
+                row.Add(Markup.Escape(s.Address));
+            }
+            servers.AddRow(row.ToArray());
         }
         var eta = view.Eta is { } t ? $"{(int)t.TotalMinutes}m{t.Seconds:00}s" : "-";
         var summary = new Markup(
-            $"degraded chunks: {view.DegradedChunks}, under-replicated chunks: {view.UnderReplicatedChunks}, bad replicas: {view.BadReplicas}\n" +
-            $"rebuild: {ByteSize.Format((long)view.Rebuild.BytesRemaining)} left, {ByteSize.Format((long)view.Rebuild.BytesPerSecond)}/s, " +
-            $"{view.Rebuild.CopiesActive} copies running, ETA {eta}" + (view.Healthy ? "  [green]healthy[/]" : ""));
+            $"degraded chunks: {view.DegradedChunks}, under-replicated: {view.UnderReplicatedChunks}, bad replicas: {view.BadReplicas}\n" +
+            $"rebuild: {ByteSize.Human(view.Rebuild.BytesRemaining)} left, {ByteSize.Human(view.Rebuild.BytesPerSecond)}/s, " +
+            $"{view.Rebuild.CopiesActive} copies, ETA {eta}" + (view.Healthy ? "  [green]healthy[/]" : ""));
         var rows = new List<Spectre.Console.Rendering.IRenderable> { masters, servers, summary };
         if (mostRemaining is { } most)
         {
@@ -130,32 +123,20 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
         }
         return new Rows(rows);
     }
-}
 
-/// <summary>Asks every master for its own Raft state (GetMasterState); a master that does not answer is "unreachable".</summary>
-public static class MasterStates
-{
-    public static async Task<IReadOnlyList<StatusCommand.MasterView>> CollectAsync(IReadOnlyList<string> addresses, CancellationToken ct)
+    /// <summary>"cs-8dae91b051f5" → "cs-8dae91b" (unique enough to tell servers apart; --wide shows all).</summary>
+    public static string ShortId(string id) => id.Length > 10 ? id[..10] : id;
+
+    /// <summary>"http://feitian-master-0.feitian-master.ns.svc:9000" → "feitian-master-0:9000"; IP addresses stay whole.</summary>
+    public static string ShortAddress(string address)
     {
-        var states = await Task.WhenAll(addresses.Select(async address =>
+        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri))
         {
-            try
-            {
-                using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(address);
-                var state = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetMasterStateAsync(new GetMasterStateRequest(),
-                    deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
-                return (Address: address, State: state);
-            }
-            catch (Grpc.Core.RpcException)
-            {
-                return (Address: address, State: (MasterStatus?)null);
-            }
-        }));
-        var leaderCommit = states.Where(s => s.State?.Role == "leader").Select(s => (ulong?)s.State!.CommitIndex).Max();
-        return states.Select(s => s.State is null
-                ? new StatusCommand.MasterView(s.Address, "unreachable", 0, 0, 0, null)
-                : new StatusCommand.MasterView(s.Address, s.State.Role, s.State.Term, s.State.CommitIndex, s.State.AppliedIndex,
-                    leaderCommit is { } commit ? commit - Math.Min(commit, s.State.AppliedIndex) : null))
-            .ToList();
+            return Shorten(address, 24);
+        }
+        var host = uri.HostNameType == UriHostNameType.Dns ? uri.Host.Split('.')[0] : uri.Host;
+        return Shorten(uri.IsDefaultPort ? host : $"{host}:{uri.Port}", 24);
     }
+
+    private static string Shorten(string text, int max) => text.Length <= max ? text : text[..(max - 1)] + "…";
 }

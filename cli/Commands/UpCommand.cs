@@ -34,6 +34,10 @@ public sealed class UpSettings : CommandSettings
     [Description("gRPC port of the first master (default: the port of the last run on DIR, else one the OS picks).")]
     public int? MasterPort { get; init; }
 
+    [CommandOption("--metrics-port <PORT>")]
+    [Description("TCP port on 127.0.0.1 serving /metrics of the volumes and the NBD server in this process (default: one the OS picks).")]
+    public int MetricsPort { get; init; }
+
     [CommandOption("--masters <N>")]
     [Description("Masters in the Raft group: 1, 3 or 5. Ports are kept across restarts on DIR.")]
     public int Masters { get; init; } = 3;
@@ -125,6 +129,10 @@ public sealed class UpSettings : CommandSettings
         if (NbdPort is < 0 or > 65535)
         {
             return Spectre.Console.ValidationResult.Error("--nbd-port must be a TCP port (0 lets the OS choose)");
+        }
+        if (MetricsPort is < 0 or > 65535)
+        {
+            return Spectre.Console.ValidationResult.Error("--metrics-port must be a TCP port (0 lets the OS choose)");
         }
         if (!(MasterWaitSeconds > 0) || MasterWaitSeconds > 86_400)
         {
@@ -222,6 +230,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             UnixSocketPath = Path.Combine(dataDir, "nbd.sock"),
         }, loggers.CreateLogger<NbdServer>());
         await nbd.StartAsync(cancellationToken);
+        await using var processMetrics = await ProcessMetricsServer.StartAsync(settings.MetricsPort, cancellationToken);
         var nbdBase = $"nbd://127.0.0.1:{nbd.TcpEndPoint!.Port}";
 
         foreach (var master in cluster.Masters)
@@ -232,7 +241,10 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         {
             Console.Out.WriteLine($"chunk server  {server.GrpcAddress}  node={server.Node} rack={server.Rack}  (metrics {server.HttpAddress}/metrics)");
         }
+        // Any master serves the console: followers redirect to the leader's.
+        Console.Out.WriteLine($"console: {cluster.Masters[0].HttpAddress}/");
         Console.Out.WriteLine($"nbd           {nbdBase}/VOLUME  and  nbd+unix:///VOLUME?socket={nbd.UnixSocketPath}");
+        Console.Out.WriteLine($"metrics       {processMetrics.Address}/metrics  (volumes and NBD of this process)");
         Console.Out.WriteLine($"data          {dataDir}");
         Console.Out.WriteLine("ready; Ctrl+C stops the cluster");
 

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Views;
 using FeitianK8s.Proto.Master;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -44,11 +45,6 @@ public sealed class VolumeCreateSettings : VolumeSizeSettings
             : Spectre.Console.ValidationResult.Success();
 }
 
-public sealed record VolumeView(string Name, ulong SizeBytes, uint Replicas, ulong Epoch, string Directory)
-{
-    public static VolumeView Of(VolumeInfo info) => new(info.Name, info.SizeBytes, info.Replicas, info.Epoch, info.Directory);
-}
-
 public sealed class VolumeCreateCommand : AsyncCommand<VolumeCreateSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeCreateSettings settings, CancellationToken cancellationToken)
@@ -57,18 +53,18 @@ public sealed class VolumeCreateCommand : AsyncCommand<VolumeCreateSettings>
         if (settings.FromSnapshot is { } snapshot)
         {
             var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromSnapshotAsync(settings.Name, snapshot, size, cancellationToken));
-            Console.Out.WriteLine($"volume {clone.Name} created from snapshot {snapshot}: {ByteSize.Format((long)clone.SizeBytes)}, {clone.Replicas} replicas");
+            Console.Out.WriteLine($"volume {clone.Name} created from snapshot {snapshot}: {ByteSize.Human(clone.SizeBytes)}, {clone.Replicas} replicas");
             return 0;
         }
         if (settings.FromVolume is { } source)
         {
             var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromVolumeAsync(settings.Name, source, size, cancellationToken));
-            Console.Out.WriteLine($"volume {clone.Name} created from volume {source}: {ByteSize.Format((long)clone.SizeBytes)}, {clone.Replicas} replicas");
+            Console.Out.WriteLine($"volume {clone.Name} created from volume {source}: {ByteSize.Human(clone.SizeBytes)}, {clone.Replicas} replicas");
             return 0;
         }
         var request = new CreateVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes(), Replicas = settings.Replicas };
         var info = await settings.CallMasterAsync("create volume", (m, o) => m.CreateVolumeAsync(request, o).ResponseAsync, cancellationToken);
-        Console.Out.WriteLine($"volume {info.Name} created: {ByteSize.Format((long)info.SizeBytes)}, {info.Replicas} replicas");
+        Console.Out.WriteLine($"volume {info.Name} created: {ByteSize.Human(info.SizeBytes)}, {info.Replicas} replicas");
         return 0;
     }
 }
@@ -78,16 +74,16 @@ public sealed class VolumeListCommand : AsyncCommand<JsonFlagSettings>
     public override async Task<int> ExecuteAsync(CommandContext context, JsonFlagSettings settings, CancellationToken cancellationToken)
     {
         var list = await settings.CallMasterAsync("list volumes", (m, o) => m.ListVolumesAsync(new ListVolumesRequest(), o).ResponseAsync, cancellationToken);
-        var volumes = list.Volumes.OrderBy(v => v.Name, StringComparer.Ordinal).Select(VolumeView.Of).ToList();
+        var view = VolumeListView.Of(list.Volumes);
         if (settings.Json)
         {
-            JsonOutput.Write(new { volumes });
+            JsonOutput.Write(view);
             return 0;
         }
-        var table = new Table().AddColumns("name", "size", "replicas");
-        foreach (var volume in volumes)
+        var table = new Table().AddColumns("name", "size", "replicas", "health");
+        foreach (var volume in view.Volumes)
         {
-            table.AddRow(volume.Name, ByteSize.Format((long)volume.SizeBytes), volume.Replicas.ToString());
+            table.AddRow(Markup.Escape(volume.Name), ByteSize.Human(volume.SizeBytes), volume.Replicas.ToString(), volume.Health.State);
         }
         AnsiConsole.Write(table);
         return 0;
@@ -115,7 +111,7 @@ public sealed class VolumeResizeCommand : AsyncCommand<VolumeSizeSettings>
     {
         var request = new ResizeVolumeRequest { Name = settings.Name, SizeBytes = settings.SizeBytes() };
         var info = await settings.CallMasterAsync("resize volume", (m, o) => m.ResizeVolumeAsync(request, o).ResponseAsync, cancellationToken);
-        Console.Out.WriteLine($"volume {info.Name} is now {ByteSize.Format((long)info.SizeBytes)}");
+        Console.Out.WriteLine($"volume {info.Name} is now {ByteSize.Human(info.SizeBytes)}");
         return 0;
     }
 }

@@ -1,16 +1,9 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using FeitianK8s.Core.Views;
 
 namespace FeitianK8s.Cli.Infrastructure;
 
+/// <summary>Prints a --json document (the same serializer the master's console API uses).</summary>
 public static class JsonOutput
 {
-    private static readonly JsonSerializerOptions Options = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        WriteIndented = true,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    };
-
-    public static void Write<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, Options));
+    public static void Write<T>(T value) => Console.Out.WriteLine(StatusJson.Serialize(value));
 }

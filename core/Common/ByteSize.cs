@@ -117,4 +117,20 @@ public static class ByteSize
         }
         return $"{bytes}B";
     }
+
+    private static readonly string[] HumanUnits = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
+    /// <summary>For people: binary units with a space and at most three significant digits ("252 GiB", "1.5 MiB", "512 B").</summary>
+    public static string Human(double bytes)
+    {
+        var value = Math.Max(0, bytes);
+        var unit = 0;
+        while (value >= 1024 && unit < HumanUnits.Length - 1)
+        {
+            value /= 1024;
+            unit++;
+        }
+        var format = unit == 0 || value >= 100 ? "0" : value >= 10 ? "0.#" : "0.##";
+        return string.Create(CultureInfo.InvariantCulture, $"{value.ToString(format, CultureInfo.InvariantCulture)} {HumanUnits[unit]}");
+    }
 }

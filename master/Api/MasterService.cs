@@ -20,9 +20,8 @@ public sealed class MasterService(
     ChunkAllocator allocator,
     MasterOptions options,
     MasterIdentity identity,
-    DeadServerDetector dead,
-    RebuildProgress rebuild,
     ChunkServerReports reports,
+    Web.ClusterQueries queries,
     ILogger<MasterService> logger) : Proto.Master.Master.MasterBase
 {
     public const uint HeartbeatIntervalMs = 1000;
@@ -125,45 +124,7 @@ public sealed class MasterService(
 
     public override Task<ClusterStatus> GetClusterStatus(GetClusterStatusRequest request, ServerCallContext context)
     {
-        var status = Query(state =>
-        {
-            var result = new ClusterStatus
-            {
-                DegradedChunks = state.CountDegradedChunks(),
-                BadReplicas = state.CountBadReplicas(),
-                UnderReplicatedChunks = (ulong)rebuild.UnderReplicatedChunks,
-                Rebuild = new RebuildStatus
-                {
-                    BytesRemaining = rebuild.BytesRemaining,
-                    BytesPerSecond = rebuild.BytesPerSecond,
-                    CopiesActive = (uint)rebuild.CopiesActive,
-                    CopiesCompleted = rebuild.CopiesCompleted,
-                    CopiesFailed = rebuild.CopiesFailed,
-                },
-            };
-            foreach (var server in state.ChunkServers)
-            {
-                var sample = liveness.Last(server.Id);
-                result.ChunkServers.Add(new ChunkServerStatus
-                {
-                    Id = server.Id,
-                    Node = server.Node,
-                    Rack = server.Rack,
-                    Address = server.Address,
-                    Alive = sample is not null && liveness.IsAlive(sample),
-                    CapacityBytes = sample?.CapacityBytes ?? 0,
-                    UsedBytes = sample?.UsedBytes ?? 0,
-                    Chunks = sample?.Chunks ?? 0,
-                    LastHeartbeatUnixMs = sample?.At.ToUnixTimeMilliseconds() ?? 0,
-                    Dead = dead.IsDead(server.Id),
-                    Scrub = reports.Scrub(server.Id) is { } scrub
-                        ? new ScrubStatus { LastCompletedUnixMs = scrub.LastCompletedUnixMs, BytesVerified = scrub.BytesVerified, BadFound = scrub.BadFound }
-                        : null,
-                    RebuildShare = reports.Share(server.Id)?.Share ?? 0,
-                });
-            }
-            return result;
-        });
+        var status = Query(queries.Status);
         status.Masters.Add(OwnState());
         return Task.FromResult(status);
     }
@@ -270,7 +231,7 @@ public sealed class MasterService(
     public override Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
     {
         var response = new ListVolumesResponse();
-        response.Volumes.AddRange(Query(state => state.ListVolumes()));
+        response.Volumes.AddRange(Query(queries.VolumesWithHealth));
         return Task.FromResult(response);
     }
 

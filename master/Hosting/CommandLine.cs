@@ -8,7 +8,7 @@ public static class CommandLine
 {
     public const string Usage =
         "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]\n" +
-        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]\n" +
+        "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--advertise-http http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]\n" +
         "       [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12]";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
@@ -24,7 +24,7 @@ public static class CommandLine
             values[name[2..]] = args[++i];
         }
         var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout",
-            "peers", "raft-endpoint", "raft-port", "advertise", "election-timeout", "snapshot-every",
+            "peers", "raft-endpoint", "raft-port", "advertise", "advertise-http", "election-timeout", "snapshot-every",
             "dead-after", "max-rebuilds" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
@@ -50,6 +50,7 @@ public static class CommandLine
             RaftEndpoint = values.GetValueOrDefault("raft-endpoint"),
             RaftPort = ParseInt(values, "raft-port", 0),
             AdvertiseAddress = values.GetValueOrDefault("advertise"),
+            AdvertiseHttpAddress = values.GetValueOrDefault("advertise-http"),
             ElectionTimeout = values.TryGetValue("election-timeout", out var election) ? ParseDuration(election) : TimeSpan.FromMilliseconds(500),
             SnapshotEveryCommands = ParseInt(values, "snapshot-every", 10_000),
             DeadAfter = values.TryGetValue("dead-after", out var deadAfter) ? ParseSeconds(deadAfter, "dead-after") : TimeSpan.FromSeconds(60),

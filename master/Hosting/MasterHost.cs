@@ -29,6 +29,7 @@ public sealed class MasterHost : IAsyncDisposable
     private readonly RebuildScheduler _rebuild;
     private readonly GrpcChannelCache _channels;
     private int _stopped;
+    private Web.WebConsole? _console;
 
     private MasterHost(WebApplication app, MasterMetadata metadata, RebuildScheduler rebuild, GrpcChannelCache channels, string grpcAddress, string httpAddress, ILogger logger)
     {
@@ -56,7 +57,10 @@ public sealed class MasterHost : IAsyncDisposable
         // The gRPC address must be known before joining the Raft group (followers name it as the leader's).
         var grpcPort = options.GrpcPort != 0 ? options.GrpcPort : FreePort(address);
         var grpcAddress = options.AdvertiseAddress ?? $"http://{FormatHost(address)}:{grpcPort}";
-        var metadata = await MasterMetadata.StartAsync(RaftSettings(options, address), options.DataDirectory, grpcAddress,
+        // Known before joining too: followers redirect the web console to the leader's.
+        var httpPort = options.HttpPort != 0 ? options.HttpPort : FreePort(address);
+        var advertisedHttp = options.AdvertiseHttpAddress ?? AdvertisedHttp(options.AdvertiseAddress, address, httpPort);
+        var metadata = await MasterMetadata.StartAsync(RaftSettings(options, address) with { HttpAddress = advertisedHttp }, options.DataDirectory, grpcAddress,
             options.Clock, options.SnapshotEveryCommands, loggers, ct).ConfigureAwait(false);
         WebApplication? app = null;
         var channels = new GrpcChannelCache(16 * 1024 * 1024, loggers);
@@ -90,6 +94,8 @@ public sealed class MasterHost : IAsyncDisposable
             builder.Services.AddSingleton(progress);
             builder.Services.AddSingleton(reports);
             builder.Services.AddSingleton(new ChunkAllocator(metadata, liveness, options.ChunkSizeBytes));
+            var queries = new Web.ClusterQueries(liveness, dead, progress, reports);
+            builder.Services.AddSingleton(queries);
             builder.Services.AddGrpc(grpc =>
             {
                 grpc.MaxReceiveMessageSize = 16 * 1024 * 1024;
@@ -98,7 +104,7 @@ public sealed class MasterHost : IAsyncDisposable
             var listeners = new GrpcAndHttpListeners();
             builder.WebHost.ConfigureKestrel(kestrel =>
             {
-                listeners.Bind(kestrel, address, grpcPort, options.HttpPort);
+                listeners.Bind(kestrel, address, grpcPort, httpPort);
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
@@ -108,6 +114,8 @@ public sealed class MasterHost : IAsyncDisposable
                 ? Results.Text("ok\n")
                 : Results.Text("master log failed\n", statusCode: StatusCodes.Status503ServiceUnavailable));
             app.MapMetrics("/metrics", metrics.Registry);
+            var webConsole = new Web.WebConsole(metadata, queries, identity, loggers);
+            webConsole.Map(app);
             await app.StartAsync(ct).ConfigureAwait(false);
 
             var httpAddress = listeners.HttpAddress;
@@ -122,7 +130,7 @@ public sealed class MasterHost : IAsyncDisposable
             rebuild.Start();
             logger.LogInformation("Master serving gRPC on {GrpcAddress} and HTTP on {HttpAddress}, data in {DataDirectory}; chunk servers are dead after {DeadAfter}, at most {MaxRebuilds} rebuild copies at once",
                 grpcAddress, httpAddress, options.DataDirectory, options.DeadAfter, options.MaxRebuilds);
-            return new MasterHost(app, metadata, rebuild, channels, grpcAddress, httpAddress, logger);
+            return new MasterHost(app, metadata, rebuild, channels, grpcAddress, httpAddress, logger) { _console = webConsole };
         }
         catch
         {
@@ -150,6 +158,11 @@ public sealed class MasterHost : IAsyncDisposable
         return new MasterRaftSettings(Raft.RaftPeers.Parse(options.RaftPeers, options.RaftEndpoint!), options.ListenAddress, options.ElectionTimeout);
     }
 
+    private static string AdvertisedHttp(string? advertisedGrpc, IPAddress address, int httpPort) =>
+        advertisedGrpc is not null && Uri.TryCreate(advertisedGrpc, UriKind.Absolute, out var grpc)
+            ? $"{grpc.Scheme}://{grpc.Host}:{httpPort}"
+            : $"http://{FormatHost(address)}:{httpPort}";
+
     private static string FormatHost(IPAddress address) =>
         address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
 
@@ -175,6 +188,7 @@ public sealed class MasterHost : IAsyncDisposable
         }
         finally
         {
+            _console?.Dispose();
             await _metadata.DisposeAsync().ConfigureAwait(false);
             _channels.Dispose();
             _logger.LogInformation("Master on {GrpcAddress} stopped", GrpcAddress);

@@ -71,8 +71,33 @@ public sealed class MasterMetrics
         _logIndex = factory.CreateGauge("feitian_master_log_index", "Index of the last applied log entry.");
     }
 
+    /// <summary>Raft gauges of this master: whether it leads, its term, commit and applied index (commit lag = leader's commit − applied).</summary>
+    private void AttachRaft(MasterMetadata metadata)
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        var leader = factory.CreateGauge("feitian_master_is_leader", "1 while this master is the Raft leader, else 0.");
+        var term = factory.CreateGauge("feitian_master_raft_term", "Raft term this master is in.");
+        var commit = factory.CreateGauge("feitian_master_raft_commit_index", "Index of the last Raft entry this master knows committed.");
+        var applied = factory.CreateGauge("feitian_master_raft_applied_index", "Index of the last Raft entry applied to this master's state.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            try
+            {
+                var state = metadata.State();
+                leader.Set(state.Role == "leader" ? 1 : 0);
+                term.Set(state.Term);
+                commit.Set(state.CommitIndex);
+                applied.Set(state.AppliedIndex);
+            }
+            catch (Exception error) when (error is MasterStoppedException or ObjectDisposedException)
+            {
+            }
+        });
+    }
+
     public void Attach(MasterMetadata metadata, ChunkServerLiveness liveness)
     {
+        AttachRaft(metadata);
         metadata.CommandApplied += (kind, ok) => _commands.WithLabels(kind.ToString(), ok ? "ok" : "refused").Inc();
         metadata.BatchCommitted += (elapsed, _) => _commitSeconds.Observe(elapsed.TotalSeconds);
         Registry.AddBeforeCollectCallback(() =>

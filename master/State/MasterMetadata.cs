@@ -27,6 +27,7 @@ public sealed class MasterMetadata : IAsyncDisposable
 {
     private const int MaxBatch = 512;
     private const string GrpcMetadataKey = "grpc";
+    private const string HttpMetadataKey = "http";
 
     private readonly MasterReplica _replica;
     private readonly WriteAheadLog _wal;
@@ -41,6 +42,9 @@ public sealed class MasterMetadata : IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private long _readyTerm = -1;
     private volatile string? _leaderAddress;
+    private volatile string? _leaderHttpAddress;
+    private string? _httpAddress;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _memberGrpcAddresses = new(StringComparer.Ordinal);
     private int _disposed;
     private bool _singleMember;
 
@@ -105,11 +109,16 @@ public sealed class MasterMetadata : IAsyncDisposable
                 LoggerFactory = loggers,
             };
             configuration.Metadata[GrpcMetadataKey] = grpcAddress;
+            if (settings.HttpAddress is { } httpAddress)
+            {
+                configuration.Metadata[HttpMetadataKey] = httpAddress;
+            }
 
             cluster = new RaftCluster(configuration) { AuditTrail = wal };
             var metadata = new MasterMetadata(replica, wal, cluster, lockFile, clock, grpcAddress, RaftPeers.Format(settings.Peers.Self), logger)
             {
                 _singleMember = settings.Peers.Members.Count == 1,
+                _httpAddress = settings.HttpAddress,
             };
             cluster.LeaderChanged += metadata.OnLeaderChanged;
             await cluster.StartAsync(ct).ConfigureAwait(false);
@@ -168,6 +177,46 @@ public sealed class MasterMetadata : IAsyncDisposable
 
     /// <summary>The leader's gRPC address when known.</summary>
     public string? LeaderAddress => IsLeader ? _grpcAddress : _leaderAddress;
+
+    /// <summary>The leader's HTTP address (metrics, web console) when known.</summary>
+    public string? LeaderHttpAddress => IsLeader ? _httpAddress : _leaderHttpAddress;
+
+    /// <summary>
+    /// The gRPC address of every member of the Raft group, sorted (read from each member's Raft
+    /// metadata, remembered; a member never reached yet is named by its Raft endpoint).
+    /// </summary>
+    public async Task<IReadOnlyList<string>> MemberGrpcAddressesAsync(CancellationToken ct)
+    {
+        var addresses = await Task.WhenAll(_cluster.Members.Select(async member =>
+        {
+            var key = member.EndPoint.ToString() ?? "";
+            if (!member.IsRemote)
+            {
+                return _grpcAddress;
+            }
+            if (_memberGrpcAddresses.TryGetValue(key, out var known))
+            {
+                return known;
+            }
+            try
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                timeout.CancelAfter(TimeSpan.FromSeconds(2));
+                var metadata = await member.GetMetadataAsync(refresh: false, timeout.Token).ConfigureAwait(false);
+                if (metadata.TryGetValue(GrpcMetadataKey, out var address))
+                {
+                    _memberGrpcAddresses[key] = address;
+                    return address;
+                }
+            }
+            catch (Exception error) when (error is not OutOfMemoryException)
+            {
+                _logger.LogDebug(error, "Cannot read the metadata of master {EndPoint}", key);
+            }
+            return member.EndPoint is { } endPoint ? $"http://{RaftPeers.Format(endPoint)}" : key;
+        })).ConfigureAwait(false);
+        return addresses.Order(StringComparer.Ordinal).ToList();
+    }
 
     /// <summary>This member's Raft state, as reported by GetMasterState and `feitian status`.</summary>
     public RaftState State()
@@ -267,6 +316,7 @@ public sealed class MasterMetadata : IAsyncDisposable
     private void OnLeaderChanged(ICluster cluster, IClusterMember? leader)
     {
         _leaderAddress = null;
+        _leaderHttpAddress = null;
         if (leader is null)
         {
             return;
@@ -313,6 +363,7 @@ public sealed class MasterMetadata : IAsyncDisposable
                 var metadata = await leader.GetMetadataAsync(refresh: attempt > 0, _stopping.Token).ConfigureAwait(false);
                 if (metadata.TryGetValue(GrpcMetadataKey, out var address) && ReferenceEquals(_cluster.Leader, leader))
                 {
+                    _leaderHttpAddress = metadata.GetValueOrDefault(HttpMetadataKey);
                     _leaderAddress = address;
                     _logger.LogInformation("The master leader is {Leader} ({RaftEndpoint})", address, leader.EndPoint);
                 }
@@ -460,7 +511,11 @@ public sealed class MasterMetadata : IAsyncDisposable
 }
 
 /// <summary>How this master takes part in the Raft group.</summary>
-public sealed record MasterRaftSettings(RaftPeers Peers, string ListenAddress, TimeSpan ElectionTimeout);
+public sealed record MasterRaftSettings(RaftPeers Peers, string ListenAddress, TimeSpan ElectionTimeout)
+{
+    /// <summary>This master's HTTP address (console, metrics), published to the other members.</summary>
+    public string? HttpAddress { get; init; }
+}
 
 /// <summary>One member's Raft state.</summary>
 public sealed record RaftState(string Role, ulong Term, ulong CommitIndex, ulong AppliedIndex, string RaftEndpoint, string? LeaderAddress);

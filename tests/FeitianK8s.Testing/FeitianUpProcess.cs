@@ -29,6 +29,10 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
     public string DataDir { get; }
     public int Pid => _process.Id;
     public int NbdPort { get; private set; }
+    /// <summary>The web console URL `up` printed ("console: URL"), e.g. http://127.0.0.1:40123/.</summary>
+    public string? ConsoleUrl { get; private set; }
+    /// <summary>/metrics of the `up` process itself (volume engines and NBD server), e.g. http://127.0.0.1:40124/metrics.</summary>
+    public string? ProcessMetricsUrl { get; private set; }
     public string UnixSocketPath => Path.Combine(DataDir, "nbd.sock");
     public bool HasExited => _process.HasExited;
 
@@ -175,6 +179,14 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
                 return;
             }
             ExternalTool.SafeWrite(_output, $"[up {_process.Id}] {e.Data}");
+            if (e.Data.StartsWith("metrics ", StringComparison.Ordinal))
+            {
+                ProcessMetricsUrl = e.Data["metrics ".Length..].Trim().Split(' ')[0];
+            }
+            if (e.Data.StartsWith("console: ", StringComparison.Ordinal))
+            {
+                ConsoleUrl = e.Data["console: ".Length..].Trim();
+            }
             var match = NbdLine().Match(e.Data);
             if (match.Success)
             {

@@ -59,13 +59,54 @@ type chart struct {
 	Metadata  *Metadata
 	Values    map[string]interface{}
 	Templates []templateFile
+	Files     Files
+	// Schema is values.schema.json, nil when the chart has none.
+	Schema []byte
+}
+
+// Files is Helm's chart.Files as templates see it (.Files.Get): every file of the chart other
+// than Chart.yaml, values.yaml and templates/, keyed by its slash-separated path.
+type Files map[string][]byte
+
+// Get returns a file's content, or "" when the chart has no such file (as Helm's Files.Get).
+func (f Files) Get(name string) string { return string(f[name]) }
+
+// readFiles loads the chart's other files as Helm's loader does.
+func readFiles(dir string) (Files, error) {
+	files := Files{}
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if info.IsDir() {
+			if rel == "templates" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if rel == "Chart.yaml" || rel == "values.yaml" {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[rel] = data
+		return nil
+	})
+	return files, err
 }
 
 // loadChart reads a chart directory as Helm's loader does (Chart.yaml, values.yaml, everything
-// under templates/). Subcharts, .helmignore and values.schema.json are not replayed: a chart
+// under templates/, values.schema.json). Subcharts and .helmignore are not replayed: a chart
 // using them is refused rather than rendered differently from Helm.
 func loadChart(dir string) (*chart, error) {
-	for _, unsupported := range []string{"charts", "requirements.yaml", "values.schema.json", ".helmignore"} {
+	for _, unsupported := range []string{"charts", "requirements.yaml", ".helmignore"} {
 		if _, err := os.Stat(filepath.Join(dir, unsupported)); err == nil {
 			return nil, fmt.Errorf("%s: this replay of helm does not handle %s", dir, unsupported)
 		}
@@ -94,7 +135,15 @@ func loadChart(dir string) (*chart, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chart{Metadata: md, Values: values, Templates: templates}, nil
+	files, err := readFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := os.ReadFile(filepath.Join(dir, "values.schema.json"))
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	return &chart{Metadata: md, Values: values, Templates: templates, Files: files, Schema: schema}, nil
 }
 
 // validateMetadata is Helm's Metadata.Validate, which `helm install` and `helm template` run on load.

@@ -5,6 +5,7 @@
 // render or YAML error, as `helm template` would.
 //
 // Usage: helm-render -chart DIR [-name RELEASE] [-namespace NS] [-f values.yaml]... [-strict] [-kube-version v1.29.0]
+//        [-api-versions monitoring.coreos.com/v1]... (extra .Capabilities.APIVersions, as helm template --api-versions)
 package main
 
 import (
@@ -27,12 +28,15 @@ func main() {
 	strict := flag.Bool("strict", false, "fail on references to missing values (missingkey=error, as helm lint --strict)")
 	var files valueFiles
 	flag.Var(&files, "f", "values file merged over the chart's values.yaml (repeatable, later wins)")
+	notes := flag.Bool("notes", false, "print the rendered NOTES.txt instead of the manifests (what helm install prints after installing)")
+	var apiVersions valueFiles
+	flag.Var(&apiVersions, "api-versions", "extra API version for .Capabilities.APIVersions (repeatable)")
 	flag.Parse()
 	if *chartDir == "" || flag.NArg() > 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	out, err := run(*chartDir, *name, *namespace, *kubeVersion, *strict, files)
+	out, err := run(*chartDir, *name, *namespace, *kubeVersion, *strict, files, apiVersions, *notes)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		os.Exit(1)
@@ -40,7 +44,7 @@ func main() {
 	fmt.Print(out)
 }
 
-func run(chartDir, name, namespace, kubeVersion string, strict bool, files []string) (string, error) {
+func run(chartDir, name, namespace, kubeVersion string, strict bool, files []string, apiVersions []string, notes bool) (string, error) {
 	if err := validateReleaseName(name); err != nil {
 		return "", err
 	}
@@ -56,6 +60,11 @@ func run(chartDir, name, namespace, kubeVersion string, strict bool, files []str
 	if err != nil {
 		return "", err
 	}
+	caps.APIVersions = append(caps.APIVersions, apiVersions...)
+	values := coalesceTables(user, chart.Values)
+	if err := validateValues(chart.Metadata.Name, chart.Schema, values); err != nil {
+		return "", err
+	}
 	top := map[string]interface{}{
 		"Chart":        chart.Metadata,
 		"Capabilities": caps,
@@ -67,12 +76,16 @@ func run(chartDir, name, namespace, kubeVersion string, strict bool, files []str
 			"Revision":  1,
 			"Service":   "Helm",
 		},
-		"Values":    coalesceTables(user, chart.Values),
+		"Values":    values,
+		"Files":     chart.Files,
 		"Subcharts": map[string]interface{}{},
 	}
 	rendered, err := render(chart, top, strict)
 	if err != nil {
 		return "", err
+	}
+	if notes {
+		return rendered[chart.Metadata.Name+"/templates/NOTES.txt"], nil
 	}
 	return printManifests(rendered)
 }

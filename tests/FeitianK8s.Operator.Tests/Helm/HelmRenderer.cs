@@ -7,7 +7,14 @@ using FeitianK8s.Testing;
 namespace FeitianK8s.Operator.Tests.Helm;
 
 /// <summary>One release to render: its name, namespace, values over the chart's values.yaml, and helm lint --strict's missing-key rule.</summary>
-public sealed record HelmRelease(string Name, string Namespace, JsonObject Values, bool Strict = false);
+public sealed record HelmRelease(string Name, string Namespace, JsonObject Values, bool Strict = false)
+{
+    /// <summary>API versions the cluster serves beyond the built-in ones (helm template --api-versions), e.g. monitoring.coreos.com/v1.</summary>
+    public IReadOnlyList<string> ApiVersions { get; init; } = [];
+
+    /// <summary>Print the rendered NOTES.txt instead of the manifests.</summary>
+    public bool Notes { get; init; }
+}
 
 /// <summary>
 /// Builds tests/helm-render (Go) once per source version and runs it as `helm template` would run.
@@ -38,6 +45,7 @@ public static class HelmRenderer
         var valuesFile = work.Combine("values.json");
         await File.WriteAllTextAsync(valuesFile, release.Values.ToJsonString());
         string[] args = ["-chart", chartDirectory ?? ChartDirectory, "-name", release.Name, "-namespace", release.Namespace, "-f", valuesFile];
+        args = [.. args, .. release.ApiVersions.SelectMany(v => new[] { "-api-versions", v }), .. release.Notes ? new[] { "-notes" } : []];
         return await ExternalTool.RunAsync(output, binary, release.Strict ? [.. args, "-strict"] : args, TimeSpan.FromMinutes(1));
     }
 
