@@ -233,6 +233,11 @@ public sealed class MasterService(
 
     public override async Task<ChunkLocation> AllocateChunk(AllocateChunkRequest request, ServerCallContext context)
     {
+        // A retry of an allocation applied already (answer lost in a leader change): the chunk it got, without planning a new one.
+        if (RequestIds.Of(context.RequestHeaders) is { } id && Query(state => state.AnswerOf(id.ClientId, id.Seq)) is { Value: ChunkLocation allocated })
+        {
+            return allocated;
+        }
         var command = Run(() => allocator.Plan(request.Path, request.Epoch, request.PreferredNode, request.ExcludeChunkServers));
         return (ChunkLocation)(await Submit(new MasterCommand { AllocateChunk = command }, context))!;
     }
@@ -329,6 +334,13 @@ public sealed class MasterService(
 
     private async Task<object?> Submit(MasterCommand command, ServerCallContext context)
     {
+        // The request id names the call's first command only: handlers that log several (heartbeats) must not have the rest deduplicated against it.
+        if (RequestIds.Of(context.RequestHeaders) is { } id && id.ClientId.Length <= ClientSessions.MaxClientIdLength
+            && context.UserState.TryAdd(RequestIds.SeqHeader, true))
+        {
+            command.ClientId = id.ClientId;
+            command.RequestSeq = id.Seq;
+        }
         ApplyResult result;
         try
         {
