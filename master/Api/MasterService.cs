@@ -56,6 +56,14 @@ public sealed class MasterService(
         {
             await MarkBadAsync(chunkId, server.Id, reason, context);
         }
+        // A new id on an address another server held: that server lost its data directory (or was replaced) and is gone.
+        // (One port serves one process: the old id cannot be running there too. Should it heartbeat again, it is alive again.)
+        foreach (var replaced in Query(state => state.ChunkServers.Where(s => s.Address == server.Address && s.Id != server.Id).Select(s => s.Id).ToList()))
+        {
+            dead.Supersede(replaced);
+            logger.LogWarning("Chunk server {New} registered on {Address}, the address of chunk server {Old}: the old one is dead, its replicas are rebuilt",
+                server.Id, server.Address, replaced);
+        }
         return response;
     }
 
