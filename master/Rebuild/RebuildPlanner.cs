@@ -50,7 +50,8 @@ public sealed record RebuildPlan(
 /// at most ceil(2 × maxRebuilds / alive servers) of them, so no single server carries the rebuild.</item>
 /// <item>Targets whose last copy failed recently (<c>avoidTargets</c>) take no copies for a while.</item>
 /// <item>When no server can take a missing copy but an alive server holds a bad replica of the chunk (a disk lost and
-/// the server back empty, same id), that bad replica is removed at once, so the server becomes the target.</item>
+/// the server back empty, same id), that bad replica is removed at once, so the server becomes the target. A replica
+/// on a dead server does not keep other servers of its node from taking a copy (the server back under a new id).</item>
 /// </list>
 /// </summary>
 public static class RebuildPlanner
@@ -143,7 +144,8 @@ public static class RebuildPlanner
                 }
                 var chunk = need.Chunk;
                 var flights = flightsByChunk.GetValueOrDefault(chunk.ChunkId) ?? [];
-                var occupiedNodes = chunk.Replicas.Where(r => byId.ContainsKey(r.ChunkServerId)).Select(r => byId[r.ChunkServerId].Node)
+                // A replica on a dead server does not hold its node: a server that replaced it there (a lost disk, a new id) may take the copy.
+                var occupiedNodes = chunk.Replicas.Where(r => byId.TryGetValue(r.ChunkServerId, out var holder) && !holder.Dead).Select(r => byId[r.ChunkServerId].Node)
                     .Concat(flights.Where(f => byId.ContainsKey(f.TargetId)).Select(f => byId[f.TargetId].Node))
                     .ToHashSet(StringComparer.Ordinal);
                 var occupiedRacks = RacksOf(need.Good, byId);

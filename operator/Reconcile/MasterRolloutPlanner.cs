@@ -34,7 +34,14 @@ public static class MasterRolloutPlanner
         var replicas = desired.Spec.Replicas ?? 1;
         var want = desired.Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation];
         var byName = pods.ToDictionary(p => p.Metadata.Name, StringComparer.Ordinal);
-        var outdated = new List<int>();
+        var outdated = Enumerable.Range(0, replicas)
+            .Where(i => byName.TryGetValue($"{name}-{i}", out var pod) && Names.Value(pod.Metadata.Annotations, Names.TemplateHashAnnotation) != want)
+            .ToList();
+        if (outdated.Count == 0)
+        {
+            // Missing or starting pods without an outdated one are the StatefulSet's business, not an upgrade.
+            return new RolloutDecision(RolloutAction.Done, "no master runs an old template");
+        }
         for (var i = 0; i < replicas; i++)
         {
             if (!byName.TryGetValue($"{name}-{i}", out var pod))
@@ -45,14 +52,6 @@ public static class MasterRolloutPlanner
             {
                 return new RolloutDecision(RolloutAction.Wait, $"master pod {pod.Metadata.Name} is not ready");
             }
-            if (Names.Value(pod.Metadata.Annotations, Names.TemplateHashAnnotation) != want)
-            {
-                outdated.Add(i);
-            }
-        }
-        if (outdated.Count == 0)
-        {
-            return new RolloutDecision(RolloutAction.Done, "all masters run the current template");
         }
         if (members.Count < replicas)
         {

@@ -107,6 +107,10 @@ public sealed class RebuildPlannerTests
         var next = Plan([Chunk(1, "cs-1", "cs-2")], servers);
         Assert.Equal("cs-0", Assert.Single(next.Copies).Target.Id);
 
+        // The server came back under a new id on the same node (its whole data directory lost): the old id is dead, the new one takes the copy.
+        var replaced = Servers(3, 3, dead: "cs-0").Append(new ServerView("cs-new", "node-0", "rack-0", "http://127.0.0.1:7000", true, false, 0, Capacity, 0)).ToList();
+        Assert.Equal("cs-new", Assert.Single(Plan([Chunk(1, "cs-0", "cs-1", "cs-2")], replaced).Copies).Target.Id);
+
         // A bad replica on a server that is not alive, or with somewhere else to copy to, stays until the chunk is whole.
         var down = Servers(3, 3).Select(s => s.Id == "cs-0" ? s with { Alive = false } : s).ToList();
         Assert.Empty(Plan([Chunk(1, "cs-0!", "cs-1", "cs-2")], down).Removals);

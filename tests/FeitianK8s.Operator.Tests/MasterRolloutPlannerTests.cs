@@ -73,6 +73,9 @@ public sealed class MasterRolloutPlannerTests
         Assert.Equal((RolloutAction.Replace, "prod-master-1"), (last.Action, last.Pod));
         Assert.Contains("leader", last.Reason);
         Assert.Equal(RolloutAction.Done, MasterRolloutPlanner.Next(set, Pods(set, "new", "new", "new"), []).Action);
+        // Pods still being created (none outdated) are no upgrade.
+        Assert.Equal(RolloutAction.Done, MasterRolloutPlanner.Next(set, [], []).Action);
+        Assert.Equal(RolloutAction.Done, MasterRolloutPlanner.Next(set, Pods(set, "new"), []).Action);
     }
 
     [Fact]
