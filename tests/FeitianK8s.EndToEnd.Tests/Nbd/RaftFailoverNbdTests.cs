@@ -56,52 +56,52 @@ public sealed class RaftFailoverNbdTests(ITestOutputHelper output)
 
     [Fact]
     public async Task A_follower_killed_with_kill_9_under_NBD_writes_no_write_fails_or_is_lost() =>
-        await UnderLoadAsync(async (cluster, load) =>
+        await ExpectNoWriteFailsUnderLoadAsync(async (cluster, load) =>
         {
             var (_, leaderMember) = await WaitForLeaderAsync(cluster);
             var follower = FollowerOf(leaderMember);
-            var pid = await KillAsync(cluster, follower);
-            var newPid = await WaitForRestartAsync(cluster, follower, pid);
+            var pid = await ExpectKillAsync(cluster, follower);
+            var newPid = await ExpectRestartAsync(cluster, follower, pid);
             output.WriteLine($"follower {follower} (pid {pid}) killed; `up` restarted it as pid {newPid}; writes paused at most {load.LongestPause.TotalSeconds:F2} s so far");
-            await WaitForCaughtUpAsync(cluster);
+            await ExpectCaughtUpAsync(cluster);
         });
 
     [Fact]
     public async Task A_member_whose_data_directory_is_wiped_rejoins_empty_under_NBD_writes_no_write_fails_or_is_lost() =>
-        await UnderLoadAsync(async (cluster, load) =>
+        await ExpectNoWriteFailsUnderLoadAsync(async (cluster, load) =>
         {
             var (_, leaderMember) = await WaitForLeaderAsync(cluster);
             var follower = FollowerOf(leaderMember);
             var dir = Path.Combine(cluster.DataDir, follower);
             var pid = cluster.Up.ServerPid(follower) ?? throw new InvalidOperationException($"no process for {follower}");
             // Frozen first, so `up` cannot restart it before its disk is gone; then the disk is "replaced".
-            await Signal("STOP", pid);
+            await ExpectSignal("STOP", pid);
             Directory.Move(dir, dir + ".lost");
             Directory.CreateDirectory(dir);
-            await Signal("KILL", pid);
-            var newPid = await WaitForRestartAsync(cluster, follower, pid);
+            await ExpectSignal("KILL", pid);
+            var newPid = await ExpectRestartAsync(cluster, follower, pid);
             output.WriteLine($"{follower} (pid {pid}) killed with its data directory wiped; `up` restarted it empty as pid {newPid}");
-            await WaitForCaughtUpAsync(cluster);
+            await ExpectCaughtUpAsync(cluster);
             Assert.True(Directory.EnumerateFileSystemEntries(dir).Any(), $"{dir} is still empty after the member rejoined");
         });
 
     [Fact]
     public async Task All_three_masters_killed_at_once_under_NBD_writes_no_write_fails_or_is_lost() =>
-        await UnderLoadAsync(async (cluster, load) =>
+        await ExpectNoWriteFailsUnderLoadAsync(async (cluster, load) =>
         {
             var pids = Enumerable.Range(1, 3).Select(i => cluster.Up.ServerPid($"master-{i}") ?? throw new InvalidOperationException($"no process for master-{i}")).ToList();
-            await Signal("KILL", [.. pids]);
+            await ExpectSignal("KILL", [.. pids]);
             for (var i = 1; i <= 3; i++)
             {
-                await WaitForRestartAsync(cluster, $"master-{i}", pids[i - 1]);
+                await ExpectRestartAsync(cluster, $"master-{i}", pids[i - 1]);
             }
             var (leader, _) = await WaitForLeaderAsync(cluster);
             output.WriteLine($"masters {string.Join(", ", pids)} killed at once; `up` restarted all three; {leader} leads");
-            await WaitForCaughtUpAsync(cluster);
+            await ExpectCaughtUpAsync(cluster);
         });
 
     /// <summary>`up --masters 3` under the NBD write load; <paramref name="fault"/> runs once the load runs; then no error, all acknowledged data intact.</summary>
-    private async Task UnderLoadAsync(Func<NbdCluster, NbdWriteLoad, Task> fault)
+    private async Task ExpectNoWriteFailsUnderLoadAsync(Func<NbdCluster, NbdWriteLoad, Task> fault)
     {
         await using var cluster = await NbdCluster.StartAsync(output, "--masters", "3", "--chunk-size", "1MiB", "--master-wait", "60");
         await cluster.CreateVolumeAsync(Volume, "64MiB");
@@ -120,21 +120,21 @@ public sealed class RaftFailoverNbdTests(ITestOutputHelper output)
 
     private static string FollowerOf(string leaderMember) => leaderMember == "master-1" ? "master-2" : "master-1";
 
-    private async Task<int> KillAsync(NbdCluster cluster, string member)
+    private async Task<int> ExpectKillAsync(NbdCluster cluster, string member)
     {
         var pid = cluster.Up.ServerPid(member) ?? throw new InvalidOperationException($"no process for {member}");
-        await Signal("KILL", pid);
+        await ExpectSignal("KILL", pid);
         return pid;
     }
 
-    private async Task Signal(string signal, params int[] pids)
+    private async Task ExpectSignal(string signal, params int[] pids)
     {
         var result = await ExternalTool.RunAsync(output, "kill", [$"-{signal}", .. pids.Select(p => p.ToString())], TimeSpan.FromSeconds(10));
         Assert.True(result.Succeeded, $"kill -{signal} {string.Join(" ", pids)} failed: {result.StandardError}");
     }
 
     /// <summary>Waits until <paramref name="oldPid"/> is gone and `up` runs <paramref name="member"/> again; returns the new pid.</summary>
-    private static async Task<int> WaitForRestartAsync(NbdCluster cluster, string member, int oldPid)
+    private static async Task<int> ExpectRestartAsync(NbdCluster cluster, string member, int oldPid)
     {
         var deadline = Stopwatch.StartNew();
         while (true)
@@ -149,7 +149,7 @@ public sealed class RaftFailoverNbdTests(ITestOutputHelper output)
     }
 
     /// <summary>Waits until `feitian status --json` shows a leader and every master a follower or leader with lag 0.</summary>
-    private async Task WaitForCaughtUpAsync(NbdCluster cluster)
+    private async Task ExpectCaughtUpAsync(NbdCluster cluster)
     {
         var deadline = Stopwatch.StartNew();
         var last = "";
