@@ -26,6 +26,7 @@ public sealed class MasterConnection
     private readonly object _gate = new();
     private readonly List<string> _addresses;
     private string _current;
+    private readonly RequestIds _requestIds = new();
 
     public MasterConnection(PanguClientOptions options, GrpcChannelCache channels, ILogger logger)
     {
@@ -65,6 +66,8 @@ public sealed class MasterConnection
         var started = DateTime.UtcNow;
         var giveUpAt = started + _options.MasterUnavailableRetry;
         var backoff = FirstBackoff;
+        // One request id for every attempt: a retry of a mutation the master applied already is answered, not applied again.
+        var headers = _requestIds.Next();
         for (var attempt = 1; ; attempt++)
         {
             var address = CurrentAddress;
@@ -76,7 +79,7 @@ public sealed class MasterConnection
                 : remaining > MinAttemptTimeout ? remaining : MinAttemptTimeout;
             try
             {
-                var result = await call(client, new CallOptions(deadline: DateTime.UtcNow + timeout, cancellationToken: ct));
+                var result = await call(client, new CallOptions(headers, DateTime.UtcNow + timeout, ct));
                 if (attempt > 1)
                 {
                     _logger.LogInformation("master {Address} answered {Operation} after {Attempts} attempts ({Seconds:F1} s)",

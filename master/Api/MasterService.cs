@@ -55,6 +55,14 @@ public sealed class MasterService(
         {
             await MarkBadAsync(chunkId, server.Id, reason, context);
         }
+        // A new id on an address another server held: that server lost its data directory (or was replaced) and is gone.
+        // (One port serves one process: the old id cannot be running there too. Should it heartbeat again, it is alive again.)
+        foreach (var replaced in Query(state => state.ChunkServers.Where(s => s.Address == server.Address && s.Id != server.Id).Select(s => s.Id).ToList()))
+        {
+            dead.Supersede(replaced);
+            logger.LogWarning("Chunk server {New} registered on {Address}, the address of chunk server {Old}: the old one is dead, its replicas are rebuilt",
+                server.Id, server.Address, replaced);
+        }
         return response;
     }
 
@@ -194,6 +202,11 @@ public sealed class MasterService(
 
     public override async Task<ChunkLocation> AllocateChunk(AllocateChunkRequest request, ServerCallContext context)
     {
+        // A retry of an allocation applied already (answer lost in a leader change): the chunk it got, without planning a new one.
+        if (RequestIds.Of(context.RequestHeaders) is { } id && Query(state => state.AnswerOf(id.ClientId, id.Seq)) is { Value: ChunkLocation allocated })
+        {
+            return allocated;
+        }
         var command = Run(() => allocator.Plan(request.Path, request.Epoch, request.PreferredNode, request.ExcludeChunkServers));
         return (ChunkLocation)(await Submit(new MasterCommand { AllocateChunk = command }, context))!;
     }
@@ -290,6 +303,13 @@ public sealed class MasterService(
 
     private async Task<object?> Submit(MasterCommand command, ServerCallContext context)
     {
+        // The request id names the call's first command only: handlers that log several (heartbeats) must not have the rest deduplicated against it.
+        if (RequestIds.Of(context.RequestHeaders) is { } id && id.ClientId.Length <= ClientSessions.MaxClientIdLength
+            && context.UserState.TryAdd(RequestIds.SeqHeader, true))
+        {
+            command.ClientId = id.ClientId;
+            command.RequestSeq = id.Seq;
+        }
         ApplyResult result;
         try
         {

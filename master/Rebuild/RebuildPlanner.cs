@@ -49,6 +49,9 @@ public sealed record RebuildPlan(
 /// <item>At most <c>maxRebuilds</c> copies run cluster-wide, and each server takes part (as source or target) in
 /// at most ceil(2 × maxRebuilds / alive servers) of them, so no single server carries the rebuild.</item>
 /// <item>Targets whose last copy failed recently (<c>avoidTargets</c>) take no copies for a while.</item>
+/// <item>When no server can take a missing copy but an alive server holds a bad replica of the chunk (a disk lost and
+/// the server back empty, same id), that bad replica is removed at once, so the server becomes the target. A replica
+/// on a dead server does not keep other servers of its node from taking a copy (the server back under a new id).</item>
 /// </list>
 /// </summary>
 public static class RebuildPlanner
@@ -141,7 +144,8 @@ public static class RebuildPlanner
                 }
                 var chunk = need.Chunk;
                 var flights = flightsByChunk.GetValueOrDefault(chunk.ChunkId) ?? [];
-                var occupiedNodes = chunk.Replicas.Where(r => byId.ContainsKey(r.ChunkServerId)).Select(r => byId[r.ChunkServerId].Node)
+                // A replica on a dead server does not hold its node: a server that replaced it there (a lost disk, a new id) may take the copy.
+                var occupiedNodes = chunk.Replicas.Where(r => byId.TryGetValue(r.ChunkServerId, out var holder) && !holder.Dead).Select(r => byId[r.ChunkServerId].Node)
                     .Concat(flights.Where(f => byId.ContainsKey(f.TargetId)).Select(f => byId[f.TargetId].Node))
                     .ToHashSet(StringComparer.Ordinal);
                 var occupiedRacks = RacksOf(need.Good, byId);
@@ -162,6 +166,13 @@ public static class RebuildPlanner
                         .Select(s => new PlacementCandidate(s.Id, s.Node, s.Rack, s.UsedBytes, s.CapacityBytes, s.Replicas + Load(s.Id)));
                     var placed = PlacementPolicy.Choose(candidates, new PlacementRequest(1, OccupiedNodes: occupiedNodes, OccupiedRacks: occupiedRacks));
                     var target = placed?.Chosen.FirstOrDefault();
+                    if (target is null && !need.NewRackOnly && BadReplicaBlockingTarget(chunk, byId, Load, perServer, avoidTargets) is { } blocking)
+                    {
+                        // Its server is the only place left for the copy (e.g. it lost its disk and came back empty):
+                        // dropping a bad replica loses nothing, and the server takes the copy once it deleted its file.
+                        removals.Add(new PlannedRemoval(chunk.ChunkId, blocking.ChunkServerId, "bad, and its server is the only rebuild target left"));
+                        break;
+                    }
                     if (target is null || (need.NewRackOnly && occupiedRacks.Contains(target.Rack)))
                     {
                         break;
@@ -177,6 +188,16 @@ public static class RebuildPlanner
         }
         return new RebuildPlan(copies, removals, seals, underReplicated, bytesRemaining);
     }
+
+    /// <summary>A bad replica on an alive server that could otherwise take a copy of the chunk (no other replica on its node).</summary>
+    private static ReplicaView? BadReplicaBlockingTarget(ChunkView chunk, Dictionary<string, ServerView> byId, Func<string, int> load, int perServer,
+        IReadOnlySet<string>? avoidTargets) =>
+        chunk.Replicas
+            .Where(r => r.Bad && byId.TryGetValue(r.ChunkServerId, out var s) && s.Alive && !s.Dead && load(s.Id) < perServer
+                && avoidTargets?.Contains(s.Id) != true
+                && chunk.Replicas.Count(o => byId.TryGetValue(o.ChunkServerId, out var os) && os.Node == s.Node) == 1)
+            .OrderBy(r => r.ChunkServerId, StringComparer.Ordinal)
+            .FirstOrDefault();
 
     /// <summary>Good replicas beyond what the file wants, taken from the most crowded racks first.</summary>
     private static List<ReplicaView> Surplus(ChunkView chunk, List<ReplicaView> good, Dictionary<string, ServerView> byId)

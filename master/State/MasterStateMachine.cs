@@ -26,6 +26,7 @@ public sealed class MasterStateMachine
     private readonly Dictionary<string, int> _replicaCounts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedSet<ulong>> _pendingDeletions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, VolumeRecord> _volumes = new(StringComparer.Ordinal);
+    private ClientSessions _sessions = new();
 
     /// <summary>Index of the last applied log entry.</summary>
     public ulong LastIndex { get; private set; }
@@ -37,6 +38,11 @@ public sealed class MasterStateMachine
     public int ChunkCount => _chunkOwners.Count;
     public int VolumeCount => _volumes.Count;
 
+    /// <summary>The first answer of request (<paramref name="clientId"/>, <paramref name="seq"/>) when it was applied, else null.</summary>
+    public ApplyResult? AnswerOf(string clientId, ulong seq) => _sessions.Find(new MasterCommand { ClientId = clientId, RequestSeq = seq });
+
+    public int ClientSessionCount => _sessions.ClientCount;
+
     // ---------- applying ----------
 
     /// <summary>Applies the command logged at <paramref name="index"/> (must be LastIndex + 1).</summary>
@@ -45,6 +51,12 @@ public sealed class MasterStateMachine
         if (index != LastIndex + 1)
         {
             throw new InvalidOperationException($"log index {index} does not follow the last applied index {LastIndex}");
+        }
+        // A retried request that was applied already: its first answer, no second effect.
+        if (_sessions.Find(command) is { } first)
+        {
+            LastIndex = index;
+            return first;
         }
         var result = command.KindCase switch
         {
@@ -71,6 +83,7 @@ public sealed class MasterStateMachine
         if (result.IsOk)
         {
             LastIndex = index;
+            _sessions.Record(command, result);
         }
         return result;
     }
@@ -858,6 +871,7 @@ public sealed class MasterStateMachine
             record.ChunkIds.AddRange(chunks);
             snapshot.PendingDeletions.Add(record);
         }
+        _sessions.WriteTo(snapshot);
         return snapshot;
     }
 
@@ -891,6 +905,7 @@ public sealed class MasterStateMachine
         {
             state._pendingDeletions[pending.ChunkServerId] = new SortedSet<ulong>(pending.ChunkIds);
         }
+        state._sessions = ClientSessions.From(snapshot);
         return state;
     }
 }

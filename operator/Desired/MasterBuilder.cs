@@ -46,6 +46,44 @@ public static class MasterBuilder
             LivenessProbe = HttpProbe("/healthz", spec.HttpPort, 15),
             Resources = c.Spec.Resources.Master,
         };
+        var template = new V1PodTemplateSpec
+        {
+            Metadata = new V1ObjectMeta { Labels = Names.Labels(c, Component) },
+            Spec = new V1PodSpec
+            {
+                Affinity = new V1Affinity
+                {
+                    // Two masters on one node would let one node failure take out a Raft majority.
+                    PodAntiAffinity = new V1PodAntiAffinity
+                    {
+                        RequiredDuringSchedulingIgnoredDuringExecution =
+                        [
+                            new V1PodAffinityTerm
+                            {
+                                LabelSelector = new V1LabelSelector { MatchLabels = selector },
+                                TopologyKey = "kubernetes.io/hostname",
+                            },
+                        ],
+                        PreferredDuringSchedulingIgnoredDuringExecution =
+                        [
+                            new V1WeightedPodAffinityTerm
+                            {
+                                Weight = 100,
+                                PodAffinityTerm = new V1PodAffinityTerm
+                                {
+                                    LabelSelector = new V1LabelSelector { MatchLabels = selector },
+                                    TopologyKey = c.Spec.ChunkServers.RackLabel,
+                                },
+                            },
+                        ],
+                    },
+                },
+                Containers = [container],
+                TerminationGracePeriodSeconds = 30,
+            },
+        };
+        // The template hash lets the rollout find pods still running an old template.
+        template.Metadata.Annotations = new Dictionary<string, string> { [Names.TemplateHashAnnotation] = SpecHash.Of(template) };
         return new V1StatefulSet
         {
             ApiVersion = "apps/v1",
@@ -57,43 +95,10 @@ public static class MasterBuilder
                 ServiceName = name,
                 PodManagementPolicy = "Parallel",
                 Selector = new V1LabelSelector { MatchLabels = selector },
-                UpdateStrategy = new V1StatefulSetUpdateStrategy { Type = "RollingUpdate" },
-                Template = new V1PodTemplateSpec
-                {
-                    Metadata = new V1ObjectMeta { Labels = Names.Labels(c, Component) },
-                    Spec = new V1PodSpec
-                    {
-                        Affinity = new V1Affinity
-                        {
-                            // Two masters on one node would let one node failure take out a Raft majority.
-                            PodAntiAffinity = new V1PodAntiAffinity
-                            {
-                                RequiredDuringSchedulingIgnoredDuringExecution =
-                                [
-                                    new V1PodAffinityTerm
-                                    {
-                                        LabelSelector = new V1LabelSelector { MatchLabels = selector },
-                                        TopologyKey = "kubernetes.io/hostname",
-                                    },
-                                ],
-                                PreferredDuringSchedulingIgnoredDuringExecution =
-                                [
-                                    new V1WeightedPodAffinityTerm
-                                    {
-                                        Weight = 100,
-                                        PodAffinityTerm = new V1PodAffinityTerm
-                                        {
-                                            LabelSelector = new V1LabelSelector { MatchLabels = selector },
-                                            TopologyKey = c.Spec.ChunkServers.RackLabel,
-                                        },
-                                    },
-                                ],
-                            },
-                        },
-                        Containers = [container],
-                        TerminationGracePeriodSeconds = 30,
-                    },
-                },
+                // Pods are replaced by the operator (MasterRolloutPlanner): one at a time, followers first, the
+                // leader last, only while every member answers and the followers have caught up.
+                UpdateStrategy = new V1StatefulSetUpdateStrategy { Type = "OnDelete" },
+                Template = template,
                 VolumeClaimTemplates =
                 [
                     new V1PersistentVolumeClaim

@@ -24,9 +24,14 @@ public sealed record MasterReport(string? Leader, ulong DegradedChunks, ulong Ba
 public interface IMasterStatusSource
 {
     Task<MasterReport?> GetAsync(StorageCluster cluster, CancellationToken ct);
+
+    /// <summary>Every master's own Raft state (GetMasterState), by pod ordinal; null where one does not answer.</summary>
+    Task<IReadOnlyList<MasterStatus?>> GetMembersAsync(StorageCluster cluster, CancellationToken ct) =>
+        Task.FromResult<IReadOnlyList<MasterStatus?>>([]);
 }
 
 /// <summary>Reads GetClusterStatus from the master over gRPC (one cached channel per address).</summary>
+/// <param name="addressOf">Every master's address of a cluster, comma-separated, in pod ordinal order.</param>
 public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressOf, ILogger<GrpcMasterStatusSource> logger)
     : IMasterStatusSource, IDisposable
 {
@@ -35,6 +40,25 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
     public GrpcMasterStatusSource(ILogger<GrpcMasterStatusSource> logger)
         : this(Names.MasterAddress, logger)
     {
+    }
+
+    public async Task<IReadOnlyList<MasterStatus?>> GetMembersAsync(StorageCluster cluster, CancellationToken ct)
+    {
+        var addresses = MasterChannels.Split(addressOf(cluster));
+        return await Task.WhenAll(addresses.Select(async address =>
+        {
+            try
+            {
+                return (MasterStatus?)await _channels.Client(address).GetMasterStateAsync(new GetMasterStateRequest(),
+                    deadline: DateTime.UtcNow.AddSeconds(3), cancellationToken: ct);
+            }
+            catch (RpcException e)
+            {
+                logger.LogDebug("Master {Address} of {Namespace}/{Name} did not report its Raft state: {Status}", address,
+                    cluster.Metadata.NamespaceProperty, cluster.Metadata.Name, e.StatusCode);
+                return null;
+            }
+        }));
     }
 
     public async Task<MasterReport?> GetAsync(StorageCluster cluster, CancellationToken ct)

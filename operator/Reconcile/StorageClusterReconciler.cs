@@ -129,6 +129,9 @@ public sealed class StorageClusterReconciler(
                 $"replacing pod {rollout.Pod} ({rollout.Reason}); every chunk is fully replicated", ct);
         }
 
+        // 8b. master rolling upgrade: one Raft member at a time, only while the group is whole and caught up
+        var masterRollout = await MasterRolloutAsync(cluster, desired, ct);
+
         // 9. status
         var statefulSet = await api.GetAsync<V1StatefulSet>(ResourceKind.StatefulSet, ns, Names.Master(cluster), ct);
         var byRack = new Dictionary<string, V1DaemonSet?>();
@@ -151,11 +154,33 @@ public sealed class StorageClusterReconciler(
             await events.RecordAsync(cluster, "Normal", "ClusterReady",
                 $"masters {newStatus.Masters.Summary}, chunk servers {newStatus.ChunkServers.Summary}", ct);
         }
-        if (rollout.Action != RolloutAction.Done)
+        if (rollout.Action != RolloutAction.Done || masterRollout.Action != RolloutAction.Done)
         {
             return ReconcileResult.RollingUpgrade(options.RolloutRetry);
         }
         return ready ? ReconcileResult.Ready : ReconcileResult.WaitingForPods(options.NotReadyRetry);
+    }
+
+    private async Task<RolloutDecision> MasterRolloutAsync(StorageCluster cluster, IReadOnlyList<DesiredObject> desired, CancellationToken ct)
+    {
+        var ns = cluster.Metadata.NamespaceProperty;
+        var statefulSet = desired.Select(d => d.Object).OfType<V1StatefulSet>().Single();
+        var pods = await api.ListAsync<V1Pod, V1PodList>(ResourceKind.Pod, ns,
+            $"{Names.ClusterLabel}={cluster.Metadata.Name},{Names.ComponentLabel}={MasterBuilder.Component}", ct);
+        // The masters are asked only when a pod could be replaced now.
+        var members = MasterRolloutPlanner.NeedsMembers(statefulSet, pods.ToList()) ? await masters.GetMembersAsync(cluster, ct) : [];
+        var decision = MasterRolloutPlanner.Next(statefulSet, pods.ToList(), members);
+        if (decision.Action == RolloutAction.Replace)
+        {
+            await api.DeleteAsync(ResourceKind.Pod, ns, decision.Pod!, ct);
+            await events.RecordAsync(cluster, "Normal", "UpgradingMaster",
+                $"replacing pod {decision.Pod} ({decision.Reason}); every master answers and is caught up", ct);
+        }
+        else if (decision.Action == RolloutAction.Wait)
+        {
+            logger.LogInformation("Master upgrade of {Namespace}/{Name} waits: {Reason}", ns, cluster.Metadata.Name, decision.Reason);
+        }
+        return decision;
     }
 
     /// <summary>

@@ -95,6 +95,50 @@ public sealed class RebuildTests(ITestOutputHelper output)
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
     }
 
+    /// <summary>Three chunk servers for three replicas: the server that lost its disk is the only place the lost replicas can go.</summary>
+    private Task<TestCluster> StartThreeServerClusterAsync() =>
+        TestCluster.StartAsync(XunitLoggerProvider.CreateFactory(output, LogLevel.Information), chunkServers: 3, racks: 3, chunkSize: 4 * MiB,
+            extraMasterArgs: ["--heartbeat-timeout", "4s", "--dead-after", "5", "--max-rebuilds", "6"]);
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_server_back_with_an_empty_disk_takes_the_rebuild_and_new_allocations(bool identityLost)
+    {
+        await using var cluster = await StartThreeServerClusterAsync();
+        const string path = "/rebuild/empty-disk.bin";
+        await WriteAsync(cluster, path, seed: 91, blocks: 12);
+        var victim = cluster.Launcher.ChunkServer(2);
+        var oldId = victim.Id;
+
+        cluster.Launcher.KillChunkServer(2);
+        using (var exited = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            await victim.Process!.WaitForExitAsync(exited.Token);
+        }
+        Assert.True(victim.Process.HasExited, "chunk server 2 still runs after kill -9");
+        // A lost disk: its chunks gone (same id), or the whole data directory with the id in it.
+        var wiped = identityLost ? victim.DataDir : Path.Combine(victim.DataDir, "chunks");
+        Directory.Delete(wiped, recursive: true);
+        Directory.CreateDirectory(victim.DataDir);
+        await cluster.Launcher.RestartChunkServerAsync(2);
+        var newId = cluster.Launcher.ChunkServer(2).Id;
+        Assert.Equal(identityLost, newId != oldId);
+        output.WriteLine($"chunk server 2 ({oldId}) back empty as {newId} on {victim.GrpcAddress}");
+
+        // Only three servers: full redundancy means the empty server received a copy of every chunk.
+        var after = await WaitForFullRedundancyAsync(cluster, path, identityLost ? [oldId] : []);
+        Assert.All(after.Chunks, c => Assert.Contains(c.Replicas, r => r.ChunkServerId == newId));
+        await AssertEveryReplicaIntactAsync(after, Expected(91, 12));
+
+        // New chunks need all three servers: the empty one is allocated again.
+        const string next = "/rebuild/after-empty-disk.bin";
+        var written = await WriteAsync(cluster, next, seed: 92, blocks: 6);
+        Assert.All(written.Chunks, c => Assert.Contains(c.Replicas, r => r.ChunkServerId == newId));
+        Assert.Equal(Streams.Sha256OfBlocks(92, 6, MiB), (await Streams.ReadAllAsync(cluster.CreateClient(), next)).Hash);
+        Assert.Equal(Streams.Sha256OfBlocks(91, 12, MiB), (await Streams.ReadAllAsync(cluster.CreateClient(), path)).Hash);
+    }
+
     [Fact]
     public async Task Killing_one_of_six_chunk_servers_rebuilds_every_chunk_to_three_good_replicas_on_three_racks()
     {

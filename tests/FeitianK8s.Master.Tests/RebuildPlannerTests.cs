@@ -94,6 +94,30 @@ public sealed class RebuildPlannerTests
     }
 
     [Fact]
+    public void A_server_back_with_an_empty_disk_becomes_the_target_for_its_own_lost_replicas()
+    {
+        // Three servers, three replicas: cs-0 lost its disk and came back (same id), its replica is bad.
+        var servers = Servers(3, 3);
+        var plan = Plan([Chunk(1, "cs-0!", "cs-1", "cs-2")], servers);
+        Assert.Empty(plan.Copies);
+        var removal = Assert.Single(plan.Removals);
+        Assert.Equal(("cs-0", 1UL), (removal.ChunkServerId, removal.ChunkId));
+
+        // Once the bad record is gone (and the server deleted its file), the server takes the copy.
+        var next = Plan([Chunk(1, "cs-1", "cs-2")], servers);
+        Assert.Equal("cs-0", Assert.Single(next.Copies).Target.Id);
+
+        // The server came back under a new id on the same node (its whole data directory lost): the old id is dead, the new one takes the copy.
+        var replaced = Servers(3, 3, dead: "cs-0").Append(new ServerView("cs-new", "node-0", "rack-0", "http://127.0.0.1:7000", true, false, 0, Capacity, 0)).ToList();
+        Assert.Equal("cs-new", Assert.Single(Plan([Chunk(1, "cs-0", "cs-1", "cs-2")], replaced).Copies).Target.Id);
+
+        // A bad replica on a server that is not alive, or with somewhere else to copy to, stays until the chunk is whole.
+        var down = Servers(3, 3).Select(s => s.Id == "cs-0" ? s with { Alive = false } : s).ToList();
+        Assert.Empty(Plan([Chunk(1, "cs-0!", "cs-1", "cs-2")], down).Removals);
+        Assert.Empty(Plan([Chunk(1, "cs-0!", "cs-1", "cs-2")], Servers(6, 3)).Removals);
+    }
+
+    [Fact]
     public void A_returned_server_makes_a_replica_surplus_and_the_crowded_rack_loses_one()
     {
         var servers = Servers(6, 3);
