@@ -20,6 +20,7 @@ public sealed class MasterService(
     ChunkAllocator allocator,
     MasterOptions options,
     MasterIdentity identity,
+    DeadServerDetector dead,
     ChunkServerReports reports,
     Web.ClusterQueries queries,
     ILogger<MasterService> logger) : Proto.Master.Master.MasterBase
