@@ -184,7 +184,9 @@ public sealed class BackupListCommand : AsyncCommand<BackupListSettings>
             JsonOutput.Write(new { backups = views });
             return 0;
         }
-        var table = new Table().AddColumns("id", "volume", "snapshot", "size", "uploaded", "created");
+        // Ids stay on one line, so that they can be copied from a narrow or redirected console.
+        var table = new Table().AddColumns(new TableColumn("id").NoWrap(), new TableColumn("volume"), new TableColumn("snapshot"),
+            new TableColumn("size"), new TableColumn("uploaded"), new TableColumn("created"));
         foreach (var b in views)
         {
             table.AddRow(b.Id, b.Volume, b.Snapshot, ByteSize.Format(b.SizeBytes), ByteSize.Format(b.UploadedBytes), b.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
@@ -218,7 +220,7 @@ public sealed class BackupRemoveCommand : AsyncCommand<BackupIdSettings>
         var deleted = await BackupClient.RunAsync(async () =>
         {
             using var store = settings.OpenStore();
-            return await BackupClient.WithProgressAsync($"delete of {settings.BackupId}", "",
+            return await BackupClient.WithProgressAsync($"delete of {settings.BackupId}", "freed",
                 progress => new BackupDeleter(store, NullLogger.Instance).DeleteAsync(settings.BackupId, progress, cancellationToken));
         });
         Console.Out.WriteLine($"backup {settings.BackupId} deleted ({deleted} block objects no other backup uses deleted)");

@@ -27,7 +27,8 @@ public sealed class BackupDeleter(BackupStore store, ILogger logger)
         await Parallel.ForEachAsync(orphans, new ParallelOptions { MaxDegreeOfParallelism = store.Options.Parallelism, CancellationToken = ct }, async (hash, token) =>
         {
             await store.DeleteAsync(store.Target.BlockKey(hash), token);
-            progress?.Report(new BackupProgress(Interlocked.Increment(ref done), orphans.Count, 0));
+            var deleted = Interlocked.Increment(ref done);
+            progress?.Report(new BackupProgress(deleted, orphans.Count, deleted * manifest.BlockSize));
         });
         logger.LogInformation("Backup {Id} deleted from {Target}: {Deleted} blocks deleted, {Kept} kept for other backups",
             backupId, store.Target, orphans.Count, manifest.Blocks.Count - orphans.Count);

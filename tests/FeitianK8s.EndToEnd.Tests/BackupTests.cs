@@ -139,6 +139,13 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         return (await store.ListAsync(store.Target.BlocksPrefix, CancellationToken.None)).Count;
     }
 
+    /// <summary>Block objects stored whole (a PUT cut short by the kill may leave a shorter object on s3rver, which a rerun sends again).</summary>
+    private async Task<int> WholeBlocksAsync()
+    {
+        using var store = OpenStore();
+        return (await store.ListAsync(store.Target.BlocksPrefix, CancellationToken.None)).Count(o => o.Value == Block);
+    }
+
     private static void AssertBackupJson(JsonElement backup, string volume, string snapshot, long size)
     {
         Assert.Equal(volume, backup.GetProperty("volume").GetString());
@@ -269,8 +276,8 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         // Killed midway: no backup exists yet, some of its blocks are stored.
         var listed = await RunJsonAsync(_cluster, ["backup", "ls", .. TargetArgs, "--json"]);
         Assert.Empty(listed.GetProperty("backups").EnumerateArray());
-        var stored = await StoredBlocksAsync();
-        output.WriteLine($"{stored} of 64 blocks stored when the backup was killed");
+        var stored = await WholeBlocksAsync();
+        output.WriteLine($"{stored} of 64 blocks stored whole when the backup was killed ({await StoredBlocksAsync()} objects)");
         Assert.InRange(stored, 16, 63);
 
         var resumed = await RunJsonAsync(_cluster, ["backup", "create", "k1", .. TargetArgs, "--json"]);
