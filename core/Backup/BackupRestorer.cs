@@ -63,8 +63,19 @@ public sealed class BackupRestorer(BackupStore store, IPanguFileSystem fs, Maste
                 var offset = block.Index * manifest.BlockSize;
                 var length = (int)Math.Min(manifest.BlockSize, manifest.SizeBytes - offset);
                 var key = store.Target.BlockKey(block.Sha256);
-                var data = await store.TryGetAsync(key, token)
-                    ?? throw new BackupException(BackupErrorKind.Corrupt, $"backup '{manifest.Id}': block {block.Index} (s3://{store.Target.Bucket}/{key}) is missing from the target");
+                byte[]? data;
+                try
+                {
+                    data = await store.TryGetAsync(key, token);
+                }
+                catch (BackupException e) when (e.Kind == BackupErrorKind.Corrupt)
+                {
+                    throw new BackupException(BackupErrorKind.Corrupt, $"backup '{manifest.Id}': block {block.Index} fails its checksum: {e.Message}", e);
+                }
+                if (data is null)
+                {
+                    throw new BackupException(BackupErrorKind.Corrupt, $"backup '{manifest.Id}': block {block.Index} (s3://{store.Target.Bucket}/{key}) is missing from the target");
+                }
                 var actual = Convert.ToHexStringLower(SHA256.HashData(data));
                 if (actual != block.Sha256 || data.Length != length)
                 {

@@ -91,7 +91,15 @@ public sealed class BackupStore : IDisposable
             {
                 using var response = await _s3.GetObjectAsync(new GetObjectRequest { BucketName = Target.Bucket, Key = key }, ct);
                 using var buffer = new MemoryStream();
-                await response.ResponseStream.CopyToAsync(buffer, ct);
+                try
+                {
+                    await response.ResponseStream.CopyToAsync(buffer, ct);
+                }
+                catch (AmazonClientException e)
+                {
+                    // The SDK checks the body against the MD5 the store answered with (its ETag).
+                    throw new BackupException(BackupErrorKind.Corrupt, $"get s3://{Target.Bucket}/{key}: the bytes read do not match the store's own checksum ({e.Message})", e);
+                }
                 return buffer.ToArray();
             });
         }

@@ -219,18 +219,20 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True((await RunCliAsync(other, ["backup", "restore", id2, "--volume", "r3", .. TargetArgs])).Succeeded);
         Assert.Equal(second, await ReadVolumeAsync(other, otherFs, "r3", size));
 
-        // A block object changed in the store: the restore fails on its checksum and leaves no volume behind.
+        // A block object damaged in the store (the server's own MD5 updated too, so only the block's
+        // SHA-256 can tell): the restore fails on its checksum and leaves no volume behind.
         using (var store = OpenStore())
         {
             var manifest = await new BackupCatalog(store).GetAsync(id2, CancellationToken.None);
-            var file = _s3.ObjectFile(store.Target.BlockKey(manifest.Blocks[5].Sha256));
-            var bytes = await File.ReadAllBytesAsync(file);
+            var key = store.Target.BlockKey(manifest.Blocks[5].Sha256);
+            var bytes = await File.ReadAllBytesAsync(_s3.ObjectFile(key));
             bytes[1000] ^= 0xff;
-            await File.WriteAllBytesAsync(file, bytes);
+            await _s3.ReplaceObjectBytesAsync(key, bytes);
         }
         var corrupt = await RunCliAsync(other, ["backup", "restore", id2, "--volume", "r4", .. TargetArgs]);
         Assert.Equal(1, corrupt.ExitCode);
-        Assert.Contains("checksum", corrupt.StandardError, StringComparison.Ordinal);
+        Assert.Contains("fails its checksum", corrupt.StandardError, StringComparison.Ordinal);
+        Assert.Contains("expected 1048576 bytes with SHA-256", corrupt.StandardError, StringComparison.Ordinal);
         Assert.DoesNotContain("r4", await VolumeNamesAsync(otherFs));
     }
 

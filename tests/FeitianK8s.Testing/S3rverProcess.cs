@@ -90,6 +90,21 @@ public sealed partial class S3rverProcess : IAsyncDisposable
     /// <summary>The files s3rver keeps the object <paramref name="key"/>'s bytes in (under its data directory).</summary>
     public string ObjectFile(string key) => Path.Combine(_dir.Path, Bucket, key + "._S3rver_object");
 
+    /// <summary>
+    /// Changes an object's bytes behind the server's back and updates the MD5 it keeps (its ETag),
+    /// as a store that damaged data without noticing would serve it: only the reader's own hash check can tell.
+    /// </summary>
+    public async Task ReplaceObjectBytesAsync(string key, byte[] bytes)
+    {
+        var file = ObjectFile(key);
+        if (!File.Exists(file))
+        {
+            throw new FileNotFoundException($"s3rver holds no object {key}", file);
+        }
+        await File.WriteAllBytesAsync(file, bytes);
+        await File.WriteAllTextAsync(file + ".md5", Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(bytes)));
+    }
+
     public async ValueTask DisposeAsync()
     {
         KillQuietly(_process);
