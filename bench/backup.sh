@@ -53,7 +53,7 @@ target="s3://bench/cluster"
 now() { date +%s.%N; }
 echo "backup of the snapshot..." >&2
 t0=$(now)
-"$feitian" backup create full --target "$target" --endpoint "$s3_endpoint" --json --data "$work/data" >"$work/b1.json" 2>"$work/b1.err"
+"$feitian" backup create full --target "$target" --endpoint "$s3_endpoint" --json --data "$work/data" >"$work/b1.json" 2>"$work/b1.err" || { tail -5 "$work/b1.err" >&2; exit 1; }
 t1=$(now)
 echo "plain parallel upload of the same bytes..." >&2
 plain=$("$bench" s3put --file "$work/volume.img" --target "s3://bench/plain" --endpoint "$s3_endpoint" --object-size 1048576 --parallel 8)
@@ -72,7 +72,7 @@ PY
 fio "$work/change.fio" --output-format=json >/dev/null
 "$feitian" snapshot create vol --name changed --data "$work/data" >&2
 t2=$(now)
-"$feitian" backup create changed --target "$target" --endpoint "$s3_endpoint" --json --data "$work/data" >"$work/b2.json" 2>"$work/b2.err"
+"$feitian" backup create changed --target "$target" --endpoint "$s3_endpoint" --json --data "$work/data" >"$work/b2.json" 2>"$work/b2.err" || { tail -5 "$work/b2.err" >&2; exit 1; }
 t3=$(now)
 
 python3 - "$work/b1.json" "$work/b2.json" "$t0" "$t1" "$t2" "$t3" "$plain" "$changed" "$blocks" <<'PY'
