@@ -14,7 +14,7 @@ namespace FeitianK8s.Cli.Commands;
 public class BackupTargetSettings : ClusterSettings
 {
     [CommandOption("--target <URL>")]
-    [Description("Backup target: s3://BUCKET[/PREFIX] (the bucket must exist).")]
+    [Description("Backup target: s3://BUCKET[[/PREFIX]] (the bucket must exist).")]
     public string? Target { get; init; }
 
     [CommandOption("--endpoint <URL>")]

@@ -113,23 +113,28 @@ public sealed class BackupStore : IDisposable
     public async Task<Dictionary<string, long>> ListAsync(string prefix, CancellationToken ct)
     {
         var keys = new Dictionary<string, long>(StringComparer.Ordinal);
-        string? token = null;
-        do
+        string? after = null;
+        while (true)
         {
-            var page = await CallAsync("list", prefix, () => _s3.ListObjectsV2Async(new ListObjectsV2Request
+            // ListObjects (v1) with the last key seen as marker: every S3-compatible store has it, and it
+            // needs no continuation tokens (s3rver 3.7 fails to make those on Node.js 20 and later).
+            var page = await CallAsync("list", prefix, () => _s3.ListObjectsAsync(new ListObjectsRequest
             {
                 BucketName = Target.Bucket,
                 Prefix = prefix,
-                ContinuationToken = token,
+                Marker = after,
             }, ct));
-            foreach (var o in page.S3Objects ?? [])
+            var objects = page.S3Objects ?? [];
+            foreach (var o in objects)
             {
                 keys[o.Key] = o.Size ?? 0;
             }
-            token = page.IsTruncated == true ? page.NextContinuationToken : null;
+            if (page.IsTruncated != true || objects.Count == 0)
+            {
+                return keys;
+            }
+            after = objects[^1].Key;
         }
-        while (token is not null);
-        return keys;
     }
 
     public async Task DeleteAsync(string key, CancellationToken ct) =>
