@@ -22,6 +22,13 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 
+# A real S3-compatible server for the backup tests (npm `s3rver`), kept inside the repository's tests/.
+if [ ! -x tests/.s3rver/node_modules/.bin/s3rver ]; then
+  command -v npm >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq npm >/dev/null; }
+  echo "installing test prerequisite: s3rver (npm)"
+  npm install --prefix tests/.s3rver --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null
+fi
+
 dotnet build FeitianK8s.sln -c Release -nologo -v q
 log=$(mktemp)
 status=0

@@ -58,5 +58,13 @@ public static class FeitianCli
             snapshot.AddCommand<SnapshotListCommand>("ls").WithDescription("List snapshots.");
             snapshot.AddCommand<SnapshotRemoveCommand>("rm").WithDescription("Remove a snapshot.");
         });
+        config.AddBranch("backup", backup =>
+        {
+            backup.SetDescription("Incremental backups of snapshots to an S3-compatible object store (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).");
+            backup.AddCommand<BackupCreateCommand>("create").WithDescription("Back a snapshot up: feitian backup create SNAP --target s3://BUCKET[[/PREFIX]] --endpoint URL.");
+            backup.AddCommand<BackupListCommand>("ls").WithDescription("List the backups in a target.");
+            backup.AddCommand<BackupRestoreCommand>("restore").WithDescription("Restore a backup into a new volume: feitian backup restore BACKUP_ID --volume NAME --target ... --endpoint ....");
+            backup.AddCommand<BackupRemoveCommand>("rm").WithDescription("Delete a backup and the blocks no other backup uses.");
+        });
     }
 }
