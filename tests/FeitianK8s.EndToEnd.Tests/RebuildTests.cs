@@ -43,8 +43,13 @@ public sealed class RebuildTests(ITestOutputHelper output)
         return data;
     }
 
-    /// <summary>Waits until every chunk of the file has exactly 3 good replicas on 3 racks, none on an excluded server.</summary>
-    private async Task<PanguFileInfo> WaitForFullRedundancyAsync(TestCluster cluster, string path, IReadOnlyCollection<string> excluded)
+    /// <summary>
+    /// Waits until every chunk of the file has exactly 3 good replicas on 3 racks, none on an excluded server, one on
+    /// <paramref name="mustHold"/> when given, and (when <paramref name="checkServers"/>) every replica really on its
+    /// chunk server, sealed at the chunk's length: the master's word alone could come from before it saw a loss.
+    /// </summary>
+    private async Task<PanguFileInfo> WaitForFullRedundancyAsync(TestCluster cluster, string path, IReadOnlyCollection<string> excluded,
+        string? mustHold = null, bool checkServers = false)
     {
         var client = cluster.CreateClient();
         var deadline = DateTime.UtcNow + Patience;
@@ -54,7 +59,9 @@ public sealed class RebuildTests(ITestOutputHelper output)
             var status = await cluster.Launcher.GetClusterStatusAsync();
             var healthy = stat.Chunks.All(c =>
                 c.Sealed && c.Replicas.Count == 3 && c.Replicas.All(r => !r.Bad && !excluded.Contains(r.ChunkServerId))
-                && c.Replicas.Select(r => r.Rack).Distinct().Count() == 3 && c.Replicas.Select(r => r.Node).Distinct().Count() == 3);
+                && c.Replicas.Select(r => r.Rack).Distinct().Count() == 3 && c.Replicas.Select(r => r.Node).Distinct().Count() == 3
+                && (mustHold is null || c.Replicas.Any(r => r.ChunkServerId == mustHold)));
+            healthy = healthy && (!checkServers || await EveryReplicaOnItsServerAsync(stat));
             output.WriteLine($"under-replicated {status.UnderReplicatedChunks}, degraded {status.DegradedChunks}, bad {status.BadReplicas}, " +
                 $"copies active {status.Rebuild?.CopiesActive}, completed {status.Rebuild?.CopiesCompleted}, healthy {healthy}");
             if (healthy && status.UnderReplicatedChunks == 0 && status.DegradedChunks == 0 && status.BadReplicas == 0)
@@ -64,6 +71,30 @@ public sealed class RebuildTests(ITestOutputHelper output)
             Assert.True(DateTime.UtcNow < deadline, $"chunks of {path} not back to 3 good replicas on 3 racks within {Patience}");
             await Task.Delay(500);
         }
+    }
+
+    private static async Task<bool> EveryReplicaOnItsServerAsync(PanguFileInfo stat)
+    {
+        foreach (var chunk in stat.Chunks)
+        {
+            foreach (var replica in chunk.Replicas)
+            {
+                using var raw = new RawChunkServer(replica.Address);
+                try
+                {
+                    var info = await raw.InfoAsync(chunk.Id);
+                    if (!info.Sealed || info.Length != (ulong)chunk.Length)
+                    {
+                        return false;
+                    }
+                }
+                catch (RpcException)
+                {
+                    return false;
+                }
+            }
+        }
+        return true;
     }
 
     /// <summary>Reads every replica of every chunk straight from its chunk server and compares it with what was written.</summary>
@@ -127,7 +158,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
         output.WriteLine($"chunk server 2 ({oldId}) back empty as {newId} on {victim.GrpcAddress}");
 
         // Only three servers: full redundancy means the empty server received a copy of every chunk.
-        var after = await WaitForFullRedundancyAsync(cluster, path, identityLost ? [oldId] : []);
+        var after = await WaitForFullRedundancyAsync(cluster, path, identityLost ? [oldId] : [], mustHold: newId, checkServers: true);
         Assert.All(after.Chunks, c => Assert.Contains(c.Replicas, r => r.ChunkServerId == newId));
         await AssertEveryReplicaIntactAsync(after, Expected(91, 12));
 
