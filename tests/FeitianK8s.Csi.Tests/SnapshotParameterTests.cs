@@ -42,7 +42,7 @@ public sealed class SnapshotParameterTests
         Assert.Same(Target, SnapshotBackupRules.Require(new SnapshotParameters(Backup: true), Target, new FakeReadyBackups(), "Backup-SNAP"));
     }
 
-    /// <summary>A fake backup engine (the real one is not in the driver yet) that accepts every backup, to check the rules let a ready one through.</summary>
+    /// <summary>A backup engine that accepts every backup, to check the rules let a ready one through (the real one is tested in SnapshotBackupTests).</summary>
     private sealed class FakeReadyBackups : ISnapshotBackups
     {
         public string? Unavailability => null;
