@@ -19,6 +19,8 @@ public sealed class SnapshotParameterTests
             ["csi.storage.k8s.io/volumesnapshotcontent/name"] = "snapcontent-1",
         });
         Assert.True(parsed.Backup);
+        // The operator's backup VolumeSnapshotClass names the key the driver parses.
+        Assert.Equal(SnapshotParameters.BackupKey, FeitianK8s.Operator.Desired.StorageClassBuilder.BackupParameter);
         Assert.Equal("true", parsed.ToLabels()[SnapshotParameters.BackupLabel]);
         Assert.Empty(SnapshotParameters.None.ToLabels());
         var bad = Assert.Throws<RpcException>(() => SnapshotParameters.Parse(new Dictionary<string, string> { [SnapshotParameters.BackupKey] = "yes" }));
