@@ -61,7 +61,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         {
             Holder = $"csi-controller@{(options.NodeId.Length > 0 ? options.NodeId : Environment.MachineName)}",
         });
-        builder.Services.AddSingleton<ISnapshotBackups, UnavailableSnapshotBackups>();
+        builder.Services.AddSingleton<ISnapshotBackups, S3SnapshotBackups>();
         builder.Services.AddSingleton<SnapshotManager>();
         builder.Services.AddSingleton<CloneManager>();
         builder.Services.AddSingleton<Mounter>();

@@ -5,9 +5,9 @@ namespace FeitianK8s.Csi.Controller;
 
 /// <summary>
 /// Where a snapshot taken with <c>feitian.io/backup: "true"</c> is handed for its backup to the
-/// snapshot target. <see cref="Unavailable"/> is what this driver has until a backup engine is
-/// registered: such snapshots are refused before anything is taken, so nothing claims a backup
-/// that will never be made.
+/// snapshot target: <see cref="S3SnapshotBackups"/> in the driver. An engine that reports an
+/// <see cref="Unavailability"/> has such snapshots refused before anything is taken, so nothing
+/// claims a backup that will never be made.
 /// </summary>
 public interface ISnapshotBackups
 {
@@ -18,7 +18,7 @@ public interface ISnapshotBackups
     Task StartAsync(SnapshotRecord snapshot, SnapshotTarget target, CancellationToken ct);
 }
 
-/// <summary>No backup engine in the driver: backups are refused with the reason.</summary>
+/// <summary>No backup engine (a driver built without one): backups are refused with the reason.</summary>
 public sealed class UnavailableSnapshotBackups : ISnapshotBackups
 {
     public string? Unavailability =>

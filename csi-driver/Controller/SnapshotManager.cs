@@ -22,7 +22,13 @@ public sealed class SnapshotManager(VolumeSnapshots snapshots, CsiDriverOptions 
         var id = SnapshotIds.FromName(name);
         if (await GetAsync(id, ct) is { } existing)
         {
-            return CheckSame(existing, name, sourceVolumeId);
+            var same = CheckSame(existing, name, sourceVolumeId);
+            // A retry of a backed-up snapshot resumes its upload if it was interrupted (stored blocks are not sent again).
+            if (SnapshotBackupRules.Require(parameters, options.SnapshotTarget, backups, name) is { } retryTarget)
+            {
+                await backups.StartAsync(same, retryTarget, ct);
+            }
+            return same;
         }
         // A backup that cannot be made refuses the request before anything is taken.
         var backupTarget = SnapshotBackupRules.Require(parameters, options.SnapshotTarget, backups, name);

@@ -42,6 +42,10 @@ public static class DesiredState
         if (env.SnapshotClassCrdExists && CsiSidecars.Snapshots)
         {
             list.Add(new(ResourceKind.SnapshotClass, StorageClassBuilder.SnapshotClass(c)));
+            if (c.Spec.SnapshotTarget is not null)
+            {
+                list.Add(new(ResourceKind.SnapshotClass, StorageClassBuilder.BackupSnapshotClass(c)));
+            }
         }
         foreach (var d in list)
         {

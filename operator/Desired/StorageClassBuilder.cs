@@ -37,10 +37,22 @@ public static class StorageClassBuilder
         };
     }
 
+    /// <summary>The driver's VolumeSnapshotClass parameter that also backs a snapshot up to the snapshot target.</summary>
+    public const string BackupParameter = "feitian.io/backup";
+
     public static VolumeSnapshotClass SnapshotClass(StorageCluster c) => new()
     {
         Metadata = Meta.ClusterScoped(c, c.Spec.StorageClass.Name, Component),
         Driver = Names.CsiDriverName,
         DeletionPolicy = "Delete",
+    };
+
+    /// <summary>With a snapshot target: class <c>NAME-backup</c>, whose snapshots are also backed up to it.</summary>
+    public static VolumeSnapshotClass BackupSnapshotClass(StorageCluster c) => new()
+    {
+        Metadata = Meta.ClusterScoped(c, c.Spec.StorageClass.Name + "-backup", Component),
+        Driver = Names.CsiDriverName,
+        DeletionPolicy = "Delete",
+        Parameters = new Dictionary<string, string> { [BackupParameter] = "true" },
     };
 }

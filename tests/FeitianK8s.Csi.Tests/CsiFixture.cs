@@ -53,7 +53,7 @@ public sealed class CsiFixture : IAsyncLifetime
     }
 
     public async Task<DriverInstance> StartDriverAsync(string nodeId, string stateDir, IReadOnlyList<string>? masters = null, CsiMode mode = CsiMode.All,
-        TimeSpan? masterRetry = null)
+        TimeSpan? masterRetry = null, SnapshotTarget? snapshotTarget = null)
     {
         var socket = Root.Combine(nodeId, $"csi-{Guid.NewGuid():N}"[..12] + ".sock");
         var options = new CsiDriverOptions
@@ -65,6 +65,7 @@ public sealed class CsiFixture : IAsyncLifetime
             Masters = masters ?? [Cluster.Launcher.MasterAddress],
             StateDir = stateDir,
             MasterUnavailableRetry = masterRetry ?? TimeSpan.FromSeconds(10),
+            SnapshotTarget = snapshotTarget,
         };
         var host = CsiDriverHost.Create(options, logging => logging
             .AddProvider(new XunitLoggerProvider(Output, LogLevel.Information))

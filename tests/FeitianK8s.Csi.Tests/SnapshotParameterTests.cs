@@ -19,6 +19,8 @@ public sealed class SnapshotParameterTests
             ["csi.storage.k8s.io/volumesnapshotcontent/name"] = "snapcontent-1",
         });
         Assert.True(parsed.Backup);
+        // The operator's backup VolumeSnapshotClass names the key the driver parses.
+        Assert.Equal(SnapshotParameters.BackupKey, FeitianK8s.Operator.Desired.StorageClassBuilder.BackupParameter);
         Assert.Equal("true", parsed.ToLabels()[SnapshotParameters.BackupLabel]);
         Assert.Empty(SnapshotParameters.None.ToLabels());
         var bad = Assert.Throws<RpcException>(() => SnapshotParameters.Parse(new Dictionary<string, string> { [SnapshotParameters.BackupKey] = "yes" }));
@@ -42,7 +44,7 @@ public sealed class SnapshotParameterTests
         Assert.Same(Target, SnapshotBackupRules.Require(new SnapshotParameters(Backup: true), Target, new FakeReadyBackups(), "Backup-SNAP"));
     }
 
-    /// <summary>A fake backup engine (the real one is not in the driver yet) that accepts every backup, to check the rules let a ready one through.</summary>
+    /// <summary>A backup engine that accepts every backup, to check the rules let a ready one through (the real one is tested in SnapshotBackupTests).</summary>
     private sealed class FakeReadyBackups : ISnapshotBackups
     {
         public string? Unavailability => null;

@@ -228,6 +228,14 @@ public sealed class DesiredStateTests
         Assert.DoesNotContain(Build(), d => d.Kind == ResourceKind.SnapshotClass);
         var snapshotClass = (VolumeSnapshotClass)Assert.Single(Build(snapshotCrd: true), d => d.Kind == ResourceKind.SnapshotClass).Object;
         Assert.Equal(("feitian", "feitian.csi.k8s.io", "Delete"), (snapshotClass.Metadata.Name, snapshotClass.Driver, snapshotClass.DeletionPolicy));
+        Assert.Null(snapshotClass.Parameters);
+        // With a snapshot target, a second class whose snapshots are also backups to it.
+        var withTarget = TestClusters.Minimal();
+        withTarget.Spec.SnapshotTarget = new SnapshotTargetSpec { Endpoint = "http://minio.storage.svc:9000", Bucket = "snaps" };
+        var classes = Build(withTarget, snapshotCrd: true).Where(d => d.Kind == ResourceKind.SnapshotClass).Select(d => (VolumeSnapshotClass)d.Object).ToList();
+        Assert.Equal(["feitian", "feitian-backup"], classes.Select(k => k.Metadata.Name));
+        Assert.Equal("true", classes[1].Parameters![StorageClassBuilder.BackupParameter]);
+        Assert.Equal("feitian.csi.k8s.io", classes[1].Driver);
         var driver = Single<V1CSIDriver>(Build(), "feitian.csi.k8s.io");
         Assert.True(driver.Spec.AttachRequired);
     }
