@@ -55,7 +55,14 @@ for _ in $(seq 1 1200); do
 done
 grep -q '^ready' "$work/up.log" || { cat "$work/up.log" >&2; echo "bench/rebuild.sh: feitian up not ready after 120 s" >&2; exit 1; }
 nbd_port=$(grep -oE '^nbd +nbd://127\.0\.0\.1:[0-9]+' "$work/up.log" | grep -oE '[0-9]+$')
-metrics=$(grep -E '^master ' "$work/up.log" | grep -oE '\(metrics http://[^)]+\)' | head -1 | sed -E 's/^\(metrics //; s/\)$//')
+master_metrics=$(grep -E '^master ' "$work/up.log" | grep -oE '\(metrics http://[^)]+\)' | sed -E 's/^\(metrics //; s/\)$//')
+# Rebuild and health gauges live on the leader only: follow whichever master leads now.
+leader_metrics() {
+  for url in $master_metrics; do
+    if curl -s --max-time 2 "$url" | grep -qE '^feitian_master_is_leader 1'; then echo "$url"; return; fi
+  done
+  echo "${master_metrics%%[[:space:]]*}"
+}
 fill_bytes=$(python3 -c 'import re,sys; m=re.fullmatch(r"(\d+)([KMGT]?)",sys.argv[1]); print(int(m.group(1))<<{"":0,"K":10,"M":20,"G":30,"T":40}[m.group(2)])' "$SIZE")
 volume_mib=$(( fill_bytes / 1048576 + 1024 ))
 "$feitian" volume create bench --size "${volume_mib}MiB" --replicas 3 --data "$work/data" >&2
@@ -97,6 +104,7 @@ dead_at=""
 done_at=""
 degraded_at=""
 for _ in $(seq 1 7200); do
+  metrics=$(leader_metrics)
   m=$(curl -s --max-time 5 "$metrics" || true)
   now=$(date +%s.%N)
   dead=$(metric feitian_master_chunk_servers_dead "$m"); degraded=$(metric feitian_master_degraded_chunks "$m")
