@@ -61,6 +61,8 @@ public sealed class MasterService(
         foreach (var replaced in Query(state => state.ChunkServers.Where(s => s.Address == server.Address && s.Id != server.Id).Select(s => s.Id).ToList()))
         {
             dead.Supersede(replaced);
+            // Its last heartbeat is still fresh: without this, an allocation could name the old id and reach the new process.
+            liveness.Forget(replaced);
             logger.LogWarning("Chunk server {New} registered on {Address}, the address of chunk server {Old}: the old one is dead, its replicas are rebuilt",
                 server.Id, server.Address, replaced);
         }

@@ -55,6 +55,12 @@ public sealed class ChunkServerLiveness
     public void Record(string id, ulong capacityBytes, ulong usedBytes, ulong chunks) =>
         _samples[id] = new HeartbeatSample(_clock.GetUtcNow(), capacityBytes, usedBytes, chunks);
 
+    /// <summary>
+    /// Drops a server's sample: it was replaced (a new id registered on its address), so nothing it reported
+    /// before may count as alive; only a heartbeat of its own brings it back.
+    /// </summary>
+    public void Forget(string id) => _samples.TryRemove(id, out _);
+
     public HeartbeatSample? Last(string id) => _samples.GetValueOrDefault(id);
 
     public bool IsAlive(string id) => _samples.TryGetValue(id, out var sample) && IsAlive(sample);
