@@ -50,7 +50,12 @@ public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier,
         new() { Length = (ulong)await store.SyncAsync(request.ChunkId) };
 
     public override async Task<SealResponse> Seal(SealRequest request, ServerCallContext context) =>
-        new() { Length = (ulong)await store.SealAsync(request.ChunkId, request.Epoch, request.Length) };
+        new()
+        {
+            Length = (ulong)(request.AtCurrentLength
+                ? await store.SealAtCurrentLengthAsync(request.ChunkId, request.Epoch)
+                : await store.SealAsync(request.ChunkId, request.Epoch, request.Length)),
+        };
 
     public override async Task<DeleteChunkResponse> DeleteChunk(DeleteChunkRequest request, ServerCallContext context)
     {

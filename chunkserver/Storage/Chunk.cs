@@ -221,6 +221,8 @@ internal sealed class Chunk : IDisposable
 
     public Task<long> SealAsync(ulong epoch, ulong length) => LockedAsync(() => Seal(epoch, length));
 
+    public Task<long> SealAtCurrentLengthAsync(ulong epoch) => LockedAsync(() => Seal(epoch, (ulong)_length));
+
     /// <summary>Removes the chunk's files; the meta file goes first, so a crash leaves only leftovers.</summary>
     public Task DeleteAsync() => LockedAsync(() =>
     {

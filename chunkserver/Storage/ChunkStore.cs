@@ -150,6 +150,9 @@ public sealed class ChunkStore : IDisposable
 
     public Task<long> SealAsync(ulong id, ulong epoch, ulong length) => Get(id).SealAsync(epoch, length);
 
+    /// <summary>Seals the chunk at its present length (nothing cut); a sealed chunk just reports its length.</summary>
+    public Task<long> SealAtCurrentLengthAsync(ulong id, ulong epoch) => Get(id).SealAtCurrentLengthAsync(epoch);
+
     public Task<ChunkState> InfoAsync(ulong id) => Get(id).InfoAsync();
 
     /// <summary>Raises the chunk's epoch to <paramref name="epoch"/> (fencing older writers) and returns its state.</summary>

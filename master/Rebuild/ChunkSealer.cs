@@ -8,10 +8,17 @@ using Microsoft.Extensions.Logging;
 namespace FeitianK8s.Master.Rebuild;
 
 /// <summary>
-/// Seals an open chunk whose writer is gone (the seal rule of ARCHITECTURE.md, as in the client's takeover):
-/// asks every replica not known bad or dead for its length, seals those that answer at the MINIMUM (which
-/// covers every acknowledged byte, since an append is acknowledged only once on every replica) with the file's
-/// current epoch, logs the seal, and marks replicas that did not take it bad so they are replaced.
+/// Seals an open chunk whose writer's pipeline is broken (a replica bad or on a dead server), by the seal rule
+/// of ARCHITECTURE.md: the seal length is the MINIMUM over the live replicas, which covers every acknowledged
+/// byte, since an append is acknowledged only once every replica has it.
+/// <para>
+/// The minimum only holds if no append lands after it was read, and the writer may still be alive (it can reach
+/// a server the master has declared dead). So unless some replica is sealed already (its writer sealed it at
+/// the acknowledged length; that length is final and the others are cut to it), the sealer first freezes every
+/// live replica by sealing it at its own current length, cutting nothing, and only then takes the minimum of
+/// the frozen lengths. A replica frozen longer holds bytes no writer had acknowledged: it is marked bad and
+/// replaced. Replicas that did not answer or take the seal are marked bad too.
+/// </para>
 /// </summary>
 public sealed class ChunkSealer(MasterMetadata metadata, GrpcChannelCache channels, ILogger<ChunkSealer> log)
 {
@@ -23,8 +30,7 @@ public sealed class ChunkSealer(MasterMetadata metadata, GrpcChannelCache channe
         {
             try
             {
-                var client = new ChunkServer.ChunkServerClient(channels.Get(server.Address));
-                var info = await client.GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = chunkId }, deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct);
+                var info = await Client(server).GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = chunkId }, deadline: Deadline, cancellationToken: ct);
                 return (Server: server, Info: (ChunkInfo?)info);
             }
             catch (RpcException error)
@@ -33,35 +39,56 @@ public sealed class ChunkSealer(MasterMetadata metadata, GrpcChannelCache channe
                 return (Server: server, Info: (ChunkInfo?)null);
             }
         })).ConfigureAwait(false);
-        var answered = infos.Where(i => i.Info is not null).ToList();
+        var answered = infos.Where(i => i.Info is not null).Select(i => (i.Server, Info: i.Info!)).ToList();
         if (answered.Count == 0)
         {
             log.LogWarning("Cannot seal chunk {ChunkId}: no live replica answers; trying again later", chunkId);
             return;
         }
-        var sealedOnes = answered.Where(a => a.Info!.Sealed).ToList();
-        var length = (sealedOnes.Count > 0 ? sealedOnes : answered).Min(a => a.Info!.Length);
-        if (length < committedLength)
+        if (answered.Min(a => a.Info.Length) < committedLength)
         {
-            log.LogError("Not sealing chunk {ChunkId}: live replicas agree on {Length} bytes, below the committed {Committed}", chunkId, length, committedLength);
+            log.LogError("Not sealing chunk {ChunkId}: live replicas hold {Length} bytes, below the committed {Committed}",
+                chunkId, answered.Min(a => a.Info.Length), committedLength);
             return;
         }
         var bad = new List<string>(infos.Where(i => i.Info is null).Select(i => i.Server.Id));
-        foreach (var (server, info) in answered)
+        var sealedOnes = answered.Where(a => a.Info.Sealed).ToList();
+        ulong length;
+        if (sealedOnes.Count > 0)
         {
-            if (info!.Sealed && info.Length == length)
+            length = sealedOnes.Min(a => a.Info.Length);
+            foreach (var (server, info) in answered.Where(a => !(a.Info.Sealed && a.Info.Length == length)))
             {
-                continue;
+                if (!await TrySealAsync(server, new SealRequest { ChunkId = chunkId, Epoch = Math.Max(epoch, info.Epoch), Length = length }, ct))
+                {
+                    bad.Add(server.Id);
+                }
             }
-            try
+        }
+        else
+        {
+            var frozen = new List<(ServerView Server, ulong Length)>();
+            foreach (var (server, info) in answered)
             {
-                var client = new ChunkServer.ChunkServerClient(channels.Get(server.Address));
-                await client.SealAsync(new SealRequest { ChunkId = chunkId, Epoch = Math.Max(epoch, info.Epoch), Length = length },
-                    deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct);
+                var at = await TrySendSealAsync(server, new SealRequest { ChunkId = chunkId, Epoch = Math.Max(epoch, info.Epoch), AtCurrentLength = true }, ct);
+                if (at is { } frozenLength)
+                {
+                    frozen.Add((server, frozenLength));
+                }
+                else
+                {
+                    bad.Add(server.Id);
+                }
             }
-            catch (RpcException error)
+            if (frozen.Count == 0)
             {
-                log.LogWarning("Sealing chunk {ChunkId} at {Length} on {Server} failed ({Code}: {Detail})", chunkId, length, server.Id, error.StatusCode, error.Status.Detail);
+                return;
+            }
+            length = frozen.Min(f => f.Length);
+            foreach (var (server, longer) in frozen.Where(f => f.Length != length))
+            {
+                log.LogWarning("Chunk {ChunkId}: {Server} froze at {Longer} bytes, past the seal length {Length}; its replica is replaced",
+                    chunkId, server.Id, longer, length);
                 bad.Add(server.Id);
             }
         }
@@ -75,10 +102,31 @@ public sealed class ChunkSealer(MasterMetadata metadata, GrpcChannelCache channe
             log.LogWarning("Logging the seal of chunk {ChunkId} at {Length} was refused: {Error}", chunkId, length, result.Error!.Message);
             return;
         }
-        log.LogInformation("Sealed chunk {ChunkId} (writer gone) at {Length} bytes on {Count} replicas", chunkId, length, answered.Count - bad.Count(b => answered.Any(a => a.Server.Id == b)));
+        log.LogInformation("Sealed chunk {ChunkId} (writer's pipeline broken) at {Length} bytes on {Count} replicas", chunkId, length, infos.Length - bad.Count);
         foreach (var serverId in bad)
         {
             await metadata.SubmitAsync(new MasterCommand { ReportBadReplica = new ReportBadReplicaCommand { ChunkId = chunkId, ChunkServerId = serverId } }, ct).ConfigureAwait(false);
+        }
+    }
+
+    private static DateTime Deadline => DateTime.UtcNow + CallTimeout;
+
+    private ChunkServer.ChunkServerClient Client(ServerView server) => new(channels.Get(server.Address));
+
+    private async Task<bool> TrySealAsync(ServerView server, SealRequest request, CancellationToken ct) =>
+        await TrySendSealAsync(server, request, ct) is not null;
+
+    /// <summary>Sends a seal; returns the replica's sealed length, or null when it failed (logged).</summary>
+    private async Task<ulong?> TrySendSealAsync(ServerView server, SealRequest request, CancellationToken ct)
+    {
+        try
+        {
+            return (await Client(server).SealAsync(request, deadline: Deadline, cancellationToken: ct)).Length;
+        }
+        catch (RpcException error)
+        {
+            log.LogWarning("Sealing chunk {ChunkId} on {Server} failed ({Code}: {Detail})", request.ChunkId, server.Id, error.StatusCode, error.Status.Detail);
+            return null;
         }
     }
 }

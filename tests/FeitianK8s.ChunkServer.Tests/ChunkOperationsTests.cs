@@ -145,6 +145,30 @@ public sealed class ChunkOperationsTests(ITestOutputHelper output) : IAsyncLifet
     }
 
     [Fact]
+    public async Task Seal_at_current_length_freezes_the_chunk_without_cutting_and_later_appends_are_refused()
+    {
+        await _server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 15, Epoch = 3 });
+        var data = RandomBytes(7_000, 15);
+        await _server.AppendAsync(15, 3, 0, data);
+
+        // The length field is ignored: the master freezes before it knows the seal length.
+        var frozen = await _server.Client.SealAsync(new SealRequest { ChunkId = 15, Epoch = 3, Length = 1, AtCurrentLength = true });
+        Assert.Equal(7_000ul, frozen.Length);
+        var info = await _server.InfoAsync(15);
+        Assert.True(info.Sealed);
+        Assert.Equal(7_000ul, info.Length);
+        Assert.Equal(data, await _server.ReadAllAsync(15));
+
+        // The writer's next append (same epoch, right offset) is refused as sealed: nothing lands after the freeze.
+        await FailsAsync(StatusCode.FailedPrecondition, ErrorReasons.Sealed, () => _server.AppendAsync(15, 3, 7_000, RandomBytes(10, 16)));
+        // Freezing again reports the same length; a stale epoch is refused as for any seal.
+        Assert.Equal(7_000ul, (await _server.Client.SealAsync(new SealRequest { ChunkId = 15, Epoch = 3, AtCurrentLength = true })).Length);
+        await FailsAsync(StatusCode.FailedPrecondition, ErrorReasons.StaleEpoch,
+            async () => await _server.Client.SealAsync(new SealRequest { ChunkId = 15, Epoch = 2, AtCurrentLength = true }));
+        Assert.Equal(data, await _server.ReadAllAsync(15));
+    }
+
+    [Fact]
     public async Task Appends_past_the_chunk_max_length_are_refused_as_chunk_full()
     {
         await _server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 6, Epoch = 1, MaxLength = 8192 });

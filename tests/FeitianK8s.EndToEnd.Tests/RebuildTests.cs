@@ -170,6 +170,55 @@ public sealed class RebuildTests(ITestOutputHelper output)
         Assert.Equal(Streams.Sha256OfBlocks(91, 12, MiB), (await Streams.ReadAllAsync(cluster.CreateClient(), path)).Hash);
     }
 
+    /// <summary>
+    /// The master seals an open chunk that lost a replica while its writer is still alive and idle: it freezes the
+    /// survivors before taking their length, so the seal covers every acknowledged byte, and the writer carries on
+    /// in a new chunk when it appends again.
+    /// </summary>
+    [Fact]
+    public async Task An_idle_writer_whose_open_chunk_lost_a_replica_keeps_every_acknowledged_byte_when_the_master_seals_it()
+    {
+        await using var cluster = await StartClusterAsync();
+        var client = cluster.CreateClient(clientNode: "node-1");
+        const string path = "/rebuild/idle-writer.bin";
+        await client.CreateAsync(path);
+        await using var writer = await client.OpenForAppendAsync(path);
+        var acknowledged = TestData.Random(900_000, 51);
+        await writer.AppendAsync(acknowledged);
+        var chunk = (await client.StatAsync(path))!.Chunks.Single();
+        Assert.False(chunk.Sealed);
+        var victim = Enumerable.Range(1, 6).First(i =>
+            cluster.Launcher.ChunkServer(i).Node != "node-1" && chunk.Replicas.Any(r => r.ChunkServerId == cluster.Launcher.ChunkServer(i).Id));
+        var victimId = cluster.Launcher.ChunkServer(victim).Id;
+        cluster.Launcher.KillChunkServer(victim);
+        await ServerFaults.AssertServerIsDownAsync(cluster.Launcher.ChunkServer(victim));
+
+        // Dead after 5 s: the master seals the open chunk on the survivors while the writer still holds the file.
+        var deadline = DateTime.UtcNow + Patience;
+        PanguChunk sealedChunk;
+        while (!(sealedChunk = (await client.StatAsync(path))!.Chunks[0]).Sealed)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the master did not seal chunk {chunk.Id} within {Patience}");
+            await Task.Delay(250);
+        }
+        Assert.Equal(acknowledged.Length, sealedChunk.Length);
+        foreach (var replica in chunk.Replicas.Where(r => r.ChunkServerId != victimId))
+        {
+            using var raw = new RawChunkServer(replica.Address);
+            var info = await raw.InfoAsync(chunk.Id);
+            Assert.True(info.Sealed, $"replica on {replica.ChunkServerId} is not sealed");
+            Assert.Equal((ulong)acknowledged.Length, info.Length);
+        }
+
+        var more = TestData.Random(300_000, 52);
+        await writer.AppendAsync(more);
+        await writer.CloseAsync();
+        var after = (await client.StatAsync(path))!;
+        Assert.Equal(acknowledged.Length + more.Length, after.Length);
+        Assert.All(after.Chunks.Skip(1), c => Assert.DoesNotContain(c.Replicas, r => r.ChunkServerId == victimId));
+        Assert.Equal(TestData.Sha256([.. acknowledged, .. more]), (await Streams.ReadAllAsync(client, path)).Hash);
+    }
+
     [Fact]
     public async Task Killing_one_of_six_chunk_servers_rebuilds_every_chunk_to_three_good_replicas_on_three_racks()
     {
