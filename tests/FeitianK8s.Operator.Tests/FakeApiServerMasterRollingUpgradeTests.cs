@@ -131,7 +131,7 @@ public sealed class FakeApiServerMasterRollingUpgradeTests(ITestOutputHelper out
         try
         {
             return await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetMasterStateAsync(new GetMasterStateRequest(),
-                deadline: DateTime.UtcNow.AddSeconds(2));
+                deadline: DateTime.UtcNow.AddSeconds(10)); // generous: a busy machine must not pass for a master that is down
         }
         catch (RpcException)
         {
