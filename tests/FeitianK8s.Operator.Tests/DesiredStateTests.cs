@@ -94,6 +94,24 @@ public sealed class DesiredStateTests
     }
 
     [Fact]
+    public void Masters_advertise_their_console_by_pod_name_and_the_headless_service_exposes_it_as_port_http()
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Masters.HttpPort = 9301;
+        var objects = Build(c);
+        var args = Single<V1StatefulSet>(objects, "prod-master").Spec.Template.Spec.Containers[0].Args;
+        // A follower redirects the console to the leader's --advertise-http: a name every pod (and an Ingress) resolves.
+        Assert.Equal("http://$(POD_NAME).prod-master.storage.svc:9301", args[args.IndexOf("--advertise-http") + 1]);
+        Assert.Equal("9301", args[args.IndexOf("--http-port") + 1]);
+        var svc = objects.Select(o => o.Object).OfType<V1Service>().Single(s => s.Metadata.Name == "prod-master");
+        var http = Assert.Single(svc.Spec.Ports, p => p.Name == "http");
+        Assert.Equal(9301, http.Port);
+        Assert.Equal("9301", http.TargetPort.Value);
+        // Not named http-metrics: the ServiceMonitor scrapes the masters once, through prod-master-metrics.
+        Assert.DoesNotContain(svc.Spec.Ports, p => p.Name == "http-metrics");
+    }
+
+    [Fact]
     public void Csi_controller_has_a_sidecar_per_advertised_capability_on_one_socket()
     {
         var deployment = Single<V1Deployment>(Build(), "prod-csi-controller");
