@@ -6,6 +6,7 @@ using FeitianK8s.Csi.Identity;
 using FeitianK8s.Csi.Node;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -15,7 +16,8 @@ namespace FeitianK8s.Csi;
 /// <summary>
 /// The CSI driver as a library: gRPC (HTTP/2) on a unix socket serving Identity, and
 /// Controller and/or Node by mode. On start the node plugin recovers its staged volumes
-/// and registers its node id with the master.
+/// and registers its node id with the master. With --metrics-port, /metrics on HTTP/1 (the node
+/// plugin's includes every staged volume's series, see <see cref="NodeMetricsExposition"/>).
 /// Stopping leaves staged volumes running (their hosts are separate processes).
 /// </summary>
 public sealed class CsiDriverHost : IAsyncDisposable
@@ -43,7 +45,14 @@ public sealed class CsiDriverHost : IAsyncDisposable
             builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         }
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Grpc", LogLevel.Warning);
-        builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2);
+            if (options.MetricsPort is { } metricsPort)
+            {
+                k.ListenAnyIP(metricsPort, l => l.Protocols = HttpProtocols.Http1);
+            }
+        });
         builder.Services.AddGrpc(o => o.Interceptors.Add<CallLoggingInterceptor>());
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(sp => new PanguClient(new PanguClientOptions
@@ -71,7 +80,17 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton<NodeStager>();
         builder.Services.AddSingleton<NodeRegistration>();
         builder.Services.AddSingleton<PluginHealth>();
+        builder.Services.AddSingleton<NodeMetricsExposition>();
         var app = builder.Build();
+        if (options.MetricsPort is not null)
+        {
+            // Only on the HTTP/1 port: the CSI socket speaks gRPC.
+            app.MapGet("/metrics", async (HttpContext http, NodeMetricsExposition metrics) =>
+                Results.Text(await metrics.BuildAsync(http.RequestAborted), "text/plain; version=0.0.4; charset=utf-8"))
+                .AddEndpointFilter(async (context, next) => context.HttpContext.Connection.LocalPort > 0
+                    ? await next(context)
+                    : Results.NotFound());
+        }
         app.MapGrpcService<IdentityService>();
         if (options.RunsController)
         {
@@ -85,6 +104,15 @@ public sealed class CsiDriverHost : IAsyncDisposable
     }
 
     public IServiceProvider Services => _app.Services;
+
+    /// <summary>http://HOST:PORT of /metrics once started (the port the OS picked for --metrics-port 0); null without one.</summary>
+    public string? MetricsAddress => Options.MetricsPort is null
+        ? null
+        : _app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
+            .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses
+            .Where(a => a.StartsWith("http://", StringComparison.Ordinal) && !a.StartsWith("http://unix:", StringComparison.Ordinal))
+            .Select(a => a.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal))
+            .FirstOrDefault();
 
     public async Task StartAsync(CancellationToken ct = default)
     {

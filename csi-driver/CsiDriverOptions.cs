@@ -5,7 +5,7 @@ public enum CsiMode { Controller, Node, All }
 /// <summary>
 /// Command line: <c>--endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE
 /// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR] [--master-wait SECONDS] [--snapshot-endpoint URL
-/// --snapshot-bucket NAME [--snapshot-region REGION]]</c>; the snapshot target also from the
+/// --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT]</c>; the snapshot target also from the
 /// environment (see <see cref="FeitianK8s.Csi.SnapshotTarget"/>).
 /// </summary>
 public sealed class CsiDriverOptions
@@ -27,6 +27,9 @@ public sealed class CsiDriverOptions
     public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>Where snapshot backups go; null when none was configured.</summary>
     public SnapshotTarget? SnapshotTarget { get; init; }
+    /// <summary>`--metrics-port PORT`: serve /metrics over HTTP on every address at PORT (0 = one the OS picks); null = no metrics listener.
+    /// The node plugin's includes every staged volume's per-volume series.</summary>
+    public int? MetricsPort { get; init; }
 
     public bool RunsController => Mode is CsiMode.Controller or CsiMode.All;
     public bool RunsNode => Mode is CsiMode.Node or CsiMode.All;
@@ -41,7 +44,7 @@ public sealed class CsiDriverOptions
         string[] known =
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
-            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait",
+            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port",
         ];
         for (var i = 0; i < args.Count; i++)
         {
@@ -96,7 +99,17 @@ public sealed class CsiDriverOptions
             MaxVolumesPerNode = maxVolumes,
             MasterUnavailableRetry = values.TryGetValue("--master-wait", out var wait) ? ParseMasterWait(wait) : TimeSpan.FromSeconds(60),
             SnapshotTarget = SnapshotTarget.From(values, environment),
+            MetricsPort = values.TryGetValue("--metrics-port", out var port) ? ParseMetricsPort(port) : null,
         };
+    }
+
+    private static int ParseMetricsPort(string text)
+    {
+        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port > 65535)
+        {
+            throw new ArgumentException($"--metrics-port must be a TCP port from 0 to 65535 (got '{text}')");
+        }
+        return port;
     }
 
     /// <summary>A positive number of seconds, e.g. 60 or 2.5.</summary>

@@ -60,7 +60,9 @@ public sealed class SnapshotCreateCommand : AsyncCommand<SnapshotCreateSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, SnapshotCreateSettings settings, CancellationToken cancellationToken)
     {
-        var snapshot = await SnapshotClient.RunAsync(settings, s => s.CreateAsync(settings.Volume, settings.Name!, cancellationToken));
+        // The volume's engine (if one has it open) freezes its index: that may wait for its next group commit.
+        var snapshot = await WorkProgress.RunAsync($"snapshot {settings.Name} of {settings.Volume}",
+            () => SnapshotClient.RunAsync(settings, s => s.CreateAsync(settings.Volume, settings.Name!, cancellationToken)));
         Console.Out.WriteLine($"snapshot {snapshot.Name} of volume {snapshot.Volume} created ({ByteSize.Human(snapshot.SizeBytes)})");
         return 0;
     }

@@ -187,7 +187,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         var dataDir = Path.GetFullPath(settings.DataDir);
         Directory.CreateDirectory(dataDir);
 
-        await using var cluster = await LocalClusterLauncher.StartAsync(new LocalClusterOptions
+        await using var cluster = await WorkProgress.RunAsync($"up: starting {settings.Masters} master(s) and {settings.ChunkServers} chunk server(s)", () => LocalClusterLauncher.StartAsync(new LocalClusterOptions
         {
             DataDir = dataDir,
             ChunkServers = settings.ChunkServers,
@@ -199,8 +199,8 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             ChunkServerPorts = PreviousChunkServerPorts(dataDir),
             ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
             ExtraMasterArgs = settings.MasterRebuildArgs(),
-        }, loggers, cancellationToken);
-        await cluster.WaitForChunkServersAliveAsync(ct: cancellationToken);
+        }, loggers, cancellationToken));
+        await WorkProgress.RunAsync($"up: waiting for {settings.ChunkServers} chunk server(s) to report", () => cluster.WaitForChunkServersAliveAsync(ct: cancellationToken));
         await using var supervisor = new ChildSupervisor(loggers.CreateLogger<ChildSupervisor>());
         if (!settings.NoRestart)
         {

@@ -52,13 +52,15 @@ public sealed class VolumeCreateCommand : AsyncCommand<VolumeCreateSettings>
         long? size = string.IsNullOrWhiteSpace(settings.Size) ? null : (long)settings.SizeBytes();
         if (settings.FromSnapshot is { } snapshot)
         {
-            var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromSnapshotAsync(settings.Name, snapshot, size, cancellationToken));
+            var clone = await WorkProgress.RunAsync($"volume {settings.Name} from snapshot {snapshot}",
+                () => SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromSnapshotAsync(settings.Name, snapshot, size, cancellationToken)));
             Console.Out.WriteLine($"volume {clone.Name} created from snapshot {snapshot}: {ByteSize.Human(clone.SizeBytes)}, {clone.Replicas} replicas");
             return 0;
         }
         if (settings.FromVolume is { } source)
         {
-            var clone = await SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromVolumeAsync(settings.Name, source, size, cancellationToken));
+            var clone = await WorkProgress.RunAsync($"volume {settings.Name} from volume {source}",
+                () => SnapshotClient.RunAsync(settings, s => s.CreateVolumeFromVolumeAsync(settings.Name, source, size, cancellationToken)));
             Console.Out.WriteLine($"volume {clone.Name} created from volume {source}: {ByteSize.Human(clone.SizeBytes)}, {clone.Replicas} replicas");
             return 0;
         }
@@ -95,11 +97,11 @@ public sealed class VolumeRemoveCommand : AsyncCommand<VolumeNameSettings>
     public override async Task<int> ExecuteAsync(CommandContext context, VolumeNameSettings settings, CancellationToken cancellationToken)
     {
         // Refused while clones share the volume's data or snapshots of it exist.
-        await SnapshotClient.RunAsync(settings, async s =>
+        await WorkProgress.RunAsync($"delete volume {settings.Name}", () => SnapshotClient.RunAsync(settings, async s =>
         {
             await s.DeleteVolumeAsync(settings.Name, cancellationToken);
             return 0;
-        });
+        }));
         Console.Out.WriteLine($"volume {settings.Name} deleted");
         return 0;
     }

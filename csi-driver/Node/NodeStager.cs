@@ -446,7 +446,8 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         await UnmountAllAsync(record, ct);
         await DetachFuseAndLoopAsync(record, ct);
         await DetachedProcess.StopAsync(record.HostPid, record.SocketPath, TimeSpan.FromSeconds(30));
-        foreach (var file in new[] { record.SocketPath, Path.ChangeExtension(record.SocketPath, ".host.log"), Path.ChangeExtension(record.SocketPath, ".fuse.log") })
+        foreach (var file in new[] { record.SocketPath, Path.ChangeExtension(record.SocketPath, ".host.log"), Path.ChangeExtension(record.SocketPath, ".fuse.log"),
+                     VolumeHostMetrics.PathFor(record.SocketPath) })
         {
             File.Delete(file);
         }

@@ -11,7 +11,8 @@ namespace FeitianK8s.Csi.Node;
 /// --serve-volume VOLUME --socket PATH --masters ... --node-id NODE [--read-only]</c>) so
 /// that it outlives a restart of the node plugin: the RAF engine exported over NBD on a
 /// unix socket. A writable engine holds the volume's write lease as NODE; a read-only one
-/// takes no lease, so it never fences the volume's writer.
+/// takes no lease, so it never fences the volume's writer. Its metrics go to a file beside the
+/// socket (<see cref="VolumeHostMetrics"/>), served by the node plugin's /metrics.
 /// </summary>
 public static class VolumeHost
 {
@@ -38,16 +39,13 @@ public static class VolumeHost
         }, loggers.CreateLogger<NbdServer>());
         await nbd.StartAsync(stop);
         logger.LogInformation("Volume {Volume} served on {Socket} ({Size} bytes, read-only={ReadOnly})", volumeName, socketPath, volume.Size, readOnly);
-        try
-        {
-            await Task.Delay(Timeout.Infinite, stop);
-        }
-        catch (OperationCanceledException)
-        {
-        }
+        // Per-volume metrics for the node plugin's /metrics (this process opens no port).
+        var metrics = new VolumeHostMetrics(VolumeHostMetrics.PathFor(socketPath), logger);
+        await metrics.RunAsync(stop);
         logger.LogInformation("Volume {Volume}: stopping", volumeName);
         await nbd.StopAsync(CancellationToken.None);
         await volume.FlushAsync(CancellationToken.None);
+        await metrics.WriteAsync(CancellationToken.None);
         return 0;
     }
 }

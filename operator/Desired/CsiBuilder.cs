@@ -41,6 +41,8 @@ public static class CsiBuilder
     public const int NodeHealthPort = 9809;
     /// <summary>Port of node-driver-registrar's own health check (its registration socket is there).</summary>
     public const int RegistrarHealthPort = 9810;
+    /// <summary>Port of the node plugin's /metrics, with every staged volume's per-volume series (its volume hosts open no port).</summary>
+    public const int NodeMetricsPort = 9811;
 
     /// <summary>
     /// How long livenessprobe waits for the driver's Probe. kubelet's timeout is longer, so it
@@ -126,6 +128,24 @@ public static class CsiBuilder
         };
     }
 
+    /// <summary>The node plugins' /metrics (per-volume engine and NBD series), scraped by the chart's ServiceMonitor through port http-metrics.</summary>
+    public static V1Service NodeMetricsService(StorageCluster c)
+    {
+        var selector = Names.Selector(c, NodeComponent);
+        selector[Names.NodePluginSetLabel] = Names.NodePluginSetValue;
+        return new V1Service
+        {
+            ApiVersion = "v1",
+            Kind = "Service",
+            Metadata = Meta.Owned(c, Names.CsiNodeMetrics(c), NodeComponent),
+            Spec = new V1ServiceSpec
+            {
+                Selector = selector,
+                Ports = [new V1ServicePort { Name = "http-metrics", Port = NodeMetricsPort, TargetPort = NodeMetricsPort }],
+            },
+        };
+    }
+
     /// <summary>
     /// The node plugin, one DaemonSet for every node of the cluster (any node may run a pod with
     /// a volume: it reaches the chunk servers over the network), tolerating every taint. Its pods
@@ -152,11 +172,16 @@ public static class CsiBuilder
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
                 "--state-dir", "/var/lib/feitian/csi",
+                "--metrics-port", NodeMetricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
             // Mounting filesystems and attaching nbd/loop devices needs the host's privileges.
             SecurityContext = new V1SecurityContext { Privileged = true, AllowPrivilegeEscalation = true },
-            Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = NodeHealthPort }],
+            Ports =
+            [
+                new V1ContainerPort { Name = "healthz", ContainerPort = NodeHealthPort },
+                new V1ContainerPort { Name = "http-metrics", ContainerPort = NodeMetricsPort },
+            ],
             LivenessProbe = LivenessProbe(NodeHealthPort),
             VolumeMounts =
             [

@@ -37,6 +37,7 @@ public static class DesiredState
         list.Add(new(ResourceKind.RoleBinding, CsiBuilder.LeaderElectionRoleBinding(c, Names.CsiLeaderElectionRole(env.CsiClusterRolePrefix), leaseNamespace)));
         list.Add(new(ResourceKind.Deployment, CsiBuilder.ControllerDeployment(c, leaseNamespace)));
         list.Add(new(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c)));
+        list.Add(new(ResourceKind.Service, CsiBuilder.NodeMetricsService(c)));
         list.Add(new(ResourceKind.CsiDriver, CsiBuilder.CsiDriver(c)));
         list.Add(new(ResourceKind.StorageClass, StorageClassBuilder.StorageClass(c)));
         if (env.SnapshotClassCrdExists && CsiSidecars.Snapshots)

@@ -3,7 +3,7 @@ using k8s.Models;
 
 namespace FeitianK8s.Operator.Desired;
 
-/// <summary>Masters: a StatefulSet with one pod per node (required anti-affinity), its headless Service, a PDB and a metrics Service.</summary>
+/// <summary>Masters: a StatefulSet with one pod per node (required anti-affinity), its headless Service (gRPC, Raft and the web console), a PDB and a metrics Service.</summary>
 public static class MasterBuilder
 {
     public const string Component = "master";
@@ -29,6 +29,8 @@ public static class MasterBuilder
                 "--peers", string.Join(",", Names.MasterRaftPeers(c)),
                 "--raft-endpoint", $"$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.RaftPort}",
                 "--advertise", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.Port}",
+                // Where a follower redirects the web console: the leader pod's stable name.
+                "--advertise-http", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.HttpPort}",
                 .. RebuildFlags.MasterArgs(c.Spec.Rebuild ?? new RebuildSpec()),
             ],
             Env =
@@ -134,6 +136,8 @@ public static class MasterBuilder
             [
                 new V1ServicePort { Name = "grpc", Port = c.Spec.Masters.Port, TargetPort = c.Spec.Masters.Port },
                 new V1ServicePort { Name = "raft", Port = c.Spec.Masters.RaftPort, TargetPort = c.Spec.Masters.RaftPort },
+                // The web console (and /metrics, /healthz): `kubectl port-forward svc/NAME-master 8080:http`.
+                new V1ServicePort { Name = "http", Port = c.Spec.Masters.HttpPort, TargetPort = c.Spec.Masters.HttpPort },
             ],
         },
     };

@@ -66,6 +66,7 @@ public sealed class CsiFixture : IAsyncLifetime
             StateDir = stateDir,
             MasterUnavailableRetry = masterRetry ?? TimeSpan.FromSeconds(10),
             SnapshotTarget = snapshotTarget,
+            MetricsPort = 0,
         };
         var host = CsiDriverHost.Create(options, logging => logging
             .AddProvider(new XunitLoggerProvider(Output, LogLevel.Information))

@@ -6,8 +6,8 @@ namespace FeitianK8s.EndToEnd.Tests;
 /// <summary>
 /// What people read from the CLI on a real cluster: `feitian status` fits an 80-column terminal
 /// (every table row on one line, sizes in binary units, addresses only with --wide) while
-/// --json keeps its fields; `fs put` and `fs get` report progress as plain lines when their
-/// output is not a terminal.
+/// --json keeps its fields; `fs put`, `fs get` and the other long commands (`up` start-up,
+/// snapshot create, clones, volume rm) report progress as plain lines when their output is not a terminal.
 /// </summary>
 public sealed class CliOutputTests(ITestOutputHelper output)
 {
@@ -57,5 +57,44 @@ public sealed class CliOutputTests(ITestOutputHelper output)
         Assert.True(get.Succeeded, get.StandardError);
         Assert.Contains("get /progress/payload.bin: 10 MiB in ", get.StandardError);
         Assert.Equal(payload, await File.ReadAllBytesAsync(back));
+    }
+
+    [Fact]
+    public async Task Long_commands_report_plain_progress_lines_when_not_a_terminal_and_errors_stay_one_line()
+    {
+        using var data = new TempDirectory("cli-progress");
+        await using var up = await FeitianUpProcess.StartAsync(output, data.Path, ["--chunkservers", "3"]);
+        // `up` start-up: its stages, on standard error (standard output carries the addresses; the two pipes are read apart).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!up.StandardErrorLines.Any(l => l.StartsWith("up: waiting for", StringComparison.Ordinal)) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+        Assert.Contains(up.StandardErrorLines, l => l.StartsWith("up: starting 1 master(s) and 3 chunk server(s): done in ", StringComparison.Ordinal));
+        Assert.Contains(up.StandardErrorLines, l => l.StartsWith("up: waiting for 3 chunk server(s) to report: done in ", StringComparison.Ordinal));
+
+        await up.RunCliCheckedAsync("volume", "create", "origin", "--size", "8MiB");
+        var steps = new (string[] Command, string Line)[]
+        {
+            (["snapshot", "create", "origin", "--name", "first"], "snapshot first of origin: done in "),
+            (["volume", "create", "from-snap", "--from-snapshot", "first"], "volume from-snap from snapshot first: done in "),
+            (["volume", "create", "from-vol", "--from-volume", "origin"], "volume from-vol from volume origin: done in "),
+            (["volume", "rm", "from-vol"], "delete volume from-vol: done in "),
+        };
+        foreach (var (command, line) in steps)
+        {
+            var result = await up.RunCliAsync(command);
+            Assert.True(result.Succeeded, result.StandardError);
+            Assert.Contains(result.StandardError.Split('\n'), l => l.StartsWith(line, StringComparison.Ordinal) && l.TrimEnd().EndsWith(" s", StringComparison.Ordinal));
+            Assert.DoesNotContain("\u001b[", result.StandardError);
+            // The result itself stays on standard output.
+            Assert.NotEmpty(result.StandardOutput.Trim());
+        }
+
+        // A refused long command: only its one-line error, no progress line.
+        var refused = await up.RunCliAsync("volume", "rm", "no-such-volume");
+        Assert.False(refused.Succeeded);
+        Assert.DoesNotContain('\n', refused.StandardError.Trim());
+        Assert.DoesNotContain("done in", refused.StandardError);
     }
 }

@@ -94,6 +94,40 @@ public sealed class DesiredStateTests
     }
 
     [Fact]
+    public void Node_plugins_serve_per_volume_metrics_on_a_port_their_metrics_service_names_http_metrics()
+    {
+        var objects = Build();
+        var driver = Single<V1DaemonSet>(objects, "prod-csi-node").Spec.Template.Spec.Containers.Single(c => c.Name == "csi-driver");
+        Assert.Equal("9811", driver.Args[driver.Args.IndexOf("--metrics-port") + 1]);
+        Assert.Contains(driver.Ports, p => p.Name == "http-metrics" && p.ContainerPort == 9811);
+        var svc = objects.Select(o => o.Object).OfType<V1Service>().Single(s => s.Metadata.Name == "prod-csi-node-metrics");
+        var port = Assert.Single(svc.Spec.Ports);
+        // The chart's ServiceMonitor scrapes every FeitianK8s Service's port named http-metrics.
+        Assert.Equal(("http-metrics", 9811), (port.Name, port.Port));
+        Assert.Equal("feitian", svc.Metadata.Labels["app.kubernetes.io/name"]);
+        var pods = Single<V1DaemonSet>(objects, "prod-csi-node").Spec.Template.Metadata.Labels;
+        Assert.All(svc.Spec.Selector, kv => Assert.Equal(kv.Value, pods[kv.Key]));
+    }
+
+    [Fact]
+    public void Masters_advertise_their_console_by_pod_name_and_the_headless_service_exposes_it_as_port_http()
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Masters.HttpPort = 9301;
+        var objects = Build(c);
+        var args = Single<V1StatefulSet>(objects, "prod-master").Spec.Template.Spec.Containers[0].Args;
+        // A follower redirects the console to the leader's --advertise-http: a name every pod (and an Ingress) resolves.
+        Assert.Equal("http://$(POD_NAME).prod-master.storage.svc:9301", args[args.IndexOf("--advertise-http") + 1]);
+        Assert.Equal("9301", args[args.IndexOf("--http-port") + 1]);
+        var svc = objects.Select(o => o.Object).OfType<V1Service>().Single(s => s.Metadata.Name == "prod-master");
+        var http = Assert.Single(svc.Spec.Ports, p => p.Name == "http");
+        Assert.Equal(9301, http.Port);
+        Assert.Equal("9301", http.TargetPort.Value);
+        // Not named http-metrics: the ServiceMonitor scrapes the masters once, through prod-master-metrics.
+        Assert.DoesNotContain(svc.Spec.Ports, p => p.Name == "http-metrics");
+    }
+
+    [Fact]
     public void Csi_controller_has_a_sidecar_per_advertised_capability_on_one_socket()
     {
         var deployment = Single<V1Deployment>(Build(), "prod-csi-controller");

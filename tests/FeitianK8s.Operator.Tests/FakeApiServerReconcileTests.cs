@@ -142,7 +142,11 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.Equal(("prod-csi", Ns), (leases["subjects"]![0]!["name"]!.GetValue<string>(), leases["subjects"]![0]!["namespace"]!.GetValue<string>()));
         Assert.NotNull(_api.Get("apps/v1/deployments", Ns, "prod-csi-controller"));
         Assert.NotNull(_api.Get("policy/v1/poddisruptionbudgets", Ns, "prod-master"));
-        Assert.NotNull(_api.Get("v1/services", Ns, "prod-master"));
+        // The web console through the API server: the headless Service's port "http", the leader named by --advertise-http.
+        var masterService = _api.Get("v1/services", Ns, "prod-master")!;
+        Assert.Contains(masterService["spec"]!["ports"]!.AsArray(), p => p!["name"]!.GetValue<string>() == "http" && p["port"]!.GetValue<int>() == 9001);
+        var masterArgs = sts["spec"]!["template"]!["spec"]!["containers"]![0]!["args"]!.AsArray().Select(a => a!.GetValue<string>()).ToList();
+        Assert.Equal($"http://$(POD_NAME).prod-master.{Ns}.svc:9001", masterArgs[masterArgs.IndexOf("--advertise-http") + 1]);
         Assert.NotNull(_api.Get("storage.k8s.io/v1/csidrivers", null, "feitian.csi.k8s.io"));
         Assert.NotNull(_api.Get("rbac.authorization.k8s.io/v1/clusterrolebindings", null, "feitian-csi-node-storage-prod"));
         // No snapshot CRDs installed in this fake cluster: no VolumeSnapshotClass (it could not be stored).

@@ -33,6 +33,8 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
     public string? ConsoleUrl { get; private set; }
     /// <summary>/metrics of the `up` process itself (volume engines and NBD server), e.g. http://127.0.0.1:40124/metrics.</summary>
     public string? ProcessMetricsUrl { get; private set; }
+    /// <summary>What `up` wrote to standard error so far (its progress lines and warnings).</summary>
+    public IReadOnlyList<string> StandardErrorLines => [.. _stderr];
     public string UnixSocketPath => Path.Combine(DataDir, "nbd.sock");
     public bool HasExited => _process.HasExited;
 
