@@ -209,7 +209,8 @@ public sealed class BackupListCommand : AsyncCommand<BackupListSettings>
             new TableColumn("size"), new TableColumn("uploaded"), new TableColumn("created"));
         foreach (var b in views)
         {
-            table.AddRow(b.Id, b.Volume, b.Snapshot, ByteSize.Format(b.SizeBytes), ByteSize.Format(b.UploadedBytes), b.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
+            // Names come from the store: escaped, so that a hostile manifest cannot inject console markup.
+            table.AddRow(Markup.Escape(b.Id), Markup.Escape(b.Volume), Markup.Escape(b.Snapshot), ByteSize.Format(b.SizeBytes), ByteSize.Format(b.UploadedBytes), b.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
         }
         AnsiConsole.Write(table);
         return 0;

@@ -121,12 +121,21 @@ public sealed class BackupConcurrencyTests(ITestOutputHelper output) : IAsyncLif
         var upload = Task.Run(() => Uploader(store).BackUpAsync("s2",
             new PausingProgress(_ => true, () => { listed.TrySetResult(); resume.Wait(TimeSpan.FromMinutes(1)); }), CancellationToken.None));
         await listed.Task.WaitAsync(TimeSpan.FromMinutes(1));
-        await new BackupDeleter(store, Logger("deleter")).DeleteAsync(b1.Id, null, CancellationToken.None);
+        var removed = await new BackupDeleter(store, Logger("deleter")).DeleteAsync(b1.Id, null, CancellationToken.None);
+        Assert.Equal(new BackupDeleteResult(Deleted: 0, KeptShared: 0, KeptForUploads: 16, removed.UploadsInProgress), removed);
+        // gc neither, while the upload holds its marker.
+        var collector = new BackupCollector(store, Logger("gc")) { Grace = TimeSpan.Zero };
+        var busy = await Assert.ThrowsAsync<BackupException>(() => collector.CollectAsync(null, CancellationToken.None));
+        Assert.Contains("in progress", busy.Message, StringComparison.Ordinal);
         resume.Set();
         var b2 = await upload.WaitAsync(TimeSpan.FromMinutes(1));
 
         Assert.Equal([b2.Id], (await new BackupCatalog(store).ListAsync(CancellationToken.None)).Backups.Select(b => b.Id));
         await AssertEveryBackupRestoresAsync(store, "r1");
+        // Once the upload is done, gc frees the one block only b1 used (s1's block 3), and b2 still restores.
+        Assert.Equal(1, (await collector.CollectAsync(null, CancellationToken.None)).Deleted);
+        Assert.Equal(16, (await store.ListAsync(store.Target.BlocksPrefix, CancellationToken.None)).Count);
+        await AssertEveryBackupRestoresAsync(store, "r1b");
     }
 
     [Fact]
