@@ -146,12 +146,13 @@ public sealed class HeldMarker : IAsyncDisposable
                 await Task.Delay(RefreshEvery, ct);
                 await RefreshAsync(ct);
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            catch (Exception) when (ct.IsCancellationRequested)
             {
                 return;
             }
-            catch (BackupException e)
+            catch (Exception e)
             {
+                // Retried; a marker not refreshed for too long is caught by EnsureFresh.
                 _logger.LogWarning("Refreshing marker {Key} failed ({Reason}); retrying", Key, e.Message);
             }
         }

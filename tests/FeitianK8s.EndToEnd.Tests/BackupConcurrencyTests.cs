@@ -176,4 +176,31 @@ public sealed class BackupConcurrencyTests(ITestOutputHelper output) : IAsyncLif
             await AssertEveryBackupRestoresAsync(store, $"round{round}");
         }
     }
+
+    [Fact]
+    public async Task A_holder_that_cannot_refresh_its_marker_stops_before_relying_on_it()
+    {
+        var s3 = await S3rverProcess.StartAsync(output, bucket: "lonely");
+        var running = true;
+        try
+        {
+            using var store = BackupStore.Open(BackupTarget.Parse("s3://lonely"), new BackupStoreOptions(s3.Endpoint) { MarkerStaleAfter = TimeSpan.FromSeconds(5) });
+            var marker = await new BackupMarkers(store, Logger("markers")).HoldAsync(MarkerKind.InProgress, "bk-held", CancellationToken.None);
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            marker.EnsureFresh(); // re-written every 0.5 s
+            running = false;
+            await s3.DisposeAsync(); // the store goes away: no refresh succeeds from now on
+            await Task.Delay(TimeSpan.FromSeconds(6));
+            var e = Assert.Throws<BackupException>(marker.EnsureFresh);
+            Assert.Contains("was not refreshed", e.Message, StringComparison.Ordinal);
+            await marker.DisposeAsync(); // the delete fails too: logged, the marker goes stale on its own
+        }
+        finally
+        {
+            if (running)
+            {
+                await s3.DisposeAsync();
+            }
+        }
+    }
 }

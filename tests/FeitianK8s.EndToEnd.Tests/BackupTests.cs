@@ -404,7 +404,22 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         var info = await _fs.Master.CallAsync("stat", (c, o) => c.StatVolumeAsync(new StatVolumeRequest { Name = "gc-restored" }, o).ResponseAsync, CancellationToken.None);
         Assert.Equal(2u, info.Replicas);
         Assert.Equal(data, await ReadVolumeAsync(_cluster, _fs, "gc-restored", size));
-        var byDefault = await RunCliAsync(_cluster, ["backup", "restore", id, "--volume", "gc-default", .. TargetArgs]);
+        // On a terminal (a pseudo-terminal from util-linux `script`), a progress bar instead of progress lines.
+        var plain = Cli(_cluster.Launcher.MasterAddress, ["backup", "restore", id, "--volume", "gc-default", .. TargetArgs]);
+        var onTerminal = new ProcessStartInfo("script") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-qec", string.Join(' ', new[] { plain.FileName }.Concat(plain.ArgumentList).Select(a => $"'{a}'")), "/dev/null" })
+        {
+            onTerminal.ArgumentList.Add(a);
+        }
+        foreach (var (key, value) in plain.Environment)
+        {
+            onTerminal.Environment[key] = value;
+        }
+        onTerminal.Environment["TERM"] = "xterm";
+        var byDefault = await RunCliAsync(onTerminal);
+        Assert.True(byDefault.Succeeded, byDefault.StandardOutput);
         Assert.Contains("3 replicas", byDefault.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("\u2501", byDefault.StandardOutput, StringComparison.Ordinal); // the bar's '━'
+        Assert.DoesNotContain("progress: ", byDefault.StandardOutput, StringComparison.Ordinal);
     }
 }
