@@ -2,7 +2,8 @@
 # Long fuzz run (not part of ./test.sh's time budget): every fuzz test of the suite, each for
 # FUZZ_SECONDS (default 120) instead of the few seconds ./test.sh gives it. The targets are every
 # parser that takes bytes from outside: the NBD handshake and transmission requests, master namespace calls, chunk-server
-# RPCs, CSI controller calls, and StorageCluster specs. A failure prints CsCheck's seed of the
+# RPCs, CSI controller calls, StorageCluster specs, and backup manifests read from an object store
+# (BackupManifestFuzzTests). A failure prints CsCheck's seed of the
 # shrunk case; FEITIAN_FUZZ_SEED=<seed> bench/fuzz.sh replays it.
 #
 # Environment: FUZZ_SECONDS (default 120), FEITIAN_FUZZ_SEED (replay a seed), FILTER (extra

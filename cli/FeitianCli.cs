@@ -65,6 +65,7 @@ public static class FeitianCli
             backup.AddCommand<BackupListCommand>("ls").WithDescription("List the backups in a target.");
             backup.AddCommand<BackupRestoreCommand>("restore").WithDescription("Restore a backup into a new volume: feitian backup restore BACKUP_ID --volume NAME --target ... --endpoint ....");
             backup.AddCommand<BackupRemoveCommand>("rm").WithDescription("Delete a backup and the blocks no other backup uses.");
+            backup.AddCommand<BackupGcCommand>("gc").WithDescription("Delete block objects no backup references (left by killed uploads), older than --grace.");
         });
     }
 }

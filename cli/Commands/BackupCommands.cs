@@ -59,6 +59,10 @@ public sealed class BackupRestoreSettings : BackupTargetSettings
     [Description("Name of the new volume to restore into.")]
     public string? Volume { get; init; }
 
+    [CommandOption("--replicas <N>")]
+    [Description("Replica count of the new volume (default: the cluster's, as `volume create`).")]
+    public uint Replicas { get; init; }
+
     public override ValidationResult Validate() =>
         string.IsNullOrWhiteSpace(Volume) ? ValidationResult.Error("--volume is required, e.g. --volume restored-data") : base.Validate();
 }
@@ -67,6 +71,20 @@ public sealed class BackupIdSettings : BackupTargetSettings
 {
     [CommandArgument(0, "<BACKUP_ID>")]
     public string BackupId { get; init; } = "";
+}
+
+public sealed class BackupGcSettings : BackupTargetSettings
+{
+    [CommandOption("--grace <DURATION>")]
+    [Description("Keep unreferenced blocks younger than this, e.g. 30m, 2h, 1d (default 1h; 0 frees every unreferenced block).")]
+    public string Grace { get; init; } = "1h";
+
+    [CommandOption("--json")]
+    [Description("Print the result as JSON.")]
+    public bool Json { get; init; }
+
+    public override ValidationResult Validate() =>
+        DurationText.TryParse(Grace, out _) ? base.Validate() : ValidationResult.Error($"--grace '{Grace}' is not a duration, e.g. 30m, 2h or 1d");
 }
 
 /// <summary>A backup in `backup create --json` and `backup ls --json` (the contract).</summary>
@@ -95,24 +113,26 @@ public static class BackupClient
     }
 
     /// <summary>
-    /// A Spectre.Console progress bar when stderr is a terminal; otherwise plain lines on stderr
-    /// (`progress: DONE/TOTAL blocks, BYTES bytes VERB`) at every 5% and at the end. Stdout stays for results.
+    /// A Spectre.Console progress bar on stderr when stderr is a terminal (stdout may be piped, e.g. `--json | jq`);
+    /// otherwise plain lines on stderr (`progress: DONE/TOTAL blocks, BYTES bytes VERB`) at every 5% and at the end.
+    /// Stdout stays for results.
     /// </summary>
     public static async Task<T> WithProgressAsync<T>(string title, string verb, Func<IProgress<BackupProgress>, Task<T>> action)
     {
-        if (!Console.IsErrorRedirected && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        if (!Console.IsErrorRedirected)
         {
-            return await AnsiConsole.Progress()
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            return await console.Progress()
                 .AutoClear(true)
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                 .StartAsync(async context =>
                 {
-                    var task = context.AddTask(title, maxValue: 1);
+                    var task = context.AddTask(Markup.Escape(title), maxValue: 1);
                     return await action(new SyncProgress(p =>
                     {
                         task.MaxValue = Math.Max(1, p.BlocksTotal);
                         task.Value = p.BlocksDone;
-                        task.Description = $"{title} ({ByteSize.Format(p.Bytes)} {verb})";
+                        task.Description = Markup.Escape($"{title} ({ByteSize.Format(p.Bytes)} {verb})");
                     }));
                 });
         }
@@ -189,7 +209,8 @@ public sealed class BackupListCommand : AsyncCommand<BackupListSettings>
             new TableColumn("size"), new TableColumn("uploaded"), new TableColumn("created"));
         foreach (var b in views)
         {
-            table.AddRow(b.Id, b.Volume, b.Snapshot, ByteSize.Format(b.SizeBytes), ByteSize.Format(b.UploadedBytes), b.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
+            // Names come from the store: escaped, so that a hostile manifest cannot inject console markup.
+            table.AddRow(Markup.Escape(b.Id), Markup.Escape(b.Volume), Markup.Escape(b.Snapshot), ByteSize.Format(b.SizeBytes), ByteSize.Format(b.UploadedBytes), b.CreatedAt.ToString("u", CultureInfo.InvariantCulture));
         }
         AnsiConsole.Write(table);
         return 0;
@@ -204,7 +225,7 @@ public sealed class BackupRestoreCommand : AsyncCommand<BackupRestoreSettings>
         {
             using var store = settings.OpenStore();
             using var fs = settings.ConnectFileSystem();
-            var restorer = new BackupRestorer(store, fs, fs.Master, NullLogger.Instance);
+            var restorer = new BackupRestorer(store, fs, fs.Master, NullLogger.Instance) { Replicas = settings.Replicas };
             return await BackupClient.WithProgressAsync($"restore of {settings.BackupId}", "fetched",
                 progress => restorer.RestoreAsync(settings.BackupId, settings.Volume!, progress, cancellationToken));
         });
@@ -217,13 +238,42 @@ public sealed class BackupRemoveCommand : AsyncCommand<BackupIdSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, BackupIdSettings settings, CancellationToken cancellationToken)
     {
-        var deleted = await BackupClient.RunAsync(async () =>
+        var result = await BackupClient.RunAsync(async () =>
         {
             using var store = settings.OpenStore();
             return await BackupClient.WithProgressAsync($"delete of {settings.BackupId}", "freed",
                 progress => new BackupDeleter(store, NullLogger.Instance).DeleteAsync(settings.BackupId, progress, cancellationToken));
         });
-        Console.Out.WriteLine($"backup {settings.BackupId} deleted ({deleted} block objects no other backup uses deleted)");
+        if (result.UploadsInProgress is { } uploads)
+        {
+            Console.Out.WriteLine($"backup {settings.BackupId} deleted; its {result.KeptForUploads} unshared block objects are kept while {uploads} runs (`feitian backup gc` frees them later)");
+            return 0;
+        }
+        Console.Out.WriteLine($"backup {settings.BackupId} deleted ({result.Deleted} block objects no other backup uses deleted)");
+        return 0;
+    }
+}
+
+/// <summary>`backup gc --json`: what was freed.</summary>
+public sealed record BackupGcView(int DeletedBlocks, long DeletedBytes, int KeptYoungBlocks, int StaleMarkersDeleted);
+
+public sealed class BackupGcCommand : AsyncCommand<BackupGcSettings>
+{
+    public override async Task<int> ExecuteAsync(CommandContext context, BackupGcSettings settings, CancellationToken cancellationToken)
+    {
+        DurationText.TryParse(settings.Grace, out var grace);
+        var result = await BackupClient.RunAsync(async () =>
+        {
+            using var store = settings.OpenStore();
+            return await BackupClient.WithProgressAsync($"gc of {settings.Target}", "freed",
+                progress => new BackupCollector(store, NullLogger.Instance) { Grace = grace }.CollectAsync(progress, cancellationToken));
+        });
+        if (settings.Json)
+        {
+            JsonOutput.Write(new BackupGcView(result.Deleted, result.DeletedBytes, result.KeptYoung, result.StaleMarkersDeleted));
+            return 0;
+        }
+        Console.Out.WriteLine($"gc of {settings.Target}: {result.Deleted} unreferenced block objects deleted ({ByteSize.Format(result.DeletedBytes)}), {result.KeptYoung} younger than {settings.Grace} kept");
         return 0;
     }
 }

@@ -27,6 +27,12 @@ public sealed partial record BackupManifest(
     public const int MinBlockSize = 4096;
     public const int MaxBlockSize = 64 << 20;
 
+    /// <summary>Largest volume a manifest may describe (1 PiB): a manifest saying more is not trusted to size a restored volume.</summary>
+    public const long MaxSizeBytes = 1L << 50;
+
+    /// <summary>Volume sizes are whole 4 KiB sectors, as the master requires.</summary>
+    public const int SectorSize = 4096;
+
     /// <summary>Manifests larger than this are refused before parsing (a 1 TiB volume at 1 MiB blocks is about 90 MiB).</summary>
     public const int MaxManifestBytes = 256 << 20;
 
@@ -87,9 +93,13 @@ public sealed partial record BackupManifest(
         {
             throw Corrupt(source, "volume or snapshot is missing");
         }
-        if (wire.SizeBytes is not { } size || size <= 0)
+        if (!IsName(wire.Volume) || !IsName(wire.Snapshot))
         {
-            throw Corrupt(source, $"sizeBytes {wire.SizeBytes} is not a volume size");
+            throw Corrupt(source, $"volume or snapshot name is longer than {MaxNameLength} characters or has control characters");
+        }
+        if (wire.SizeBytes is not { } size || size <= 0 || size > MaxSizeBytes || size % SectorSize != 0)
+        {
+            throw Corrupt(source, $"sizeBytes {wire.SizeBytes} is not a volume size (a positive multiple of {SectorSize}, at most {MaxSizeBytes})");
         }
         if (wire.BlockSize is not { } blockSize || blockSize is < MinBlockSize or > MaxBlockSize || (blockSize & (blockSize - 1)) != 0)
         {
@@ -98,6 +108,10 @@ public sealed partial record BackupManifest(
         if (wire.UploadedBytes is not { } uploaded || uploaded < 0 || wire.CreatedAt is not { } createdAt || wire.Blocks is null)
         {
             throw Corrupt(source, "uploadedBytes, createdAt or blocks is missing");
+        }
+        if (uploaded > size)
+        {
+            throw Corrupt(source, $"uploadedBytes {uploaded} is more than the volume's {size} bytes");
         }
         var count = BlockCountOf(size, blockSize);
         var seen = new HashSet<long>();
@@ -119,6 +133,10 @@ public sealed partial record BackupManifest(
     }
 
     public static bool IsSha256(string text) => Sha256Hex().IsMatch(text);
+
+    private const int MaxNameLength = 253;
+
+    private static bool IsName(string name) => name.Length <= MaxNameLength && !name.Any(char.IsControl);
 
     private static BackupException Corrupt(string source, string why, Exception? inner = null) =>
         new(BackupErrorKind.Corrupt, $"backup manifest {source}: {why}", inner);

@@ -17,6 +17,9 @@ public sealed class BackupRestorer(BackupStore store, IPanguFileSystem fs, Maste
 {
     public string Holder { get; init; } = $"feitian-restore@{Environment.MachineName}";
 
+    /// <summary>Replica count of the new volume; 0 takes the cluster's default (as <c>volume create</c>).</summary>
+    public uint Replicas { get; init; }
+
     public async Task<VolumeInfo> RestoreAsync(string backupId, string volume, IProgress<BackupProgress>? progress, CancellationToken ct)
     {
         VolumeSnapshots.CheckName("volume name", volume);
@@ -25,7 +28,7 @@ public sealed class BackupRestorer(BackupStore store, IPanguFileSystem fs, Maste
         {
             throw new BackupException(BackupErrorKind.AlreadyExists, $"volume '{volume}' already exists; restore into a new name");
         }
-        var request = new CreateVolumeRequest { Name = volume, SizeBytes = (ulong)manifest.SizeBytes };
+        var request = new CreateVolumeRequest { Name = volume, SizeBytes = (ulong)manifest.SizeBytes, Replicas = Replicas };
         request.Labels["feitian.io/source"] = $"backup/{manifest.Id}";
         VolumeInfo info;
         try

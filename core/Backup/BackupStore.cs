@@ -14,7 +14,16 @@ public sealed record BackupStoreOptions(string Endpoint, string Region = BackupS
 
     /// <summary>Requests in flight at once (uploads, downloads, deletes).</summary>
     public int Parallelism { get; init; } = 8;
+
+    /// <summary>
+    /// A marker (<see cref="BackupMarkers"/>) not refreshed for this long belongs to a process that is
+    /// gone: others ignore it, and its holder stops before relying on it. Refreshed every tenth of it.
+    /// </summary>
+    public TimeSpan MarkerStaleAfter { get; init; } = TimeSpan.FromMinutes(10);
 }
+
+/// <summary>An object in the target as listed: key, size and when the store last wrote it (by the store's clock).</summary>
+public sealed record StoredObject(string Key, long Size, DateTimeOffset LastModified);
 
 /// <summary>
 /// The S3 calls backups make, over AWSSDK.S3 with path-style addressing (what S3-compatible
@@ -110,9 +119,13 @@ public sealed class BackupStore : IDisposable
     }
 
     /// <summary>Every key under <paramref name="prefix"/>, with its size.</summary>
-    public async Task<Dictionary<string, long>> ListAsync(string prefix, CancellationToken ct)
+    public async Task<Dictionary<string, long>> ListAsync(string prefix, CancellationToken ct) =>
+        (await ListObjectsAsync(prefix, ct)).ToDictionary(o => o.Key, o => o.Size, StringComparer.Ordinal);
+
+    /// <summary>Every object under <paramref name="prefix"/>, with its size and the store's last-modified time (the store's clock).</summary>
+    public async Task<List<StoredObject>> ListObjectsAsync(string prefix, CancellationToken ct)
     {
-        var keys = new Dictionary<string, long>(StringComparer.Ordinal);
+        var objects = new List<StoredObject>();
         string? after = null;
         while (true)
         {
@@ -124,16 +137,17 @@ public sealed class BackupStore : IDisposable
                 Prefix = prefix,
                 Marker = after,
             }, ct));
-            var objects = page.S3Objects ?? [];
-            foreach (var o in objects)
+            var listed = page.S3Objects ?? [];
+            foreach (var o in listed)
             {
-                keys[o.Key] = o.Size ?? 0;
+                objects.Add(new StoredObject(o.Key, o.Size ?? 0,
+                    o.LastModified is { } at ? new DateTimeOffset(at.ToUniversalTime(), TimeSpan.Zero) : DateTimeOffset.MinValue));
             }
-            if (page.IsTruncated != true || objects.Count == 0)
+            if (page.IsTruncated != true || listed.Count == 0)
             {
-                return keys;
+                return objects;
             }
-            after = objects[^1].Key;
+            after = listed[^1].Key;
         }
     }
 

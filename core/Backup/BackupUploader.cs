@@ -16,6 +16,8 @@ public readonly record struct BackupProgress(long BlocksDone, long BlocksTotal, 
 /// volume's previous backup's snapshot are not even read: their hash comes from its manifest.</item>
 /// <item>Every other block is read and hashed; all-zero blocks are holes (not stored); a block whose
 /// hash is already in the target (any backup, any volume, or the part a crashed run stored) is not sent.</item>
+/// <item>An in-progress marker is held from before the target is listed until the manifest is written,
+/// so that no <c>backup rm</c>/<c>gc</c> deletes a block this backup found stored and skipped (<see cref="BackupMarkers"/>).</item>
 /// <item>The manifest is written last: a backup exists only once all its blocks are stored, and a
 /// rerun after a crash re-sends nothing that is stored.</item>
 /// </list>
@@ -34,6 +36,11 @@ public sealed class BackupUploader(BackupStore store, IPanguFileSystem fs, Maste
     public async Task<BackupManifest> BackUpAsync(string snapshot, IProgress<BackupProgress>? progress, CancellationToken ct)
     {
         await using var reader = await SnapshotBlockReader.OpenAsync(fs, master, snapshot, logger, ct);
+        var createdAt = DateTimeOffset.UtcNow;
+        var id = BackupTarget.NewBackupId(createdAt);
+        // The in-progress marker comes first, and no delete may run when the target is listed (BackupMarkers).
+        await using var marker = await new BackupMarkers(store, logger).HoldAsync(MarkerKind.InProgress, id, ct);
+        await WaitForDeletesAsync(marker, ct);
         var catalog = await new BackupCatalog(store).ListAsync(ct);
         // The listing cache: every block object in the target with its size, checked instead of one HEAD
         // per block. An object counts as stored only at the block's length: a server that exposes a
@@ -43,8 +50,6 @@ public sealed class BackupUploader(BackupStore store, IPanguFileSystem fs, Maste
             StringComparer.Ordinal);
         var claimed = new ConcurrentDictionary<string, byte>(StringComparer.Ordinal);
         var previous = await FindPreviousAsync(reader, catalog.Backups, ct);
-        var createdAt = DateTimeOffset.UtcNow;
-        var id = BackupTarget.NewBackupId(createdAt);
         var count = BackupManifest.BlockCountOf(reader.SizeBytes, BlockSize);
         var hashes = new string?[count];
         long uploaded = 0, done = 0, reused = 0;
@@ -86,11 +91,36 @@ public sealed class BackupUploader(BackupStore store, IPanguFileSystem fs, Maste
 
         var blocks = hashes.Select((h, i) => h is null ? null : new BackupBlock(i, h)).OfType<BackupBlock>().ToList();
         var manifest = new BackupManifest(id, reader.Snapshot.Volume, snapshot, reader.Snapshot.CreatedAt, reader.SizeBytes, BlockSize, uploaded, createdAt, blocks);
+        marker.EnsureFresh(); // else a delete may have taken this upload for dead and removed blocks it relies on
         await store.PutAsync(store.Target.ManifestKey(id), manifest.Serialize(), ct);
         logger.LogInformation("Backup {Id} stored: {Blocks} data blocks, {Uploaded} bytes sent, {Reused} blocks unchanged since {Previous}",
             id, blocks.Count, uploaded, reused, previous?.Manifest.Id ?? "none");
         return manifest;
     }
+
+    /// <summary>Waits while a <c>backup rm</c> or <c>gc</c> holds a fresh deleting marker (it deletes only while its marker is fresh).</summary>
+    private async Task WaitForDeletesAsync(HeldMarker marker, CancellationToken ct)
+    {
+        var logged = false;
+        while (true)
+        {
+            var (deletes, _, now) = await marker.Markers.OthersAsync(marker, MarkerKind.Deleting, ct);
+            if (deletes.Count == 0)
+            {
+                return;
+            }
+            if (!logged)
+            {
+                logger.LogInformation("Backup waits for {Deletes} to finish before it lists {Target}", BackupMarkers.Describe(deletes, now), store.Target);
+                logged = true;
+            }
+            marker.EnsureFresh();
+            await Task.Delay(DeleteWaitPoll, ct);
+        }
+    }
+
+    /// <summary>How often a waiting upload looks whether the deletes in the target are done.</summary>
+    public TimeSpan DeleteWaitPoll { get; init; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>
     /// The volume's newest backup in this target whose snapshot is still in this cluster, in this

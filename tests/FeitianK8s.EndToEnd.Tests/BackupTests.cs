@@ -345,4 +345,81 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(blocksBefore, await StoredBlocksAsync());
         Assert.Equal(volumesBefore, await VolumeNamesAsync(_fs));
     }
+
+    [Fact]
+    public async Task Gc_frees_blocks_of_a_killed_upload_only_past_the_grace_period_and_never_while_an_upload_marker_is_fresh()
+    {
+        const int size = 8 * MiB;
+        var data = TestData.Random(size, seed: 21);
+        await CreateVolumeAsync(_fs, "gcvol", size, replicas: 1);
+        await using (var engine = await OpenAsync(_cluster, _fs, "gcvol", "engine-g"))
+        {
+            await WriteAsync(engine, 0, data);
+        }
+        await _fs.Master.CallAsync("release", (c, o) => c.AcquireVolumeLeaseAsync(new AcquireVolumeLeaseRequest { Name = "gcvol", Holder = "" }, o).ResponseAsync, CancellationToken.None);
+        await new VolumeSnapshots(_fs, _fs.Master, _cluster.LoggerFactory.CreateLogger<VolumeSnapshots>()).CreateAsync("gcvol", "g1", CancellationToken.None);
+        var backup = await RunJsonAsync(_cluster, ["backup", "create", "g1", .. TargetArgs, "--json"]);
+        var id = backup.GetProperty("id").GetString()!;
+
+        // What a backup killed midway and never resumed leaves: block objects no manifest references, and its in-progress marker.
+        // Markers here go stale after 3 s (10 min by default).
+        Environment.SetEnvironmentVariable(BackupStoreOptions.AccessKeyVariable, S3rverProcess.AccessKey);
+        Environment.SetEnvironmentVariable(BackupStoreOptions.SecretKeyVariable, S3rverProcess.SecretKey);
+        using var store = BackupStore.Open(BackupTarget.Parse(Target), new BackupStoreOptions(_s3.Endpoint) { MarkerStaleAfter = TimeSpan.FromSeconds(3) });
+        for (var i = 0; i < 3; i++)
+        {
+            var orphan = TestData.Random(Block, seed: 100 + i);
+            await store.PutAsync(store.Target.BlockKey(TestData.Sha256(orphan).ToLowerInvariant()), orphan, CancellationToken.None);
+        }
+        var markers = new BackupMarkers(store, _cluster.LoggerFactory.CreateLogger("markers"));
+        await store.PutAsync(markers.KeyOf(MarkerKind.InProgress, "bk-killed"), "{}"u8.ToArray(), CancellationToken.None);
+        Assert.Equal(11, await StoredBlocksAsync());
+
+        var collector = new BackupCollector(store, _cluster.LoggerFactory.CreateLogger("gc")) { Grace = TimeSpan.Zero };
+        var busy = await Assert.ThrowsAsync<BackupException>(() => collector.CollectAsync(null, CancellationToken.None));
+        Assert.Contains("backup upload bk-killed", busy.Message, StringComparison.Ordinal);
+        Assert.Equal(11, await StoredBlocksAsync());
+
+        await Task.Delay(TimeSpan.FromSeconds(4)); // the killed upload's marker is stale now
+        var young = await new BackupCollector(store, _cluster.LoggerFactory.CreateLogger("gc")).CollectAsync(null, CancellationToken.None);
+        Assert.Equal(new BackupGcResult(Deleted: 0, DeletedBytes: 0, KeptYoung: 3, StaleMarkersDeleted: 1), young);
+        Assert.Equal(11, await StoredBlocksAsync());
+        Assert.Empty(await markers.ListAsync(CancellationToken.None));
+
+        var bad = await RunCliAsync(_cluster, ["backup", "gc", .. TargetArgs, "--grace", "soon"]);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("--grace 'soon' is not a duration", bad.StandardError, StringComparison.Ordinal);
+        var freed = await RunJsonAsync(_cluster, ["backup", "gc", .. TargetArgs, "--grace", "0", "--json"]);
+        Assert.Equal(3, freed.GetProperty("deletedBlocks").GetInt32());
+        Assert.Equal(3L * Block, freed.GetProperty("deletedBytes").GetInt64());
+        Assert.Equal(8, await StoredBlocksAsync());
+        var again = await RunJsonAsync(_cluster, ["backup", "gc", .. TargetArgs, "--grace", "0", "--json"]);
+        Assert.Equal(0, again.GetProperty("deletedBlocks").GetInt32());
+
+        // The backup still restores, with the replica count asked for (the cluster's default is 3), showing progress lines when not on a terminal.
+        var restored = await RunCliAsync(_cluster, ["backup", "restore", id, "--volume", "gc-restored", "--replicas", "2", .. TargetArgs]);
+        Assert.True(restored.Succeeded, restored.StandardError);
+        Assert.Contains("2 replicas", restored.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("progress: 8/8 blocks", restored.StandardError, StringComparison.Ordinal);
+        var info = await _fs.Master.CallAsync("stat", (c, o) => c.StatVolumeAsync(new StatVolumeRequest { Name = "gc-restored" }, o).ResponseAsync, CancellationToken.None);
+        Assert.Equal(2u, info.Replicas);
+        Assert.Equal(data, await ReadVolumeAsync(_cluster, _fs, "gc-restored", size));
+        // On a terminal (a pseudo-terminal from util-linux `script`), a progress bar instead of progress lines.
+        var plain = Cli(_cluster.Launcher.MasterAddress, ["backup", "restore", id, "--volume", "gc-default", .. TargetArgs]);
+        var onTerminal = new ProcessStartInfo("script") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-qec", string.Join(' ', new[] { plain.FileName }.Concat(plain.ArgumentList).Select(a => $"'{a}'")), "/dev/null" })
+        {
+            onTerminal.ArgumentList.Add(a);
+        }
+        foreach (var (key, value) in plain.Environment)
+        {
+            onTerminal.Environment[key] = value;
+        }
+        onTerminal.Environment["TERM"] = "xterm";
+        var byDefault = await RunCliAsync(onTerminal);
+        Assert.True(byDefault.Succeeded, byDefault.StandardOutput);
+        Assert.Contains("3 replicas", byDefault.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("\u2501", byDefault.StandardOutput, StringComparison.Ordinal); // the bar's '━'
+        Assert.DoesNotContain("progress: ", byDefault.StandardOutput, StringComparison.Ordinal);
+    }
 }
