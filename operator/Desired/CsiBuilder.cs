@@ -152,6 +152,7 @@ public static class CsiBuilder
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
                 "--state-dir", "/var/lib/feitian/csi",
+                "--node-lease-seconds", c.Spec.NodeFailover.EffectiveLeaseSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
             // Mounting filesystems and attaching nbd/loop devices needs the host's privileges.
