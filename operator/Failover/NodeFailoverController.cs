@@ -40,6 +40,10 @@ public sealed class NodeFailoverController(IKubernetes client, INodeLeaseSource 
                 {
                     await RunOnceAsync(ct);
                 }
+                catch (Exception) when (ct.IsCancellationRequested)
+                {
+                    return;
+                }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     logger.LogWarning(e, "Node failover pass failed ({Class}); trying again in {Period}", KubeErrors.Classify(e), options.Period);

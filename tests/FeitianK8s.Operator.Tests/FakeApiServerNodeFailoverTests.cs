@@ -193,8 +193,8 @@ public sealed class FakeApiServerNodeFailoverTests : IClassFixture<NodeLeaseMast
         Assert.False(HasTaint(notReadyLive), "a NotReady node with a live lease was tainted");
         Assert.True(HasTaint(foreign), "someone else's taint was removed");
         Assert.False(HasAnnotation(foreign));
-        Assert.Contains(_api.List("v1/events", "default"), e => e["reason"]!.GetValue<string>() == "NodeOutOfService"
-            && e["involvedObject"]!["name"]!.GetValue<string>() == dead);
+        await EventuallyAsync(() => _api.List("v1/events", "default").Any(e => e["reason"]!.GetValue<string>() == "NodeOutOfService"
+            && e["involvedObject"]!["name"]!.GetValue<string>() == dead), $"the NodeOutOfService event of {dead}");
 
         // Ready again, but its plugin has not renewed yet: still out of service.
         SetReady(dead, "True");
