@@ -50,8 +50,17 @@ public sealed class NodeLeaseRenewer(CsiDriverOptions options, MasterConnection 
                     failing = false;
                 }
             }
-            catch (Exception e) when (e is RpcException or PanguException or OperationCanceledException && !_stopping.IsCancellationRequested)
+            catch (Exception) when (_stopping.IsCancellationRequested)
             {
+                return;
+            }
+            catch (Exception e)
+            {
+                // Whatever failed, the loop goes on: a node that stops renewing loses its volumes.
+                if (e is not (RpcException or PanguException or OperationCanceledException))
+                {
+                    logger.LogError(e, "Node {Node}: node lease renewal failed unexpectedly", options.NodeId);
+                }
                 if (!failing)
                 {
                     logger.LogWarning("Node {Node}: node lease renewal failed ({Error}); retrying every {Interval}. After {Lease} without one, this node's volumes may move to another node",
