@@ -79,6 +79,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton(_ => new NodeStateStore(options.StateDir));
         builder.Services.AddSingleton<NodeStager>();
         builder.Services.AddSingleton<NodeRegistration>();
+        builder.Services.AddSingleton<NodeLeaseRenewer>();
         builder.Services.AddSingleton<PluginHealth>();
         builder.Services.AddSingleton<NodeMetricsExposition>();
         var app = builder.Build();
@@ -130,6 +131,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
         {
             await _app.Services.GetRequiredService<NodeStager>().RecoverAsync(ct);
             await _app.Services.GetRequiredService<NodeRegistration>().StartAsync(ct);
+            _app.Services.GetRequiredService<NodeLeaseRenewer>().Start();
         }
         LogSnapshotTarget(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<CsiDriverHost>());
         await _app.StartAsync(ct);

@@ -31,6 +31,15 @@ public sealed class CsiDriverOptions
     /// The node plugin's includes every staged volume's per-volume series.</summary>
     public int? MetricsPort { get; init; }
 
+    public const int DefaultNodeLeaseSeconds = 15;
+
+    /// <summary>
+    /// Node mode: the node's presence lease with the master, renewed every third of it. Once it has
+    /// expired, a volume this node holds may be published to another node (which fences this one).
+    /// 0 = no node lease: this node's volumes are never taken over.
+    /// </summary>
+    public int NodeLeaseSeconds { get; init; } = DefaultNodeLeaseSeconds;
+
     public bool RunsController => Mode is CsiMode.Controller or CsiMode.All;
     public bool RunsNode => Mode is CsiMode.Node or CsiMode.All;
 
@@ -44,7 +53,11 @@ public sealed class CsiDriverOptions
         string[] known =
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
+<<<<<<< HEAD
             "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port",
+=======
+            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--node-lease-seconds",
+>>>>>>> h-nodefail
         ];
         for (var i = 0; i < args.Count; i++)
         {
@@ -88,8 +101,14 @@ public sealed class CsiDriverOptions
         {
             throw new ArgumentException($"--max-volumes must be a positive integer (got '{mv}')");
         }
+        var leaseSeconds = DefaultNodeLeaseSeconds;
+        if (values.TryGetValue("--node-lease-seconds", out var ls) && (!int.TryParse(ls, out leaseSeconds) || leaseSeconds is < 0 or > 3600))
+        {
+            throw new ArgumentException($"--node-lease-seconds must be 0 (no node lease) to 3600 (got '{ls}')");
+        }
         return new CsiDriverOptions
         {
+            NodeLeaseSeconds = leaseSeconds,
             SocketPath = ParseEndpoint(endpoint),
             Mode = mode,
             NodeId = nodeId.Length > 0 ? nodeId : Environment.MachineName,

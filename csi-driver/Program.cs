@@ -17,7 +17,7 @@ try
 catch (ArgumentException e)
 {
     await Console.Error.WriteLineAsync($"csi-driver: {e.Message}");
-    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N] [--master-wait SECONDS] [--snapshot-endpoint URL --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT]");
+    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N] [--master-wait SECONDS] [--node-lease-seconds N] [--snapshot-endpoint URL --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT]");
     return 2;
 }
 try

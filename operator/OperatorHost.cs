@@ -1,3 +1,4 @@
+using FeitianK8s.Operator.Failover;
 using FeitianK8s.Operator.Health;
 using FeitianK8s.Operator.Kube;
 using FeitianK8s.Operator.Reconcile;
@@ -31,7 +32,8 @@ public sealed class OperatorHost : IAsyncDisposable
 
     public OperatorHost(OperatorOptions options, KubernetesClientConfiguration config, ILoggerFactory loggerFactory, IMasterStatusSource? masters = null,
         ReconcilerOptions? reconcilerOptions = null, ControllerOptions? controllerOptions = null,
-        VolumeSyncOptions? volumeOptions = null, IMasterVolumes? masterVolumes = null)
+        VolumeSyncOptions? volumeOptions = null, IMasterVolumes? masterVolumes = null,
+        NodeFailoverOptions? failoverOptions = null, INodeLeaseSource? nodeLeases = null)
     {
         _options = options;
         _config = config;
@@ -60,6 +62,13 @@ public sealed class OperatorHost : IAsyncDisposable
         volumeOptions ??= new VolumeSyncOptions { Namespace = options.Namespace, ResyncPeriod = options.VolumeResyncPeriod };
         VolumeSync = new VolumeSyncReconciler(api, Events, MasterVolumes, volumeOptions, loggerFactory.CreateLogger<VolumeSyncReconciler>());
         Volumes = new VolumeController(_client, VolumeSync, Events, volumeOptions, loggerFactory);
+        NodeLeases = nodeLeases ?? (options.MasterAddress is { } leasesAddress
+            ? new GrpcNodeLeaseSource(_ => leasesAddress, loggerFactory.CreateLogger<GrpcNodeLeaseSource>())
+            : new GrpcNodeLeaseSource(loggerFactory.CreateLogger<GrpcNodeLeaseSource>()));
+        NodeFailover = options.NodeFailover
+            ? new NodeFailoverController(_client, NodeLeases, Events, failoverOptions ?? new NodeFailoverOptions { Namespace = options.Namespace },
+                loggerFactory.CreateLogger<NodeFailoverController>())
+            : null;
     }
 
     public IMasterStatusSource Masters { get; }
@@ -69,6 +78,9 @@ public sealed class OperatorHost : IAsyncDisposable
     public IMasterVolumes MasterVolumes { get; }
     public VolumeSyncReconciler VolumeSync { get; }
     public VolumeController Volumes { get; }
+    public INodeLeaseSource NodeLeases { get; }
+    /// <summary>Null when --node-failover is false: the operator then never touches nodes.</summary>
+    public NodeFailoverController? NodeFailover { get; }
     public bool IsLeader { get; private set; }
     public int HttpPort { get; private set; }
 
@@ -155,7 +167,15 @@ public sealed class OperatorHost : IAsyncDisposable
         }
     }
 
-    private Task RunControllersAsync(CancellationToken ct) => Task.WhenAll(Controller.RunAsync(ct), Volumes.RunAsync(ct));
+    private Task RunControllersAsync(CancellationToken ct)
+    {
+        if (NodeFailover is null)
+        {
+            _logger.LogInformation("Node failover is off (--node-failover false): no node is ever marked out of service");
+            return Task.WhenAll(Controller.RunAsync(ct), Volumes.RunAsync(ct));
+        }
+        return Task.WhenAll(Controller.RunAsync(ct), Volumes.RunAsync(ct), NodeFailover.RunAsync(ct));
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -177,6 +197,7 @@ public sealed class OperatorHost : IAsyncDisposable
         }
         (Masters as IDisposable)?.Dispose();
         (MasterVolumes as IDisposable)?.Dispose();
+        (NodeLeases as IDisposable)?.Dispose();
         _client.Dispose();
         _stop.Dispose();
     }

@@ -24,15 +24,22 @@ public sealed class OperatorOptions
     /// <summary>The CSI ClusterRoles the operator binds are PREFIX-controller and PREFIX-node (installed by the chart).</summary>
     public string CsiClusterRolePrefix { get; set; } = Names.DefaultCsiClusterRolePrefix;
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
+    /// <summary>
+    /// Failover on node loss: the leader taints nodes whose Feitian node lease expired while Kubernetes reports
+    /// them NotReady (node.kubernetes.io/out-of-service). False = the operator never touches nodes.
+    /// </summary>
+    public bool NodeFailover { get; set; } = true;
 
     public const string Usage =
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
         "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT[,HOST:PORT...]]\n" +
-        "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL]";
+        "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL] [--node-failover true|false]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)
     {
         var o = new OperatorOptions();
+        // --flag=value is the same as --flag value.
+        args = args.SelectMany(a => a.StartsWith("--", StringComparison.Ordinal) && a.IndexOf('=') is var eq and > 2 ? [a[..eq], a[(eq + 1)..]] : new[] { a }).ToList();
         for (var i = 0; i < args.Count; i++)
         {
             string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -45,6 +52,9 @@ public sealed class OperatorOptions
                 case "--http-port": o.HttpPort = IntValue("--http-port"); break;
                 case "--leader-elect":
                     o.LeaderElect = bool.TryParse(Value(), out var b) ? b : throw new ArgumentException("--leader-elect needs true or false");
+                    break;
+                case "--node-failover":
+                    o.NodeFailover = bool.TryParse(Value(), out var failover) ? failover : throw new ArgumentException("--node-failover needs true or false");
                     break;
                 case "--lease-namespace": o.LeaseNamespace = Value(); break;
                 case "--lease-name": o.LeaseName = Value(); break;

@@ -41,7 +41,7 @@ public sealed class RafLogWriter : IAsyncDisposable
     /// <summary>A segment this engine created to which no record has been appended yet; the next roll reuses it while it holds no chunk.</summary>
     private ulong? _unusedSegment;
     private long _bytesSinceCheckpoint;
-    private volatile bool _fenced;
+    private readonly TaskCompletionSource _fencedSignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _abandoned;
 
     public RafLogWriter(IPanguFileSystem fs, RafLayout layout, RafVolumeState state, PanguVolumeGuard guard, int replicas,
@@ -60,14 +60,17 @@ public sealed class RafLogWriter : IAsyncDisposable
         _loop = Task.Run(RunAsync);
     }
 
-    public bool IsFenced => _fenced;
+    public bool IsFenced => _fencedSignal.Task.IsCompleted;
 
-    public void MarkFenced() => _fenced = true;
+    /// <summary>Completes once this writer is fenced (a newer epoch owns the volume); it never writes again.</summary>
+    public Task Fenced => _fencedSignal.Task;
+
+    public void MarkFenced() => _fencedSignal.TrySetResult();
 
     /// <summary>Queues the request; the task completes when it is acknowledged or fails with a <see cref="BlockDeviceException"/>.</summary>
     public Task SubmitAsync(LogOp op)
     {
-        if (_fenced)
+        if (IsFenced)
         {
             return Task.FromException(FencedError());
         }
@@ -144,7 +147,7 @@ public sealed class RafLogWriter : IAsyncDisposable
     /// </summary>
     private async Task ProcessAsync(List<LogOp> batch, long bytes)
     {
-        if (_fenced)
+        if (IsFenced)
         {
             await CompleteLandedAsync(all: true);
             Fail(batch, FencedError());
@@ -162,7 +165,7 @@ public sealed class RafLogWriter : IAsyncDisposable
             return;
         }
         await CompleteLandedAsync(all: true);
-        if (_fenced)
+        if (IsFenced)
         {
             Fail(batch, FencedError());
             return;
@@ -258,7 +261,7 @@ public sealed class RafLogWriter : IAsyncDisposable
     {
         if (e is FencedException fenced)
         {
-            _fenced = true;
+            MarkFenced();
             _logger.LogError("Volume {Volume} fenced at epoch {Epoch} while appending to {Path}", _guard.Volume, _guard.Epoch, fenced.Path);
             Fail(batch, FencedError(fenced));
             return;

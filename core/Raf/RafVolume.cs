@@ -68,6 +68,23 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
 
     public PanguVolumeGuard Guard { get; }
 
+    /// <summary>Completes once the engine is fenced: a newer epoch owns the volume, and every later request fails.</summary>
+    public Task Fenced => _writer.Fenced;
+
+    /// <summary>
+    /// Fences the engine on the master's word that the volume's epoch moved past <see cref="Guard"/>
+    /// (the lease was granted again): from now on it serves nothing, before any write finds out.
+    /// </summary>
+    public void FenceFromMaster(ulong currentEpoch)
+    {
+        if (currentEpoch <= Guard.Epoch || _readOnly || _writer.IsFenced)
+        {
+            return;
+        }
+        _logger.LogError("Volume {Volume}: the master holds epoch {Current}, newer than this engine's {Epoch}; the engine is fenced", Name, currentEpoch, Guard.Epoch);
+        _writer.MarkFenced();
+    }
+
     /// <summary>What the open found: the checkpoint used, records replayed, bytes of torn tails ignored.</summary>
     public RafRecoveryReport Recovery { get; }
     public RafLayout Layout { get; }

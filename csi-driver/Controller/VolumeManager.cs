@@ -279,7 +279,8 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
 
     /// <summary>
     /// A writable publish gives <paramref name="node"/> the volume's write lease, unless it holds it
-    /// already (taking it again would fence the engine the node runs). Another holder = FAILED_PRECONDITION.
+    /// already (taking it again would fence the engine the node runs). Another holder = FAILED_PRECONDITION,
+    /// unless that holder's node lease expired: then the lease moves (a new epoch fences the old holder).
     /// </summary>
     public async Task PublishAsync(string id, string node, bool writable, CancellationToken ct)
     {
@@ -300,11 +301,46 @@ public sealed class VolumeManager(MasterConnection master, ILogger<VolumeManager
         }
         if (volume.LeaseHolder.Length > 0)
         {
-            throw CsiErrors.FailedPrecondition($"volume '{id}' is published writable to node '{volume.LeaseHolder}'; it cannot be published to node '{node}' too");
+            var holderLease = await NodeLeaseAsync(volume.LeaseHolder, ct);
+            if (holderLease?.State != NodeLeaseStates.Expired)
+            {
+                throw CsiErrors.FailedPrecondition($"volume '{id}' is published writable to node '{volume.LeaseHolder}' ({DescribeLease(holderLease)}); it cannot be published to node '{node}' too");
+            }
+            // Takeover: the holder's node lease expired (judged by the master's leader). The new epoch
+            // fences the old holder on every chunk server before the new node writes anything.
+            await AcquireLeaseAsync(id, node, ct);
+            logger.LogWarning("Volume {Volume} taken over by node {Node} from node {Old}, whose node lease expired at {Expired:o}",
+                id, node, volume.LeaseHolder, DateTimeOffset.FromUnixTimeMilliseconds(holderLease.ExpiresUnixMs));
+            return;
         }
         await AcquireLeaseAsync(id, node, ct);
         logger.LogInformation("Published volume {Volume} to node {Node}", id, node);
     }
+
+    /// <summary>The master leader's judgment of a node's lease; null for a holder that is no registered node (e.g. a CLI).</summary>
+    private async Task<NodeLeaseStatus?> NodeLeaseAsync(string node, CancellationToken ct)
+    {
+        try
+        {
+            var info = await master.CallAsync("get node", (c, o) => c.GetNodeAsync(new GetNodeRequest { Id = node }, o).ResponseAsync, ct);
+            return info.Lease;
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.NotFound or StatusCode.InvalidArgument)
+        {
+            return null;
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"node lease of '{node}'");
+        }
+    }
+
+    private static string DescribeLease(NodeLeaseStatus? lease) => lease?.State switch
+    {
+        null => "not a node with a node lease",
+        NodeLeaseStates.Live => $"its node lease is live until {DateTimeOffset.FromUnixTimeMilliseconds(lease.ExpiresUnixMs):o}",
+        _ => "it keeps no node lease",
+    };
 
     /// <summary>
     /// Forgets <paramref name="node"/> as a reader and takes the lease back from it (new epoch, no

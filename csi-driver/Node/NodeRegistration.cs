@@ -48,7 +48,7 @@ public sealed class NodeRegistration(CsiDriverOptions options, MasterConnection 
         try
         {
             await master.CallAsync("register node",
-                (c, o) => c.RegisterNodeAsync(new RegisterNodeRequest { Id = options.NodeId, Rack = options.Rack }, o).ResponseAsync, ct);
+                (c, o) => c.RegisterNodeAsync(new RegisterNodeRequest { Id = options.NodeId, Rack = options.Rack, LeaseSeconds = (uint)options.NodeLeaseSeconds }, o).ResponseAsync, ct);
             logger.LogInformation("Node {Node} registered with the master (rack {Rack})", options.NodeId, options.Rack);
             return true;
         }

@@ -43,10 +43,18 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
                 throw CsiErrors.AlreadyExists(
                     $"volume '{request.VolumeId}' is already staged at '{existing.StagingPath}' (block={existing.Block}, fs={existing.FsType}, readonly={existing.ReadOnly}), incompatible with this request");
             }
-            await RepairAsync(existing, ct);
-            return;
+            if (await RepairAsync(existing, ct))
+            {
+                return;
+            }
         }
-        var size = await VolumeSizeAsync(request.VolumeId, ct);
+        var volume = await StatVolumeAsync(request.VolumeId, ct);
+        if (!request.ReadOnly && volume.LeaseHolder.Length > 0 && volume.LeaseHolder != options.NodeId)
+        {
+            // Opening the engine here would take the lease from its holder: only ControllerPublish moves it.
+            throw CsiErrors.FailedPrecondition($"volume '{request.VolumeId}' is published writable to node '{volume.LeaseHolder}', not to node '{options.NodeId}'");
+        }
+        var size = (long)volume.SizeBytes;
         Directory.CreateDirectory(request.StagingPath);
         Directory.CreateDirectory(_runDir);
         var key = ShortKey(request.VolumeId);
@@ -94,7 +102,8 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         {
             throw CsiErrors.FailedPrecondition($"volume '{volumeId}' is still published at {string.Join(", ", published)}; unpublish first");
         }
-        await TearDownAsync(record, ct);
+        // A dead engine (crashed, or exited fenced after a takeover) cannot flush a filesystem: detach its mounts lazily.
+        await TearDownAsync(record, ct, lazy: !DetachedProcess.IsAlive(record.HostPid, record.SocketPath));
         store.Delete(volumeId);
         logger.LogInformation("Unstaged volume {Volume} from {Path}", volumeId, record.StagingPath);
     }
@@ -217,8 +226,11 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
     /// Makes the recorded chain whole again. A live volume host, nbdfuse and loop device are
     /// kept, and mounts that exist are left alone; if the host or nbdfuse died, the chain
     /// above them is rebuilt (its mounts cannot work any more) and the publishes re-bound.
+    /// A writable volume whose host is gone while its lease is no longer this node's (taken over
+    /// by another node after this one's node lease expired, or force-detached) is never started
+    /// again: that would take the lease back. Its stale chain is torn down instead (false).
     /// </summary>
-    private async Task RepairAsync(StagedVolume record, CancellationToken ct)
+    private async Task<bool> RepairAsync(StagedVolume record, CancellationToken ct)
     {
         var hostAlive = DetachedProcess.IsAlive(record.HostPid, record.SocketPath);
         var fuseAlive = record.NbdDevice.Length > 0 ? KernelNbd.IsConnected(record.NbdDevice) : DetachedProcess.IsAlive(record.FusePid, record.FuseDir);
@@ -233,7 +245,15 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
             {
                 await BindAsync(record, publish, ct);
             }
-            return;
+            return true;
+        }
+        if (!hostAlive && !record.ReadOnly && (await StatVolumeOrNullAsync(record.VolumeId, ct))?.LeaseHolder is var holder && holder != options.NodeId)
+        {
+            logger.LogWarning("Volume {Volume}: engine gone and the volume is {Holder}; removing this node's stale staging at {Path}",
+                record.VolumeId, holder is null ? "deleted" : holder.Length == 0 ? "published to no node" : $"published to node '{holder}'", record.StagingPath);
+            await TearDownAsync(record, ct, lazy: true);
+            store.Delete(record.VolumeId);
+            return false;
         }
         logger.LogWarning("Volume {Volume}: data path broken (host alive={Host}, nbdfuse alive={Fuse}, loop ok={Loop}); rebuilding",
             record.VolumeId, hostAlive, fuseAlive, loopOk);
@@ -252,6 +272,7 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
             await BindAsync(record, publish, ct);
         }
         logger.LogInformation("Volume {Volume}: data path rebuilt on {Loop}", record.VolumeId, record.LoopDevice);
+        return true;
     }
 
     private async Task<StagedVolume> StartHostAsync(StagedVolume record, CancellationToken ct)
@@ -441,9 +462,9 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         await DetachedProcess.StopAsync(record.FusePid, record.FuseDir, TimeSpan.FromSeconds(10));
     }
 
-    private async Task TearDownAsync(StagedVolume record, CancellationToken ct)
+    private async Task TearDownAsync(StagedVolume record, CancellationToken ct, bool lazy = false)
     {
-        await UnmountAllAsync(record, ct);
+        await UnmountAllAsync(record, ct, lazy);
         await DetachFuseAndLoopAsync(record, ct);
         await DetachedProcess.StopAsync(record.HostPid, record.SocketPath, TimeSpan.FromSeconds(30));
         foreach (var file in new[] { record.SocketPath, Path.ChangeExtension(record.SocketPath, ".host.log"), Path.ChangeExtension(record.SocketPath, ".fuse.log"),
@@ -480,6 +501,35 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         catch (Exception e) when (e is IOException or TimeoutException or UnauthorizedAccessException)
         {
             return $"reading {record.LoopDevice} failed: {e.Message}";
+        }
+    }
+
+    private async Task<VolumeInfo> StatVolumeAsync(string volumeId, CancellationToken ct)
+    {
+        try
+        {
+            return await master.CallAsync("stat volume", (c, o) => c.StatVolumeAsync(new StatVolumeRequest { Name = volumeId }, o).ResponseAsync, ct);
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"volume '{volumeId}'");
+        }
+    }
+
+    /// <summary>The volume, or null when the master says it does not exist (other errors throw: nothing may be decided without the master).</summary>
+    private async Task<VolumeInfo?> StatVolumeOrNullAsync(string volumeId, CancellationToken ct)
+    {
+        try
+        {
+            return await master.CallAsync("stat volume", (c, o) => c.StatVolumeAsync(new StatVolumeRequest { Name = volumeId }, o).ResponseAsync, ct);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            return null;
+        }
+        catch (RpcException e)
+        {
+            throw MasterErrors.ToCsi(e, $"volume '{volumeId}'");
         }
     }
 

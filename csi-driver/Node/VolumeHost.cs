@@ -39,13 +39,65 @@ public static class VolumeHost
         }, loggers.CreateLogger<NbdServer>());
         await nbd.StartAsync(stop);
         logger.LogInformation("Volume {Volume} served on {Socket} ({Size} bytes, read-only={ReadOnly})", volumeName, socketPath, volume.Size, readOnly);
+<<<<<<< HEAD
         // Per-volume metrics for the node plugin's /metrics (this process opens no port).
         var metrics = new VolumeHostMetrics(VolumeHostMetrics.PathFor(socketPath), logger);
         await metrics.RunAsync(stop);
+=======
+        using var watchStop = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var watch = readOnly ? Task.CompletedTask : WatchEpochAsync(volume, catalog, EpochCheckInterval, logger, watchStop.Token);
+        var stopped = Task.Delay(Timeout.Infinite, stop);
+        await Task.WhenAny(stopped, volume.Fenced);
+        await watchStop.CancelAsync();
+        await watch;
+        if (volume.Fenced.IsCompleted)
+        {
+            // Another node holds the volume now: stop serving at once (every request would fail anyway)
+            // and exit, so the node plugin sees a dead engine and cleans the stale chain up instead of restarting it.
+            logger.LogError("Volume {Volume}: this engine (epoch {Epoch}) is fenced by a newer lease holder; closing {Socket} and exiting",
+                volumeName, volume.Guard.Epoch, socketPath);
+            await nbd.StopAsync(CancellationToken.None);
+            return FencedExitCode;
+        }
+>>>>>>> h-nodefail
         logger.LogInformation("Volume {Volume}: stopping", volumeName);
         await nbd.StopAsync(CancellationToken.None);
         await volume.FlushAsync(CancellationToken.None);
         await metrics.WriteAsync(CancellationToken.None);
         return 0;
+    }
+
+    /// <summary>Exit code of a volume host whose engine was fenced.</summary>
+    public const int FencedExitCode = 3;
+
+    /// <summary>How often a writable engine compares its epoch with the master's (it also learns on its first refused write).</summary>
+    public static readonly TimeSpan EpochCheckInterval = TimeSpan.FromSeconds(2);
+
+    /// <summary>Fences the engine as soon as the master's epoch of the volume moved past its own (the lease went to another holder).</summary>
+    private static async Task WatchEpochAsync(RafVolume volume, MasterVolumeCatalog catalog, TimeSpan interval, ILogger logger, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct))
+            {
+                try
+                {
+                    var info = await catalog.StatAsync(volume.Name, ct);
+                    volume.FenceFromMaster(info.Epoch);
+                }
+                catch (PanguException e)
+                {
+                    if (ct.IsCancellationRequested)
+                    {
+                        return;
+                    }
+                    logger.LogDebug("Volume {Volume}: epoch check failed: {Error}", volume.Name, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 }

@@ -23,6 +23,7 @@ public sealed class MasterService(
     DeadServerDetector dead,
     ChunkServerReports reports,
     Web.ClusterQueries queries,
+    NodeLeases nodeLeases,
     ILogger<MasterService> logger) : Proto.Master.Master.MasterBase
 {
     public const uint HeartbeatIntervalMs = 1000;
@@ -253,16 +254,59 @@ public sealed class MasterService(
 
     public override async Task<NodeInfo> RegisterNode(RegisterNodeRequest request, ServerCallContext context)
     {
+        if (request.LeaseSeconds != 0)
+        {
+            CheckOrThrow(NodeLeaseRules.Check(request.LeaseSeconds));
+        }
         var node = (NodeInfo)(await Submit(new MasterCommand
         {
-            RegisterNode = new RegisterNodeCommand { Node = new NodeRecord { Id = request.Id, Rack = request.Rack } },
+            RegisterNode = new RegisterNodeCommand { Node = new NodeRecord { Id = request.Id, Rack = request.Rack, LeaseSeconds = request.LeaseSeconds } },
         }, context))!;
-        logger.LogInformation("Node {Node} registered (rack {Rack})", node.Id, node.Rack);
-        return node;
+        logger.LogInformation("Node {Node} registered (rack {Rack}, node lease {Lease} s)", node.Id, node.Rack, request.LeaseSeconds);
+        return WithLease(node);
     }
 
     public override Task<NodeInfo> GetNode(GetNodeRequest request, ServerCallContext context) =>
-        Task.FromResult(Query(state => state.FindNode(request.Id) ?? throw new MasterException(MasterError.NotFound($"node '{request.Id}' is not known to the cluster"))));
+        Task.FromResult(WithLease(Query(state => state.FindNode(request.Id) ?? throw new MasterException(MasterError.NotFound($"node '{request.Id}' is not known to the cluster")))));
+
+    /// <summary>Renews the node's lease; registers the node first when it is unknown or its lease length or rack changed.</summary>
+    public override async Task<NodeLeaseStatus> RenewNodeLease(RenewNodeLeaseRequest request, ServerCallContext context)
+    {
+        CheckOrThrow(NameRules.CheckId("node id", request.Id));
+        CheckOrThrow(NodeLeaseRules.Check(request.LeaseSeconds));
+        var record = Query(state => state.FindRegisteredNode(request.Id)?.Clone());
+        var rack = request.Rack.Length > 0 ? request.Rack : record?.Rack ?? "";
+        if (record is null || record.LeaseSeconds != request.LeaseSeconds || record.Rack != rack)
+        {
+            record = new NodeRecord { Id = request.Id, Rack = rack, LeaseSeconds = request.LeaseSeconds };
+            await Submit(new MasterCommand { RegisterNode = new RegisterNodeCommand { Node = record } }, context);
+            logger.LogInformation("Node {Node} registered by its lease renewal (rack {Rack}, node lease {Lease} s)", record.Id, record.Rack, record.LeaseSeconds);
+        }
+        var before = nodeLeases.Judge(record);
+        nodeLeases.Renew(request.Id);
+        if (before.State == NodeLeases.Expired)
+        {
+            logger.LogWarning("Node {Node} renewed its lease after it had expired", request.Id);
+        }
+        return nodeLeases.Judge(record);
+    }
+
+    public override Task<ListNodeLeasesResponse> ListNodeLeases(ListNodeLeasesRequest request, ServerCallContext context)
+    {
+        var response = new ListNodeLeasesResponse();
+        response.Leases.AddRange(Query(state => state.RegisteredNodes.Select(nodeLeases.Judge).ToList()));
+        return Task.FromResult(response);
+    }
+
+    /// <summary>The node with the leader's judgment of its lease (registered nodes only).</summary>
+    private NodeInfo WithLease(NodeInfo node)
+    {
+        if (Query(state => state.FindRegisteredNode(node.Id)?.Clone()) is { } record)
+        {
+            node.Lease = nodeLeases.Judge(record);
+        }
+        return node;
+    }
 
     public override Task<VolumeInfo> StatVolume(StatVolumeRequest request, ServerCallContext context) =>
         Task.FromResult(Query(state => state.StatVolume(request.Name)));

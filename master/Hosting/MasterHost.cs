@@ -72,6 +72,8 @@ public sealed class MasterHost : IAsyncDisposable
             var identity = new MasterIdentity();
             var dead = new DeadServerDetector(liveness, options.Clock, options.DeadAfter);
             metadata.BecameLeader += _ => dead.Restart();
+            var nodeLeases = new NodeLeases(options.Clock);
+            metadata.BecameLeader += _ => nodeLeases.Restart();
             var progress = new RebuildProgress(options.Clock);
             var reports = new ChunkServerReports();
             var rebuild = new RebuildScheduler(metadata, liveness, dead, channels, RebuildSettings.Default(options.DeadAfter, options.MaxRebuilds),
@@ -93,6 +95,7 @@ public sealed class MasterHost : IAsyncDisposable
             builder.Services.AddSingleton(dead);
             builder.Services.AddSingleton(progress);
             builder.Services.AddSingleton(reports);
+            builder.Services.AddSingleton(nodeLeases);
             builder.Services.AddSingleton(new ChunkAllocator(metadata, liveness, options.ChunkSizeBytes));
             var queries = new Web.ClusterQueries(liveness, dead, progress, reports);
             builder.Services.AddSingleton(queries);

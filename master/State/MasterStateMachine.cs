@@ -122,6 +122,10 @@ public sealed class MasterStateMachine
         {
             return ApplyResult.Fail(MasterError.Invalid($"rack is longer than {NameRules.MaxIdLength} characters"));
         }
+        if (node.LeaseSeconds > NodeLeaseRules.MaxLeaseSeconds)
+        {
+            return ApplyResult.Fail(MasterError.Invalid($"node lease of {node.LeaseSeconds} s is longer than {NodeLeaseRules.MaxLeaseSeconds} s"));
+        }
         _nodes[node.Id] = node.Clone();
         return ApplyResult.Ok(FindNode(node.Id));
     }
@@ -708,6 +712,11 @@ public sealed class MasterStateMachine
     public ChunkServerRecord? FindChunkServer(string id) => _servers.GetValueOrDefault(id);
 
     public IEnumerable<ChunkServerRecord> ChunkServers => _servers.Values.OrderBy(s => s.Id, StringComparer.Ordinal);
+
+    /// <summary>Nodes registered through RegisterNode (attaching nodes), sorted by id.</summary>
+    public IEnumerable<NodeRecord> RegisteredNodes => _nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal);
+
+    public NodeRecord? FindRegisteredNode(string id) => _nodes.GetValueOrDefault(id);
 
     public int ReplicaCountOn(string chunkServerId) => _replicaCounts.GetValueOrDefault(chunkServerId);
 

@@ -46,6 +46,10 @@ public static class SpecValidator
         {
             errors.Add("spec.chunkServers.rackLabel must not be empty");
         }
+        if (spec.NodeFailover.NodeLeaseSeconds is < 3 or > 3600)
+        {
+            errors.Add($"spec.nodeFailover.nodeLeaseSeconds must be between 3 and 3600, got {spec.NodeFailover.NodeLeaseSeconds}");
+        }
         errors.AddRange(RebuildFlags.Errors(spec.Rebuild));
         errors.AddRange(SnapshotTargetEnv.Errors(spec.SnapshotTarget));
         return errors;

@@ -61,6 +61,9 @@ public sealed class StorageClusterSpec
     [JsonPropertyName("snapshotTarget")]
     public SnapshotTargetSpec? SnapshotTarget { get; set; }
 
+    [JsonPropertyName("nodeFailover")]
+    public NodeFailoverSpec NodeFailover { get; set; } = new();
+
     [JsonPropertyName("storageClass")]
     public StorageClassSpec StorageClass { get; set; } = new();
 
@@ -146,6 +149,21 @@ public sealed class RebuildSpec
     /// <summary>Background scrub rate per node, e.g. "4Mi" bytes per second; "0" = off (chunk server --scrub-bandwidth).</summary>
     [JsonPropertyName("scrubBandwidthPerNode")]
     public string ScrubBandwidthPerNode { get; set; } = "4Mi";
+}
+
+/// <summary>Failover on node loss: node leases, the out-of-service taint, takeover of a lost node's volumes.</summary>
+public sealed class NodeFailoverSpec
+{
+    /// <summary>False: node plugins keep no node lease (their volumes are never taken over) and the operator never taints this cluster's nodes.</summary>
+    [JsonPropertyName("enabled")]
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Seconds a node's lease lasts without a renewal (CSI node plugin --node-lease-seconds).</summary>
+    [JsonPropertyName("nodeLeaseSeconds")]
+    public int NodeLeaseSeconds { get; set; } = 15;
+
+    /// <summary>What the node plugins get as --node-lease-seconds (0 when failover is off).</summary>
+    public int EffectiveLeaseSeconds() => Enabled ? NodeLeaseSeconds : 0;
 }
 
 public sealed class SnapshotTargetSpec

@@ -132,6 +132,19 @@ public sealed class IdentityAndOptionsTests : IDisposable
     }
 
     [Fact]
+    public void Node_lease_seconds_default_to_15_and_bad_values_are_refused()
+    {
+        string[] base_ = ["--endpoint", "unix:///a", "--node-id", "n", "--masters", "m:1"];
+        Assert.Equal(15, CsiDriverOptions.Parse(base_).NodeLeaseSeconds);
+        Assert.Equal(0, CsiDriverOptions.Parse([.. base_, "--node-lease-seconds", "0"]).NodeLeaseSeconds);
+        Assert.Equal(5, CsiDriverOptions.Parse([.. base_, "--node-lease-seconds=5"]).NodeLeaseSeconds);
+        foreach (var bad in new[] { "-1", "3601", "x", "" })
+        {
+            Assert.Contains("--node-lease-seconds", Assert.Throws<ArgumentException>(() => CsiDriverOptions.Parse([.. base_, "--node-lease-seconds", bad])).Message);
+        }
+    }
+
+    [Fact]
     public void Command_line_is_parsed_and_bad_values_are_refused()
     {
         var options = CsiDriverOptions.Parse(["--endpoint", "unix:///run/csi/csi.sock", "--mode", "node", "--node-id", "n1",

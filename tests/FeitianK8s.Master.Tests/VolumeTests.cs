@@ -86,7 +86,8 @@ public sealed class VolumeTests(ITestOutputHelper output) : IAsyncLifetime
         for (var i = 0; i < 2; i++)
         {
             var registered = await Client.RegisterNodeAsync(new RegisterNodeRequest { Id = "csi-a", Rack = "rack-9" });
-            Assert.Equal(new NodeInfo { Id = "csi-a", Rack = "rack-9", Registered = true }, registered);
+            // Registered without a node lease: the leader reports its lease as "none".
+            Assert.Equal(new NodeInfo { Id = "csi-a", Rack = "rack-9", Registered = true, Lease = new NodeLeaseStatus { Node = "csi-a", State = "none" } }, registered);
         }
         Assert.Equal("rack-9", (await Client.GetNodeAsync(new GetNodeRequest { Id = "csi-a" })).Rack);
         await RpcAssert.Fails(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => Client.RegisterNodeAsync(new RegisterNodeRequest { Id = "" }));

@@ -38,4 +38,15 @@ public sealed class OperatorOptionsTests
         var e = Assert.Throws<ArgumentException>(() => OperatorOptions.Parse(["--csi-cluster-role-prefix", value]));
         Assert.Contains("--csi-cluster-role-prefix", e.Message);
     }
+
+    [Fact]
+    public void Node_failover_is_on_by_default_and_turned_off_with_either_flag_form()
+    {
+        Assert.True(OperatorOptions.Parse([]).NodeFailover);
+        Assert.False(OperatorOptions.Parse(["--node-failover=false"]).NodeFailover);
+        Assert.False(OperatorOptions.Parse(["--node-failover", "false"]).NodeFailover);
+        Assert.True(OperatorOptions.Parse(["--node-failover=true", "--workers=3"]).NodeFailover);
+        Assert.Equal(3, OperatorOptions.Parse(["--workers=3"]).Workers);
+        Assert.Contains("--node-failover", Assert.Throws<ArgumentException>(() => OperatorOptions.Parse(["--node-failover", "maybe"])).Message);
+    }
 }

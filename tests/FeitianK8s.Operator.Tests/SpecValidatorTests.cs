@@ -26,6 +26,21 @@ public sealed class SpecValidatorTests
     }
 
     [Fact]
+    public void Node_lease_seconds_out_of_range_are_refused_and_failover_off_gives_the_plugins_no_lease()
+    {
+        var spec = TestClusters.Minimal().Spec;
+        Assert.Equal(15, spec.NodeFailover.EffectiveLeaseSeconds());
+        foreach (var bad in new[] { 0, 2, 3601 })
+        {
+            spec.NodeFailover = new NodeFailoverSpec { NodeLeaseSeconds = bad };
+            Assert.Contains(SpecValidator.Validate(spec), e => e.Contains("spec.nodeFailover.nodeLeaseSeconds", StringComparison.Ordinal));
+        }
+        spec.NodeFailover = new NodeFailoverSpec { Enabled = false, NodeLeaseSeconds = 30 };
+        Assert.Empty(SpecValidator.Validate(spec));
+        Assert.Equal(0, spec.NodeFailover.EffectiveLeaseSeconds());
+    }
+
+    [Fact]
     public void Even_master_count_is_refused()
     {
         var spec = TestClusters.Minimal().Spec;
