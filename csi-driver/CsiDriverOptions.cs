@@ -53,11 +53,7 @@ public sealed class CsiDriverOptions
         string[] known =
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
-<<<<<<< HEAD
-            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port",
-=======
-            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--node-lease-seconds",
->>>>>>> h-nodefail
+            "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port", "--node-lease-seconds",
         ];
         for (var i = 0; i < args.Count; i++)
         {

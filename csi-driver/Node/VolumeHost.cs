@@ -39,17 +39,16 @@ public static class VolumeHost
         }, loggers.CreateLogger<NbdServer>());
         await nbd.StartAsync(stop);
         logger.LogInformation("Volume {Volume} served on {Socket} ({Size} bytes, read-only={ReadOnly})", volumeName, socketPath, volume.Size, readOnly);
-<<<<<<< HEAD
+        using var watchStop = CancellationTokenSource.CreateLinkedTokenSource(stop);
         // Per-volume metrics for the node plugin's /metrics (this process opens no port).
         var metrics = new VolumeHostMetrics(VolumeHostMetrics.PathFor(socketPath), logger);
-        await metrics.RunAsync(stop);
-=======
-        using var watchStop = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var publishing = metrics.RunAsync(watchStop.Token);
         var watch = readOnly ? Task.CompletedTask : WatchEpochAsync(volume, catalog, EpochCheckInterval, logger, watchStop.Token);
         var stopped = Task.Delay(Timeout.Infinite, stop);
         await Task.WhenAny(stopped, volume.Fenced);
         await watchStop.CancelAsync();
         await watch;
+        await publishing;
         if (volume.Fenced.IsCompleted)
         {
             // Another node holds the volume now: stop serving at once (every request would fail anyway)
@@ -59,7 +58,6 @@ public static class VolumeHost
             await nbd.StopAsync(CancellationToken.None);
             return FencedExitCode;
         }
->>>>>>> h-nodefail
         logger.LogInformation("Volume {Volume}: stopping", volumeName);
         await nbd.StopAsync(CancellationToken.None);
         await volume.FlushAsync(CancellationToken.None);
