@@ -102,7 +102,8 @@ public sealed class MasterMetadata : IAsyncDisposable
                 UpperElectionTimeout = (int)(settings.ElectionTimeout.TotalMilliseconds * 2),
                 // Long enough to install a snapshot on a loaded machine; a dead peer refuses connections at once.
                 RequestTimeout = TimeSpan.FromSeconds(5),
-                ConnectTimeout = settings.ElectionTimeout,
+                // With TLS the handshake counts too: a busy machine needs longer than an election timeout for it.
+                ConnectTimeout = settings.Tls is null ? settings.ElectionTimeout : TimeSpan.FromTicks(Math.Max(settings.ElectionTimeout.Ticks, TimeSpan.FromSeconds(2).Ticks)),
                 ColdStart = false,
                 // Linearizable reads on the leader without a round trip: its lease (shorter than an election timeout).
                 IsLeaderLeaseEnabled = true,
