@@ -26,7 +26,7 @@ public static class AppendBenchmark
             await using var cluster = await LocalClusterLauncher.StartAsync(
                 new LocalClusterOptions { DataDir = dir, ChunkServers = chunkServers, Racks = racks }, loggers);
             await cluster.WaitForChunkServersAliveAsync();
-            using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = [cluster.MasterAddress], ClientNode = "node-1" }, loggers);
+            using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = [cluster.MasterAddress], ClientNode = "node-1", Tls = cluster.ClientTls() }, loggers);
 
             var big = RandomBytes(1 << 20);
             var small = RandomBytes(4096);

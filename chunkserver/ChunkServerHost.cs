@@ -120,7 +120,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var storeRef = store;
             long Capacity() => options.CapacityBytes ?? storeRef.FilesystemBytes;
             var metrics = new ChunkServerMetrics(store, Capacity);
-            peers = new PeerChannels();
+            peers = new PeerChannels(options.Tls);
             var rebuild = new RebuildBudget(options.RebuildBandwidthBytesPerSecond, options.RebuildConcurrency, new RebuildMetrics(metrics.Registry));
 
             var listeners = new GrpcAndHttpListeners();
@@ -133,10 +133,21 @@ public sealed class ChunkServerHost : IAsyncDisposable
             builder.Services.AddSingleton(peers);
             builder.Services.AddSingleton(rebuild);
             builder.Services.AddSingleton<PeerChunkCopier>();
+            if (options.Tls is { } tls)
+            {
+                builder.Services.AddSingleton(tls);
+                builder.Services.AddSingleton(Core.Security.RpcRoleTable.Default);
+                builder.Services.AddSingleton(new Core.Security.RpcRefusals(metrics.Registry, "chunkserver"));
+            }
             builder.Services.AddGrpc(grpc =>
             {
                 grpc.MaxReceiveMessageSize = MaxMessageBytes;
                 grpc.MaxSendMessageSize = MaxMessageBytes;
+                if (options.Tls is not null)
+                {
+                    // First: nothing else runs for a refused caller.
+                    grpc.Interceptors.Add<Core.Security.RpcAuthorizationInterceptor>();
+                }
                 grpc.Interceptors.Add<ChunkServerInterceptor>();
             });
             builder.WebHost.ConfigureKestrel(kestrel =>
@@ -145,7 +156,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
                 kestrel.Limits.MaxRequestBodySize = MaxMessageBytes + (1 << 20);
                 kestrel.Limits.Http2.InitialConnectionWindowSize = 16 << 20;
                 kestrel.Limits.Http2.InitialStreamWindowSize = 8 << 20;
-                listeners.Bind(kestrel, listenIp, options.GrpcPort, options.HttpPort);
+                listeners.Bind(kestrel, listenIp, options.GrpcPort, options.HttpPort, options.Tls);
             });
             app = builder.Build();
             app.MapGrpcService<ChunkServerService>();
@@ -163,7 +174,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
 
             var grpcAddress = listeners.GrpcAddress;
             var httpAddress = listeners.HttpAddress;
-            masterChannel = options.MasterAddresses.Count > 0 ? FeitianK8s.Core.Common.GrpcChannels.Create(options.MasterAddresses[0]) : null;
+            masterChannel = options.MasterAddresses.Count > 0 ? FeitianK8s.Core.Common.GrpcChannels.Create(options.MasterAddresses[0], tls: options.Tls) : null;
             host = new ChunkServerHost(id, app, store, dataLock, peers, masterChannel, grpcAddress, httpAddress, log) { Rebuild = rebuild };
             var hostRef = host;
             SelfHealingMetrics.Attach(metrics.Registry, () => hostRef.Scrubber, rebuild.Adaptive, store);
@@ -189,7 +200,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             if (masterChannel is not null)
             {
                 var advertised = options.AdvertiseAddress ?? (listenIp.Equals(IPAddress.Any) || listenIp.Equals(IPAddress.IPv6Any)
-                    ? $"http://{Dns.GetHostName()}:{listeners.GrpcPort}"
+                    ? $"{(options.Tls is null ? "http" : "https")}://{Dns.GetHostName()}:{listeners.GrpcPort}"
                     : grpcAddress);
                 var reporter = new MasterReporter(new MasterClient(masterChannel), new ChunkServerIdentityInfo(id, options.Node, options.Rack, advertised),
                     store, Capacity, metrics, options.HeartbeatInterval, options.MaxRegisterBackoff, loggers.CreateLogger<MasterReporter>(),

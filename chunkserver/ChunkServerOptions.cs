@@ -60,4 +60,10 @@ public sealed record ChunkServerOptions
     public const long DefaultScrubBandwidth = 4L << 20;
 
     public const int MaxRebuildConcurrency = 1024;
+
+    /// <summary>
+    /// Mutual TLS (--tls-ca/--tls-cert/--tls-key): gRPC over HTTPS, every call checked against
+    /// <see cref="Core.Security.RpcRoleTable"/>; calls to the master and peers present this certificate. Null = plain.
+    /// </summary>
+    public Core.Security.ComponentTls? Tls { get; init; }
 }

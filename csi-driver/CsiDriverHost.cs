@@ -60,6 +60,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
             MasterAddresses = options.Masters,
             ClientNode = options.NodeId,
             MasterUnavailableRetry = options.MasterUnavailableRetry,
+            Tls = options.Tls,
         }, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<PanguClient>().Master);
         builder.Services.AddSingleton<VolumeLocks>();

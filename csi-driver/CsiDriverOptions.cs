@@ -25,6 +25,12 @@ public sealed class CsiDriverOptions
     public int MaxVolumesPerNode { get; init; } = 64;
     /// <summary>`--master-wait SECONDS`: how long master calls (and the volume hosts' writes) wait for a master before failing.</summary>
     public TimeSpan MasterUnavailableRetry { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// `--tls-ca/--tls-cert/--tls-key`: the certificate (role csi-controller or csi-node) presented to
+    /// masters and chunk servers, also handed to the volume hosts; null = plain HTTP/2.
+    /// </summary>
+    public Core.Security.ComponentTls? Tls { get; init; }
+
     /// <summary>Where snapshot backups go; null when none was configured.</summary>
     public SnapshotTarget? SnapshotTarget { get; init; }
     /// <summary>`--metrics-port PORT`: serve /metrics over HTTP on every address at PORT (0 = one the OS picks); null = no metrics listener.
@@ -54,6 +60,7 @@ public sealed class CsiDriverOptions
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
             "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port", "--node-lease-seconds",
+            "--tls-ca", "--tls-cert", "--tls-key",
         ];
         for (var i = 0; i < args.Count; i++)
         {
@@ -115,6 +122,8 @@ public sealed class CsiDriverOptions
             MasterUnavailableRetry = values.TryGetValue("--master-wait", out var wait) ? ParseMasterWait(wait) : TimeSpan.FromSeconds(60),
             SnapshotTarget = SnapshotTarget.From(values, environment),
             MetricsPort = values.TryGetValue("--metrics-port", out var port) ? ParseMetricsPort(port) : null,
+            Tls = Core.Security.ComponentTls.FromFlags(values.GetValueOrDefault("--tls-ca"), values.GetValueOrDefault("--tls-cert"), values.GetValueOrDefault("--tls-key"),
+                mode == CsiMode.Node ? [Core.Security.ComponentRoles.CsiNode] : [Core.Security.ComponentRoles.CsiController, Core.Security.ComponentRoles.CsiNode]),
         };
     }
 

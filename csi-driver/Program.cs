@@ -45,8 +45,11 @@ static async Task<int> ServeVolumeAsync(string[] args)
     try
     {
         var masterWait = args.Contains("--master-wait") ? CsiDriverOptions.ParseMasterWait(Value("--master-wait")) : TimeSpan.FromSeconds(60);
+        string? Optional(string name) => args.Contains(name) ? Value(name) : null;
+        var tls = FeitianK8s.Core.Security.ComponentTls.FromFlags(Optional("--tls-ca"), Optional("--tls-cert"), Optional("--tls-key"))
+            ?.WithLogger(loggers.CreateLogger("FeitianK8s.Csi.Tls"));
         return await VolumeHost.RunAsync(Value("--serve-volume"), Value("--socket"), CsiDriverOptions.ParseMasters(Value("--masters")), Value("--node-id"), args.Contains("--read-only"),
-            masterWait, loggers, stop.Token);
+            masterWait, loggers, stop.Token, tls);
     }
     catch (Exception e) when (e is not OperationCanceledException)
     {

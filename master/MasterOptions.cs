@@ -41,6 +41,12 @@ public sealed class MasterOptions
     /// (default: the host of <see cref="AdvertiseAddress"/>, else the bound address, with the HTTP port).
     /// </summary>
     public string? AdvertiseHttpAddress { get; init; }
+    /// <summary>
+    /// Mutual TLS (--tls-ca/--tls-cert/--tls-key): gRPC over HTTPS with a client certificate of the
+    /// cluster CA checked per call against <see cref="Core.Security.RpcRoleTable"/>, and the Raft
+    /// transport over TLS between master certificates. Null = plain, any caller admitted.
+    /// </summary>
+    public Core.Security.ComponentTls? Tls { get; init; }
     /// <summary>Lower bound of the Raft election timeout (the upper bound is twice it).</summary>
     public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(500);
 

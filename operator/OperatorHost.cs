@@ -42,9 +42,14 @@ public sealed class OperatorHost : IAsyncDisposable
         _client = new Kubernetes(config);
         var api = new KubeApi(_client, loggerFactory.CreateLogger<KubeApi>());
         Events = new EventRecorder(_client, "feitian-operator", loggerFactory.CreateLogger<EventRecorder>());
+        var fixedTls = options.TlsFiles is { } tlsFiles
+            ? FeitianK8s.Core.Security.ComponentTls.FromFlags(tlsFiles.CaFile, tlsFiles.CertFile, tlsFiles.KeyFile, FeitianK8s.Core.Security.ComponentRoles.Operator)!
+                .WithLogger(loggerFactory.CreateLogger("FeitianK8s.Operator.Tls"))
+            : null;
+        Func<Resources.StorageCluster, FeitianK8s.Core.Security.ComponentTls?> tlsOf = _ => fixedTls;
         Masters = masters ?? (options.MasterAddress is { } address
-            ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>())
-            : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()));
+            ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf }
+            : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf });
         Reconciler = new StorageClusterReconciler(api, Events, Masters, reconcilerOptions ?? new ReconcilerOptions
         {
             CsiClusterRolePrefix = options.CsiClusterRolePrefix,
@@ -57,8 +62,8 @@ public sealed class OperatorHost : IAsyncDisposable
             Workers = options.Workers,
         }, loggerFactory);
         MasterVolumes = masterVolumes ?? (options.MasterAddress is { } volumesAddress
-            ? new GrpcMasterVolumes(_ => volumesAddress, loggerFactory.CreateLogger<GrpcMasterVolumes>())
-            : new GrpcMasterVolumes(loggerFactory.CreateLogger<GrpcMasterVolumes>()));
+            ? new GrpcMasterVolumes(_ => volumesAddress, loggerFactory.CreateLogger<GrpcMasterVolumes>()) { TlsOf = tlsOf }
+            : new GrpcMasterVolumes(loggerFactory.CreateLogger<GrpcMasterVolumes>()) { TlsOf = tlsOf });
         volumeOptions ??= new VolumeSyncOptions { Namespace = options.Namespace, ResyncPeriod = options.VolumeResyncPeriod };
         VolumeSync = new VolumeSyncReconciler(api, Events, MasterVolumes, volumeOptions, loggerFactory.CreateLogger<VolumeSyncReconciler>());
         Volumes = new VolumeController(_client, VolumeSync, Events, volumeOptions, loggerFactory);

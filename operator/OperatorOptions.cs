@@ -23,6 +23,11 @@ public sealed class OperatorOptions
     public TimeSpan VolumeResyncPeriod { get; set; } = TimeSpan.FromSeconds(15);
     /// <summary>The CSI ClusterRoles the operator binds are PREFIX-controller and PREFIX-node (installed by the chart).</summary>
     public string CsiClusterRolePrefix { get; set; } = Names.DefaultCsiClusterRolePrefix;
+    /// <summary>
+    /// --tls-ca/--tls-cert/--tls-key: a fixed operator certificate (role operator) for every cluster's masters,
+    /// instead of the one the operator issues itself from each cluster's CA Secret.
+    /// </summary>
+    public FeitianK8s.Core.Security.TlsFiles? TlsFiles { get; set; }
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
     /// <summary>
     /// Failover on node loss: the leader taints nodes whose Feitian node lease expired while Kubernetes reports
@@ -33,13 +38,15 @@ public sealed class OperatorOptions
     public const string Usage =
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
         "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT[,HOST:PORT...]]\n" +
-        "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL] [--node-failover true|false]";
+        "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL] [--node-failover true|false]\n" +
+        "                    [--tls-ca CA.crt --tls-cert operator.crt --tls-key operator.key]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)
     {
         var o = new OperatorOptions();
         // --flag=value is the same as --flag value.
         args = args.SelectMany(a => a.StartsWith("--", StringComparison.Ordinal) && a.IndexOf('=') is var eq and > 2 ? [a[..eq], a[(eq + 1)..]] : new[] { a }).ToList();
+        string? ca = null, cert = null, key = null;
         for (var i = 0; i < args.Count; i++)
         {
             string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -61,6 +68,9 @@ public sealed class OperatorOptions
                 case "--identity": o.Identity = Value(); break;
                 case "--workers": o.Workers = Math.Max(1, IntValue("--workers")); break;
                 case "--master-address": o.MasterAddress = Value(); break;
+                case "--tls-ca": ca = Value(); break;
+                case "--tls-cert": cert = Value(); break;
+                case "--tls-key": key = Value(); break;
                 case "--volume-resync-seconds":
                     var seconds = IntValue("--volume-resync-seconds");
                     o.VolumeResyncPeriod = seconds >= 1 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException("--volume-resync-seconds needs at least 1");
@@ -77,6 +87,7 @@ public sealed class OperatorOptions
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
+        o.TlsFiles = FeitianK8s.Core.Security.TlsFiles.FromOptions(ca, cert, key);
         return o;
     }
 }

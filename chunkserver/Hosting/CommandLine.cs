@@ -11,7 +11,7 @@ public static class CommandLine
         "[--listen 127.0.0.1] [--port 0] [--http-port 0] [--advertise http://HOST:PORT] [--chunk-size 64MiB] " +
         "[--block-size 4KiB] [--capacity BYTES] [--reserve 1MiB] [--heartbeat-ms 1000] " +
         "[--rebuild-bandwidth BYTES_PER_SECOND (e.g. 100Mi; 0 = unlimited)] [--rebuild-concurrency 2] " +
-        "[--scrub-bandwidth BYTES_PER_SECOND (default 4Mi; 0 = off)]";
+        "[--scrub-bandwidth BYTES_PER_SECOND (default 4Mi; 0 = off)] [--tls-ca CA.crt --tls-cert chunkserver.crt --tls-key chunkserver.key]";
 
     public static ChunkServerOptions Parse(IReadOnlyList<string> args)
     {
@@ -78,13 +78,27 @@ public static class CommandLine
                 ? ByteSize.TryParseQuantity(scrub, out var scrubBytes) ? scrubBytes
                     : throw new FormatException($"--scrub-bandwidth '{scrub}' is not bytes per second (examples: 4194304, 4Mi, 10M; 0 = off)")
                 : ChunkServerOptions.DefaultScrubBandwidth,
+            Tls = Tls(Optional("tls-ca"), Optional("tls-cert"), Optional("tls-key")),
         };
+    }
+
+    private static Core.Security.ComponentTls? Tls(string? ca, string? cert, string? key)
+    {
+        try
+        {
+            return Core.Security.ComponentTls.FromFlags(ca, cert, key, Core.Security.ComponentRoles.ChunkServer);
+        }
+        catch (ArgumentException error)
+        {
+            throw new FormatException(error.Message, error);
+        }
     }
 
     private static readonly HashSet<string> Known =
     [
         "data", "master", "node", "rack", "listen", "port", "http-port", "advertise", "chunk-size", "block-size",
         "capacity", "reserve", "heartbeat-ms", "rebuild-bandwidth", "rebuild-concurrency", "scrub-bandwidth",
+        "tls-ca", "tls-cert", "tls-key",
     ];
 
     /// <summary>Bytes per second as plain digits or a Kubernetes quantity (100Mi = 100×2²⁰, 100M = 100×10⁶); 0 = unlimited.</summary>

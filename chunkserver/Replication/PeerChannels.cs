@@ -5,7 +5,7 @@ using Grpc.Net.Client;
 namespace FeitianK8s.ChunkServer.Replication;
 
 /// <summary>One gRPC channel per peer address, reused across copies and closed with the server.</summary>
-public sealed class PeerChannels : IDisposable
+public sealed class PeerChannels(Core.Security.ComponentTls? tls = null) : IDisposable
 {
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
 
@@ -15,7 +15,7 @@ public sealed class PeerChannels : IDisposable
         {
             throw new ArgumentException($"peer address '{address}' is not an http(s) URL");
         }
-        return _channels.GetOrAdd(address, a => GrpcChannels.Create(a, maxMessageBytes: 8 << 20));
+        return _channels.GetOrAdd(address, a => GrpcChannels.Create(a, maxMessageBytes: 8 << 20, tls: tls));
     }
 
     public void Dispose()

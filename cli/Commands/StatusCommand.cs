@@ -30,10 +30,10 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
         async Task<StatusView> FetchAsync()
         {
             // Every master reports its own Raft state; the cluster's state comes from the leader.
-            var masterViews = await MasterStates.CollectAsync(settings.ResolveMasters(), cancellationToken);
+            var masterViews = await MasterStates.CollectAsync(settings.ResolveMasters(), cancellationToken, settings.ResolveTls());
             var leader = masterViews.FirstOrDefault(m => m.Role == "leader")?.Address
                 ?? throw new CliException($"no master is the leader right now ({string.Join(", ", masterViews.Select(m => $"{m.Address}: {m.Role}"))})");
-            using var channel = GrpcChannels.Create(leader);
+            using var channel = GrpcChannels.Create(leader, tls: settings.ResolveTls());
             var status = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);
             return StatusViews.Build(masterViews, status);

@@ -112,6 +112,10 @@ public sealed class UpSettings : CommandSettings
     [Description("Do not restart a master or chunk server that dies (by default `up` restarts it on its same ports, with backoff).")]
     public bool NoRestart { get; init; }
 
+    [CommandOption("--insecure")]
+    [Description("No TLS: servers and clients talk plain HTTP/2 and accept any caller. By default `up` makes a CA and per-role certificates under DIR/tls and every component uses mutual TLS.")]
+    public bool Insecure { get; init; }
+
     [CommandOption("-v|--verbose")]
     [Description("Log the servers' information messages, not only warnings.")]
     public bool Verbose { get; init; }
@@ -199,6 +203,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             ChunkServerPorts = PreviousChunkServerPorts(dataDir),
             ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
             ExtraMasterArgs = settings.MasterRebuildArgs(),
+            Insecure = settings.Insecure,
         }, loggers, cancellationToken));
         await WorkProgress.RunAsync($"up: waiting for {settings.ChunkServers} chunk server(s) to report", () => cluster.WaitForChunkServersAliveAsync(ct: cancellationToken));
         await using var supervisor = new ChildSupervisor(loggers.CreateLogger<ChildSupervisor>());
@@ -215,6 +220,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             MasterUnavailableRetry = TimeSpan.FromSeconds(settings.MasterWaitSeconds),
             // Replicas on this node are read from their files (checksums verified, chunk server as fallback).
             LocalChunkServerDataDirs = cluster.ChunkServers.Where(s => s.Node == clientNode).ToDictionary(s => s.GrpcAddress, s => s.DataDir),
+            Tls = cluster.ClientTls(),
         }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
         var holder = $"feitian-up@{Environment.MachineName}";
@@ -246,6 +252,9 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         Console.Out.WriteLine($"nbd           {nbdBase}/VOLUME  and  nbd+unix:///VOLUME?socket={nbd.UnixSocketPath}");
         Console.Out.WriteLine($"metrics       {processMetrics.Address}/metrics  (volumes and NBD of this process)");
         Console.Out.WriteLine($"data          {dataDir}");
+        Console.Out.WriteLine(cluster.TlsDirectory is { } tls
+            ? $"tls           mutual TLS; CA and certificates in {tls} (the CLI finds them with --data)"
+            : "tls           off (--insecure): any caller reaching a port is accepted");
         Console.Out.WriteLine("ready; Ctrl+C stops the cluster");
 
         try

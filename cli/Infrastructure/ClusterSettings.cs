@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using FeitianK8s.Core.Cluster;
 using FeitianK8s.Core.Pangu;
+using FeitianK8s.Core.Security;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console.Cli;
 using MasterClient = FeitianK8s.Proto.Master.Master.MasterClient;
@@ -19,6 +20,58 @@ public class ClusterSettings : CommandSettings
     [CommandOption("--master <ADDRESS>")]
     [Description("Master gRPC address, e.g. http://127.0.0.1:9000 (overrides --data).")]
     public string? Master { get; init; }
+
+    [CommandOption("--tls-ca <FILE>")]
+    [Description("CA bundle (PEM) the masters' and chunk servers' certificates chain to (default: DIR/tls/ca.crt of --data).")]
+    public string? TlsCa { get; init; }
+
+    [CommandOption("--tls-cert <FILE>")]
+    [Description("This client's certificate (PEM), issued by that CA with a feitian role (default: DIR/tls/admin.crt of --data).")]
+    public string? TlsCert { get; init; }
+
+    [CommandOption("--tls-key <FILE>")]
+    [Description("Private key (PEM) of --tls-cert (default: DIR/tls/admin.key of --data).")]
+    public string? TlsKey { get; init; }
+
+    [CommandOption("--insecure")]
+    [Description("Talk plain HTTP/2 to a cluster started without TLS (`feitian up --insecure`).")]
+    public bool Insecure { get; init; }
+
+    private ComponentTls? _tls;
+    private bool _tlsResolved;
+
+    /// <summary>
+    /// This client's TLS identity: --tls-ca/--tls-cert/--tls-key (or $FEITIAN_TLS_CA, $FEITIAN_TLS_CERT,
+    /// $FEITIAN_TLS_KEY), else DIR/tls/admin.* of --data; null with --insecure or when neither exists.
+    /// </summary>
+    public ComponentTls? ResolveTls()
+    {
+        if (_tlsResolved)
+        {
+            return _tls;
+        }
+        _tlsResolved = true;
+        if (Insecure)
+        {
+            return null;
+        }
+        try
+        {
+            var ca = TlsCa ?? Environment.GetEnvironmentVariable("FEITIAN_TLS_CA");
+            var cert = TlsCert ?? Environment.GetEnvironmentVariable("FEITIAN_TLS_CERT");
+            var key = TlsKey ?? Environment.GetEnvironmentVariable("FEITIAN_TLS_KEY");
+            if (ca is not null || cert is not null || key is not null)
+            {
+                return _tls = ComponentTls.FromFlags(ca, cert, key);
+            }
+            var local = LocalPki.Files(LocalPki.DirectoryOf(DataDir), ComponentRoles.Admin);
+            return _tls = File.Exists(local.CertFile) ? ComponentTls.Load(local) : null;
+        }
+        catch (Exception error) when (error is ArgumentException or IOException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new CliException($"cannot use the TLS certificate: {error.Message}");
+        }
+    }
 
     /// <summary>Master addresses: --master, else $FEITIAN_MASTER, else DIR/cluster.json.</summary>
     public IReadOnlyList<string> ResolveMasters()
@@ -54,14 +107,14 @@ public class ClusterSettings : CommandSettings
             MasterUnavailableRetry = MasterWait,
             MasterTimeout = MasterCallTimeout,
         };
-        using var channels = new GrpcChannelCache(options.MaxMessageBytes, NullLoggerFactory.Instance);
+        using var channels = new GrpcChannelCache(options.MaxMessageBytes, NullLoggerFactory.Instance, ResolveTls());
         return await new MasterConnection(options, channels, NullLogger.Instance).CallAsync(what, call, ct);
     }
 
-    public MasterClient ConnectMaster() => new(FeitianK8s.Core.Common.GrpcChannels.Create(ResolveMasters()[0]));
+    public MasterClient ConnectMaster() => new(FeitianK8s.Core.Common.GrpcChannels.Create(ResolveMasters()[0], tls: ResolveTls()));
 
     public PanguClient ConnectFileSystem() =>
-        new(new PanguClientOptions { MasterAddresses = ResolveMasters().ToList(), ClientNode = Environment.MachineName }, NullLoggerFactory.Instance);
+        new(new PanguClientOptions { MasterAddresses = ResolveMasters().ToList(), ClientNode = Environment.MachineName, Tls = ResolveTls() }, NullLoggerFactory.Instance);
 }
 
 public sealed class JsonFlagSettings : ClusterSettings

@@ -1,4 +1,5 @@
 using System.Globalization;
+using FeitianK8s.Core.Security;
 using FeitianK8s.Proto.Master;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
@@ -27,6 +28,9 @@ public sealed class LocalServer(string name, string dataDir, string node, string
 /// DIR/cluster.json. Chunk server i is node "node-i" on rack "rack-((i-1) % racks + 1)".
 /// Ports (gRPC and Raft) are chosen on first start and kept on restarts, so clients and
 /// peers keep working. Every chunk server and client is given every master's address.
+/// Unless <see cref="LocalClusterOptions.Insecure"/>, DIR/tls holds the cluster CA and one
+/// certificate per role (<see cref="LocalPki"/>): masters and chunk servers serve mutual TLS,
+/// and <see cref="ClientTls"/> gives clients theirs.
 /// </summary>
 public sealed class LocalClusterLauncher : IAsyncDisposable
 {
@@ -53,6 +57,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         _masterExe = ServerExecutable.Find("FeitianK8s.Master", options.BinDirectory);
         _chunkServerExe = ServerExecutable.Find("FeitianK8s.ChunkServer", options.BinDirectory);
         DataDir = Path.GetFullPath(options.DataDir);
+        TlsDirectory = options.Insecure ? null : LocalPki.DirectoryOf(DataDir);
         Masters = options.Masters == 1
             ? [new LocalServer("master", Path.Combine(DataDir, "master"), "", "")]
             : Enumerable.Range(1, options.Masters).Select(i => new LocalServer($"master-{i}", Path.Combine(DataDir, $"master-{i}"), "", "")).ToArray();
@@ -64,6 +69,17 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
 
     public string DataDir { get; }
 
+    /// <summary>DIR/tls with the CA and per-role certificates; null for a cluster without TLS.</summary>
+    public string? TlsDirectory { get; }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, ComponentTls> _clientTls = new(StringComparer.Ordinal);
+
+    /// <summary>The TLS identity of <paramref name="role"/> (default the admin CLI's) from DIR/tls; null without TLS.</summary>
+    public ComponentTls? ClientTls(string role = ComponentRoles.Admin) =>
+        TlsDirectory is null ? null : _clientTls.GetOrAdd(role, r => ComponentTls.Load(LocalPki.Files(TlsDirectory, r)));
+
+    private string Scheme => TlsDirectory is null ? "http" : "https";
+
     /// <summary>The masters of the Raft group (one or more).</summary>
     public IReadOnlyList<LocalServer> Masters { get; }
 
@@ -73,7 +89,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
     private readonly (int Grpc, int Raft)[] _masterPorts;
 
     /// <summary>gRPC address of every master, as chunk servers and clients are given them.</summary>
-    public IReadOnlyList<string> MasterAddresses => Masters.Select((m, i) => m.Endpoints?.Grpc ?? $"http://127.0.0.1:{_masterPorts[i].Grpc}").ToList();
+    public IReadOnlyList<string> MasterAddresses => Masters.Select((m, i) => m.Endpoints?.Grpc ?? $"{Scheme}://127.0.0.1:{_masterPorts[i].Grpc}").ToList();
 
     private IReadOnlyList<string> RaftPeers => _masterPorts.Select(p => $"127.0.0.1:{p.Raft}").ToList();
 
@@ -91,6 +107,10 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         try
         {
             Directory.CreateDirectory(cluster.DataDir);
+            if (cluster.TlsDirectory is { } tls)
+            {
+                LocalPki.Ensure(tls, cluster._logger);
+            }
             await Task.WhenAll(Enumerable.Range(0, cluster.Masters.Count).Select(i => cluster.StartMasterAsync(i, i == 0 ? options.MasterHttpPort : 0, ct)));
             await Task.WhenAll(Enumerable.Range(1, options.ChunkServers).Select(i =>
                 cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i), ct)));
@@ -160,7 +180,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         {
             try
             {
-                using var channel = Common.GrpcChannels.Create(address);
+                using var channel = Common.GrpcChannels.Create(address, tls: ClientTls());
                 var client = new Proto.Master.Master.MasterClient(channel);
                 return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
             }
@@ -287,6 +307,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         {
             args.AddRange(["--chunk-size", Num(size)]);
         }
+        args.AddRange(TlsArgs(ComponentRoles.Master));
         args.AddRange(_options.ExtraMasterArgs);
         await StartAsync(master, _masterExe, args, ct);
     }
@@ -303,6 +324,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         {
             args.AddRange(["--chunk-size", Num(size)]);
         }
+        args.AddRange(TlsArgs(ComponentRoles.ChunkServer));
         args.AddRange(_options.ExtraChunkServerArgs);
         await StartAsync(server, _chunkServerExe, args, ct);
     }
@@ -344,6 +366,8 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
             await Task.Delay(50, ct);
         }
     }
+
+    private IReadOnlyList<string> TlsArgs(string role) => TlsDirectory is null ? [] : LocalPki.Files(TlsDirectory, role).ToArgs();
 
     private void WriteClusterFile() =>
         new ClusterFile(

@@ -40,6 +40,12 @@ public sealed class LocalClusterOptions
     /// <summary>Extra arguments appended to the master's command line.</summary>
     public IReadOnlyList<string> ExtraMasterArgs { get; init; } = [];
 
+    /// <summary>
+    /// Plain HTTP/2 between the servers (no certificates). Off by default: the launcher makes a CA and
+    /// per-role certificates under DIR/tls (<see cref="Security.LocalPki"/>) and every server and client uses mutual TLS.
+    /// </summary>
+    public bool Insecure { get; init; }
+
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     public TimeSpan StopTimeout { get; init; } = TimeSpan.FromSeconds(10);

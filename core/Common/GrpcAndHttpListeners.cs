@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using FeitianK8s.Core.Security;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace FeitianK8s.Core.Common;
@@ -8,18 +10,27 @@ namespace FeitianK8s.Core.Common;
 /// The two endpoints every server binds: gRPC on an HTTP/2-only listener (cleartext
 /// HTTP/2 needs prior knowledge, so it cannot share a port with HTTP/1) and
 /// /metrics + /healthz on an HTTP/1 listener. Ports may be 0; the bound addresses are
-/// known once the server has started.
+/// known once the server has started. With TLS the gRPC listener is HTTPS with client
+/// certificates (checked per call, see <see cref="RpcAuthorizationInterceptor"/>); /metrics and
+/// /healthz stay plain HTTP for scrapers and probes.
 /// </summary>
 public sealed class GrpcAndHttpListeners
 {
     private ListenOptions? _grpc;
     private ListenOptions? _http;
 
-    public void Bind(KestrelServerOptions kestrel, IPAddress address, int grpcPort, int httpPort)
+    private bool _tls;
+
+    public void Bind(KestrelServerOptions kestrel, IPAddress address, int grpcPort, int httpPort, ComponentTls? tls = null)
     {
+        _tls = tls is not null;
         kestrel.Listen(address, grpcPort, listen =>
         {
             listen.Protocols = HttpProtocols.Http2;
+            if (tls is not null)
+            {
+                listen.UseHttps(tls.ServerOptions());
+            }
             _grpc = listen;
         });
         kestrel.Listen(address, httpPort, listen =>
@@ -29,18 +40,18 @@ public sealed class GrpcAndHttpListeners
         });
     }
 
-    /// <summary>e.g. http://127.0.0.1:40123, valid after the server started.</summary>
-    public string GrpcAddress => UrlOf(_grpc);
+    /// <summary>e.g. http://127.0.0.1:40123 (https:// with TLS), valid after the server started.</summary>
+    public string GrpcAddress => UrlOf(_grpc, _tls ? "https" : "http");
 
-    public string HttpAddress => UrlOf(_http);
+    public string HttpAddress => UrlOf(_http, "http");
 
     public int GrpcPort => EndPointOf(_grpc).Port;
 
-    private static string UrlOf(ListenOptions? listen)
+    private static string UrlOf(ListenOptions? listen, string scheme)
     {
         var endpoint = EndPointOf(listen);
         var host = endpoint.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{endpoint.Address}]" : endpoint.Address.ToString();
-        return $"http://{host}:{endpoint.Port}";
+        return $"{scheme}://{host}:{endpoint.Port}";
     }
 
     private static IPEndPoint EndPointOf(ListenOptions? listen) =>

@@ -1,12 +1,13 @@
 using System.Collections.Concurrent;
 using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Security;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.Core.Pangu;
 
-/// <summary>One long-lived <see cref="GrpcChannel"/> per address, shared by every call to it (reconnecting within a second, see <see cref="GrpcChannels"/>).</summary>
-public sealed class GrpcChannelCache(int maxMessageBytes, ILoggerFactory loggerFactory) : IDisposable
+/// <summary>One long-lived <see cref="GrpcChannel"/> per address, shared by every call to it (reconnecting within a second, see <see cref="GrpcChannels"/>); with <c>tls</c>, over mutual TLS.</summary>
+public sealed class GrpcChannelCache(int maxMessageBytes, ILoggerFactory loggerFactory, ComponentTls? tls = null) : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> _channels = new(StringComparer.Ordinal);
 
@@ -19,7 +20,7 @@ public sealed class GrpcChannelCache(int maxMessageBytes, ILoggerFactory loggerF
         return _channels.GetOrAdd(address, a => new Lazy<GrpcChannel>(() => Create(a))).Value;
     }
 
-    private GrpcChannel Create(string address) => GrpcChannels.Create(address, maxMessageBytes, loggerFactory);
+    private GrpcChannel Create(string address) => GrpcChannels.Create(address, maxMessageBytes, loggerFactory, tls);
 
     public void Dispose()
     {

@@ -11,7 +11,7 @@ public sealed class PanguClientContext
     {
         Options = options;
         LoggerFactory = loggerFactory;
-        Channels = new GrpcChannelCache(options.MaxMessageBytes, loggerFactory);
+        Channels = new GrpcChannelCache(options.MaxMessageBytes, loggerFactory, options.Tls);
         Master = new MasterConnection(options, Channels, loggerFactory.CreateLogger<MasterConnection>());
         FanOut = new ReplicaFanOut(Channels, options);
         LocalReplicas = options.LocalChunkServerDataDirs.Count > 0

@@ -44,4 +44,7 @@ public sealed class PanguClientOptions
 
     /// <summary>gRPC message size limit for sends and receives (above the 4 MiB default).</summary>
     public int MaxMessageBytes { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>This client's certificate and the CA it trusts; null = plain HTTP/2 (a cluster without TLS).</summary>
+    public Security.ComponentTls? Tls { get; init; }
 }

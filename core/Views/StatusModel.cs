@@ -44,13 +44,13 @@ public static class StatusViews
 /// <summary>Asks every master for its own Raft state (GetMasterState); a master that does not answer is "unreachable".</summary>
 public static class MasterStates
 {
-    public static async Task<IReadOnlyList<MasterView>> CollectAsync(IReadOnlyList<string> addresses, CancellationToken ct)
+    public static async Task<IReadOnlyList<MasterView>> CollectAsync(IReadOnlyList<string> addresses, CancellationToken ct, Security.ComponentTls? tls = null)
     {
         var states = await Task.WhenAll(addresses.Select(async address =>
         {
             try
             {
-                using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(address);
+                using var channel = Common.GrpcChannels.Create(address, tls: tls);
                 var state = await new Master.MasterClient(channel).GetMasterStateAsync(new GetMasterStateRequest(),
                     deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct).ConfigureAwait(false);
                 return (Address: address, State: state);

@@ -285,6 +285,10 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         {
             args.Add("--read-only");
         }
+        if (options.Tls is { } tls)
+        {
+            args.AddRange(tls.Files.ToArgs());
+        }
         if (File.Exists(record.SocketPath))
         {
             File.Delete(record.SocketPath);

@@ -17,10 +17,10 @@ namespace FeitianK8s.Csi.Node;
 public static class VolumeHost
 {
     public static async Task<int> RunAsync(string volumeName, string socketPath, IReadOnlyList<string> masters, string nodeId, bool readOnly, TimeSpan masterWait,
-        ILoggerFactory loggers, CancellationToken stop)
+        ILoggerFactory loggers, CancellationToken stop, Core.Security.ComponentTls? tls = null)
     {
         var logger = loggers.CreateLogger("FeitianK8s.Csi.VolumeHost");
-        using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = masters, ClientNode = nodeId, MasterUnavailableRetry = masterWait }, loggers);
+        using var fs = new PanguClient(new PanguClientOptions { MasterAddresses = masters, ClientNode = nodeId, MasterUnavailableRetry = masterWait, Tls = tls }, loggers);
         var catalog = new MasterVolumeCatalog(fs.Master);
         var options = new RafOptions { Holder = nodeId };
         await using var volume = readOnly

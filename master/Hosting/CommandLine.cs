@@ -9,7 +9,7 @@ public static class CommandLine
     public const string Usage =
         "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]\n" +
         "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--advertise-http http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]\n" +
-        "       [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12]";
+        "       [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12] [--tls-ca CA.crt --tls-cert master.crt --tls-key master.key]";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
     {
@@ -25,7 +25,7 @@ public static class CommandLine
         }
         var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout",
             "peers", "raft-endpoint", "raft-port", "advertise", "advertise-http", "election-timeout", "snapshot-every",
-            "dead-after", "max-rebuilds" };
+            "dead-after", "max-rebuilds", "tls-ca", "tls-cert", "tls-key" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
         {
@@ -55,6 +55,7 @@ public static class CommandLine
             SnapshotEveryCommands = ParseInt(values, "snapshot-every", 10_000),
             DeadAfter = values.TryGetValue("dead-after", out var deadAfter) ? ParseSeconds(deadAfter, "dead-after") : TimeSpan.FromSeconds(60),
             MaxRebuilds = ParseInt(values, "max-rebuilds", MasterOptions.DefaultMaxRebuilds),
+            Tls = LoadTls(values),
         };
         if (options.RaftPeers.Count > 0)
         {
@@ -68,6 +69,11 @@ public static class CommandLine
         options.Validate();
         return options;
     }
+
+    /// <summary>The master's certificate (role master) and CA from --tls-*; null without them.</summary>
+    private static Core.Security.ComponentTls? LoadTls(Dictionary<string, string> values) =>
+        Core.Security.ComponentTls.FromFlags(values.GetValueOrDefault("tls-ca"), values.GetValueOrDefault("tls-cert"), values.GetValueOrDefault("tls-key"),
+            Core.Security.ComponentRoles.Master);
 
     private static int ParseInt(Dictionary<string, string> values, string name, int fallback) =>
         !values.TryGetValue(name, out var text) ? fallback

@@ -56,14 +56,14 @@ public sealed class MasterHost : IAsyncDisposable
         var address = IPAddress.Parse(options.ListenAddress);
         // The gRPC address must be known before joining the Raft group (followers name it as the leader's).
         var grpcPort = options.GrpcPort != 0 ? options.GrpcPort : FreePort(address);
-        var grpcAddress = options.AdvertiseAddress ?? $"http://{FormatHost(address)}:{grpcPort}";
+        var grpcAddress = options.AdvertiseAddress ?? $"{(options.Tls is null ? "http" : "https")}://{FormatHost(address)}:{grpcPort}";
         // Known before joining too: followers redirect the web console to the leader's.
         var httpPort = options.HttpPort != 0 ? options.HttpPort : FreePort(address);
         var advertisedHttp = options.AdvertiseHttpAddress ?? AdvertisedHttp(options.AdvertiseAddress, address, httpPort);
-        var metadata = await MasterMetadata.StartAsync(RaftSettings(options, address) with { HttpAddress = advertisedHttp }, options.DataDirectory, grpcAddress,
+        var metadata = await MasterMetadata.StartAsync(RaftSettings(options, address) with { HttpAddress = advertisedHttp, Tls = options.Tls }, options.DataDirectory, grpcAddress,
             options.Clock, options.SnapshotEveryCommands, loggers, ct).ConfigureAwait(false);
         WebApplication? app = null;
-        var channels = new GrpcChannelCache(16 * 1024 * 1024, loggers);
+        var channels = new GrpcChannelCache(16 * 1024 * 1024, loggers, options.Tls);
         try
         {
             var liveness = new ChunkServerLiveness(options.Clock, options.HeartbeatTimeout, options.ReportGrace);
@@ -99,15 +99,25 @@ public sealed class MasterHost : IAsyncDisposable
             builder.Services.AddSingleton(new ChunkAllocator(metadata, liveness, options.ChunkSizeBytes));
             var queries = new Web.ClusterQueries(liveness, dead, progress, reports);
             builder.Services.AddSingleton(queries);
+            if (options.Tls is { } tls)
+            {
+                builder.Services.AddSingleton(tls);
+                builder.Services.AddSingleton(Core.Security.RpcRoleTable.Default);
+                builder.Services.AddSingleton(new Core.Security.RpcRefusals(metrics.Registry, "master"));
+            }
             builder.Services.AddGrpc(grpc =>
             {
                 grpc.MaxReceiveMessageSize = 16 * 1024 * 1024;
                 grpc.EnableDetailedErrors = false;
+                if (options.Tls is not null)
+                {
+                    grpc.Interceptors.Add<Core.Security.RpcAuthorizationInterceptor>();
+                }
             });
             var listeners = new GrpcAndHttpListeners();
             builder.WebHost.ConfigureKestrel(kestrel =>
             {
-                listeners.Bind(kestrel, address, grpcPort, httpPort);
+                listeners.Bind(kestrel, address, grpcPort, httpPort, options.Tls);
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
@@ -117,7 +127,7 @@ public sealed class MasterHost : IAsyncDisposable
                 ? Results.Text("ok\n")
                 : Results.Text("master log failed\n", statusCode: StatusCodes.Status503ServiceUnavailable));
             app.MapMetrics("/metrics", metrics.Registry);
-            var webConsole = new Web.WebConsole(metadata, queries, identity, loggers);
+            var webConsole = new Web.WebConsole(metadata, queries, identity, loggers) { Tls = options.Tls };
             webConsole.Map(app);
             await app.StartAsync(ct).ConfigureAwait(false);
 

@@ -102,11 +102,13 @@ public sealed class MasterMetadata : IAsyncDisposable
                 UpperElectionTimeout = (int)(settings.ElectionTimeout.TotalMilliseconds * 2),
                 // Long enough to install a snapshot on a loaded machine; a dead peer refuses connections at once.
                 RequestTimeout = TimeSpan.FromSeconds(5),
-                ConnectTimeout = settings.ElectionTimeout,
+                // With TLS the handshake counts too: a busy machine needs longer than an election timeout for it.
+                ConnectTimeout = settings.Tls is null ? settings.ElectionTimeout : TimeSpan.FromTicks(Math.Max(settings.ElectionTimeout.Ticks, TimeSpan.FromSeconds(2).Ticks)),
                 ColdStart = false,
                 // Linearizable reads on the leader without a round trip: its lease (shorter than an election timeout).
                 IsLeaderLeaseEnabled = true,
                 LoggerFactory = loggers,
+                SslOptions = settings.Tls is { } tls ? RaftTls(tls) : null,
             };
             configuration.Metadata[GrpcMetadataKey] = grpcAddress;
             if (settings.HttpAddress is { } httpAddress)
@@ -145,6 +147,13 @@ public sealed class MasterMetadata : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>Raft over TLS: each side presents its master certificate and admits only a master certificate of the cluster CA.</summary>
+    private static DotNext.Net.Security.SslOptions RaftTls(Core.Security.ComponentTls tls) => new()
+    {
+        ServerOptions = tls.RawServerOptions(Core.Security.ComponentRoles.Master),
+        ClientOptions = tls.ClientOptions(Core.Security.ComponentRoles.Master),
+    };
 
     private static int EndPointPort(EndPoint endPoint) => endPoint switch
     {
@@ -515,6 +524,9 @@ public sealed record MasterRaftSettings(RaftPeers Peers, string ListenAddress, T
 {
     /// <summary>This master's HTTP address (console, metrics), published to the other members.</summary>
     public string? HttpAddress { get; init; }
+
+    /// <summary>With TLS, Raft messages go over TLS and only master certificates of the cluster CA are admitted, both ways.</summary>
+    public Core.Security.ComponentTls? Tls { get; init; }
 }
 
 /// <summary>One member's Raft state.</summary>

@@ -28,6 +28,9 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
 
     private readonly ILogger _logger = loggers.CreateLogger<WebConsole>();
     private readonly Lock _fsLock = new();
+
+    /// <summary>The master's own certificate, for the console's calls to the masters (null without TLS).</summary>
+    public Core.Security.ComponentTls? Tls { get; init; }
     private PanguClient? _fs;
 
     public void Map(WebApplication app)
@@ -45,7 +48,7 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
     private async Task<IResult> StatusAsync(CancellationToken ct)
     {
         var status = metadata.Read(queries.Status);
-        var masters = await MasterStates.CollectAsync(await metadata.MemberGrpcAddressesAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+        var masters = await MasterStates.CollectAsync(await metadata.MemberGrpcAddressesAsync(ct).ConfigureAwait(false), ct, Tls).ConfigureAwait(false);
         return Json(StatusViews.Build(masters, status));
     }
 
@@ -73,6 +76,7 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
                 MasterAddresses = [identity.GrpcAddress],
                 ClientNode = "master-console",
                 MasterUnavailableRetry = TimeSpan.FromSeconds(5),
+                Tls = Tls,
             }, loggers);
         }
     }

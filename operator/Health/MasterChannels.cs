@@ -9,10 +9,11 @@ namespace FeitianK8s.Operator.Health;
 /// scheme is given). An address may list every master of a Raft group, comma-separated: calls
 /// go to the master believed to lead, and <see cref="Observe"/> moves that belief to the leader
 /// a follower names (not-leader refusal), or to the next master when one does not answer.
+/// With a TLS identity (the operator's certificate for that cluster) the channel is mutual TLS.
 /// </summary>
 public sealed class MasterChannels : IDisposable
 {
-    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Url, FeitianK8s.Core.Security.ComponentTls? Tls), GrpcChannel> _channels = new();
     private readonly ConcurrentDictionary<string, string> _leaders = new(StringComparer.Ordinal);
 
     public static string Url(string address) => address.Contains("://", StringComparison.Ordinal) ? address : "http://" + address;
@@ -23,7 +24,8 @@ public sealed class MasterChannels : IDisposable
     /// <summary>The master of <paramref name="addresses"/> that calls go to now.</summary>
     public string Current(string addresses) => _leaders.GetValueOrDefault(addresses) ?? Split(addresses).FirstOrDefault() ?? Url(addresses);
 
-    public Master.MasterClient Client(string addresses) => new(_channels.GetOrAdd(Current(addresses), Create));
+    public Master.MasterClient Client(string addresses, FeitianK8s.Core.Security.ComponentTls? tls = null) =>
+        new(_channels.GetOrAdd((Current(addresses), tls), key => FeitianK8s.Core.Common.GrpcChannels.Create(key.Url, tls: key.Tls)));
 
     /// <summary>Follows the leader after a failed call: the named leader, else the next master of the list.</summary>
     public void Observe(string addresses, Grpc.Core.RpcException error)
@@ -39,15 +41,6 @@ public sealed class MasterChannels : IDisposable
         hint = string.IsNullOrEmpty(hint) ? null : hint;
         _leaders[addresses] = hint ?? list[(list.IndexOf(current) + 1) % list.Count];
     }
-
-    /// <summary>Reconnects to a restarted master within about a second (the library's default backs off to 120 s).</summary>
-    private static GrpcChannel Create(string url) => GrpcChannel.ForAddress(url, new GrpcChannelOptions
-    {
-        HttpHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), EnableMultipleHttp2Connections = true },
-        DisposeHttpClient = true,
-        InitialReconnectBackoff = TimeSpan.FromMilliseconds(100),
-        MaxReconnectBackoff = TimeSpan.FromSeconds(1),
-    });
 
     public void Dispose()
     {

@@ -37,6 +37,9 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
 {
     private readonly MasterChannels _channels = new();
 
+    /// <summary>The operator's TLS identity towards a cluster's masters; null = plain HTTP/2.</summary>
+    public Func<StorageCluster, FeitianK8s.Core.Security.ComponentTls?> TlsOf { get; init; } = _ => null;
+
     public GrpcMasterStatusSource(ILogger<GrpcMasterStatusSource> logger)
         : this(Names.MasterAddress, logger)
     {
@@ -49,7 +52,7 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
         {
             try
             {
-                return (MasterStatus?)await _channels.Client(address).GetMasterStateAsync(new GetMasterStateRequest(),
+                return (MasterStatus?)await _channels.Client(address, TlsOf(cluster)).GetMasterStateAsync(new GetMasterStateRequest(),
                     deadline: DateTime.UtcNow.AddSeconds(3), cancellationToken: ct);
             }
             catch (RpcException e)
@@ -67,7 +70,7 @@ public sealed class GrpcMasterStatusSource(Func<StorageCluster, string> addressO
         var address = _channels.Current(addresses);
         try
         {
-            var status = await _channels.Client(addresses).GetClusterStatusAsync(new GetClusterStatusRequest(),
+            var status = await _channels.Client(addresses, TlsOf(cluster)).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: ct);
             var leader = status.Masters.FirstOrDefault(m => m.Role == "leader")?.Address;
             return new MasterReport(leader, status.DegradedChunks, status.BadReplicas, status.ChunkServers.ToList(),

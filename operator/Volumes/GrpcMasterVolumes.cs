@@ -21,6 +21,9 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
     private readonly MasterChannels _channels = new();
 
+    /// <summary>The operator's TLS identity towards a cluster's masters; null = plain HTTP/2.</summary>
+    public Func<StorageCluster, FeitianK8s.Core.Security.ComponentTls?> TlsOf { get; init; } = _ => null;
+
     public GrpcMasterVolumes(ILogger<GrpcMasterVolumes> logger)
         : this(Names.MasterAddress, logger)
     {
@@ -110,6 +113,7 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
             MasterAddresses = MasterChannels.Split(addressOf(cluster)),
             ClientNode = "feitian-operator",
             MasterUnavailableRetry = CallTimeout,
+            Tls = TlsOf(cluster),
         }, NullLoggerFactory.Instance);
         var snapshots = new VolumeSnapshots(fs, fs.Master, logger) { Holder = "feitian-operator" };
         try
@@ -223,7 +227,7 @@ public sealed class GrpcMasterVolumes(Func<StorageCluster, string> addressOf, IL
     {
         var addresses = addressOf(cluster);
         address = _channels.Current(addresses);
-        return _channels.Client(addresses);
+        return _channels.Client(addresses, TlsOf(cluster));
     }
 
     public void Dispose() => _channels.Dispose();

@@ -41,8 +41,7 @@ public sealed class CsiFixture : IAsyncLifetime
     public string NodeAStateDir => Root.Combine(NodeA, "state");
 
     /// <summary>A client of the cluster's master, to check what the driver did there or to set up state.</summary>
-    public MasterApi.Master.MasterClient Master => new(_masterChannel ??= GrpcChannel.ForAddress(
-        "http://" + Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal)));
+    public MasterApi.Master.MasterClient Master => new(_masterChannel ??= Cluster.Launcher.Channel(Cluster.Launcher.MasterAddress));
 
     private GrpcChannel? _masterChannel;
 
@@ -67,6 +66,7 @@ public sealed class CsiFixture : IAsyncLifetime
             MasterUnavailableRetry = masterRetry ?? TimeSpan.FromSeconds(10),
             SnapshotTarget = snapshotTarget,
             MetricsPort = 0,
+            Tls = Cluster.Launcher.ClientTls(FeitianK8s.Core.Security.ComponentRoles.CsiController),
         };
         var host = CsiDriverHost.Create(options, logging => logging
             .AddProvider(new XunitLoggerProvider(Output, LogLevel.Information))

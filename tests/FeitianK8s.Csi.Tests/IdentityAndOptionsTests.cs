@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using FeitianK8s.Core.Cluster;
+using FeitianK8s.Testing;
 using FeitianK8s.Proto.Csi;
 
 namespace FeitianK8s.Csi.Tests;
@@ -174,7 +175,7 @@ public sealed class IdentityAndOptionsTests : IDisposable
 
         var psi = new ProcessStartInfo(exe.FileName) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in exe.PrefixArguments.Concat(["--endpoint", "unix://" + socket, "--mode", "controller", "--state-dir", _f.Root.Combine("proc", "state"), "--masters",
-            _f.Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal)]))
+            _f.Cluster.Launcher.MasterAddress, .. _f.Cluster.Launcher.TlsArgs(FeitianK8s.Core.Security.ComponentRoles.CsiController)]))
         {
             psi.ArgumentList.Add(a);
         }

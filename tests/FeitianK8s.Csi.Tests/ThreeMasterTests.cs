@@ -37,6 +37,7 @@ public sealed class ThreeMasterTests(ITestOutputHelper output) : IAsyncLifetime
             Masters = _cluster.Launcher.MasterAddresses,
             StateDir = _root.Combine("state"),
             MasterUnavailableRetry = Generous,
+            Tls = _cluster.Launcher.ClientTls(FeitianK8s.Core.Security.ComponentRoles.CsiController),
         };
         await using var host = CsiDriverHost.Create(options, logging => logging.AddProvider(new XunitLoggerProvider(output, LogLevel.Information)));
         await host.StartAsync();

@@ -85,11 +85,11 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         return bytes;
     }
 
-    private ProcessStartInfo Cli(string master, IEnumerable<string> arguments, bool credentials = true)
+    private ProcessStartInfo Cli(TestCluster cluster, IEnumerable<string> arguments, bool credentials = true)
     {
         var feitian = ServerExecutable.Find("feitian");
         var start = new ProcessStartInfo(feitian.FileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in feitian.PrefixArguments.Concat(arguments).Concat(["--master", master]))
+        foreach (var a in feitian.PrefixArguments.Concat(arguments).Concat(["--master", cluster.Launcher.MasterAddress]).Concat(cluster.Launcher.TlsArgs()))
         {
             start.ArgumentList.Add(a);
         }
@@ -103,8 +103,8 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         return start;
     }
 
-    /// <summary>Runs `feitian ARGS --master M` to its end, with the s3rver credentials in its environment.</summary>
-    private async Task<ToolResult> RunCliAsync(TestCluster cluster, params string[] arguments) => await RunCliAsync(Cli(cluster.Launcher.MasterAddress, arguments));
+    /// <summary>Runs `feitian ARGS --master M --tls-*` to its end, with the s3rver credentials in its environment.</summary>
+    private async Task<ToolResult> RunCliAsync(TestCluster cluster, params string[] arguments) => await RunCliAsync(Cli(cluster, arguments));
 
     private async Task<ToolResult> RunCliAsync(ProcessStartInfo start)
     {
@@ -250,7 +250,7 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         await new VolumeSnapshots(_fs, _fs.Master, _cluster.LoggerFactory.CreateLogger<VolumeSnapshots>()).CreateAsync("big", "k1", CancellationToken.None);
 
         // Kill -9 once a quarter of the blocks are through: progress lines come on stderr when it is not a terminal.
-        var start = Cli(_cluster.Launcher.MasterAddress, ["backup", "create", "k1", .. TargetArgs, "--json"]);
+        var start = Cli(_cluster, ["backup", "create", "k1", .. TargetArgs, "--json"]);
         output.WriteLine($"$ feitian {string.Join(' ', start.ArgumentList)}");
         using var process = Process.Start(start)!;
         var killed = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -323,7 +323,7 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         await ExpectFailureAsync("does not exist", 1, ["backup", "rm", "bk-unknown", .. TargetArgs]);
         await ExpectFailureAsync("snapshot 'no-snap' does not exist", 1, ["backup", "create", "no-snap", .. TargetArgs]);
         await ExpectFailureAsync("bucket 'missing-bucket' does not exist", 1, "backup", "create", "b1", "--target", "s3://missing-bucket", "--endpoint", _s3.Endpoint);
-        var noCredentials = await RunCliAsync(Cli(_cluster.Launcher.MasterAddress, ["backup", "create", "b1", .. TargetArgs], credentials: false));
+        var noCredentials = await RunCliAsync(Cli(_cluster, ["backup", "create", "b1", .. TargetArgs], credentials: false));
         Assert.Equal(1, noCredentials.ExitCode);
         Assert.Contains("AWS_ACCESS_KEY_ID", noCredentials.StandardError, StringComparison.Ordinal);
 

@@ -89,7 +89,7 @@ public sealed class BadInputTests : IDisposable
 
         foreach (var server in _fixture.Cluster.Launcher.ChunkServers)
         {
-            using var raw = new RawChunkServer(server.GrpcAddress);
+            using var raw = new RawChunkServer(server.GrpcAddress, _fixture.Cluster.Launcher.ClientTls());
             const ulong unknown = 0xFEEDFACE_00000001;
             Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(() => raw.InfoAsync(unknown))).StatusCode);
             Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(() => raw.ReadAsync(unknown, 0, 10))).StatusCode);
@@ -97,7 +97,7 @@ public sealed class BadInputTests : IDisposable
         }
 
         var replica = chunk.Replicas[0];
-        using (var raw = new RawChunkServer(replica.Address))
+        using (var raw = new RawChunkServer(replica.Address, _fixture.Cluster.Launcher.ClientTls()))
         {
             var before = await raw.InfoAsync(chunk.Id);
             // Reads past the end or longer than the chunk are refused or clipped, never served from beyond the data.
@@ -131,7 +131,7 @@ public sealed class BadInputTests : IDisposable
     [Fact]
     public async Task Master_refuses_unknown_paths_stale_epochs_and_unknown_chunks()
     {
-        using var channel = GrpcChannel.ForAddress(_fixture.Cluster.Launcher.MasterAddress);
+        using var channel = _fixture.Cluster.Launcher.Channel(_fixture.Cluster.Launcher.MasterAddress);
         var master = new MasterGrpc.MasterClient(channel);
         var missing = await Assert.ThrowsAsync<RpcException>(() => master.AllocateChunkAsync(new AllocateChunkRequest { Path = "/bad/nope", Epoch = 1 }).ResponseAsync);
         Assert.Equal(StatusCode.NotFound, missing.StatusCode);

@@ -117,7 +117,7 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
         {
             Streams.Block(32, i, MiB).CopyTo(expected, i * MiB);
         }
-        using var raw = new RawChunkServer(server.GrpcAddress);
+        using var raw = new RawChunkServer(server.GrpcAddress, Cluster.Launcher.ClientTls());
         foreach (var chunk in held)
         {
             var info = await raw.InfoAsync(chunk.Id);
@@ -213,7 +213,7 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
             await ServerFaults.AssertServerIsDownAsync(killed);
             foreach (var replica in survivors)
             {
-                using var raw = new RawChunkServer(replica.Address);
+                using var raw = new RawChunkServer(replica.Address, Cluster.Launcher.ClientTls());
                 var info = await raw.InfoAsync(chunk.Id);
                 Assert.True(info.Sealed);
                 Assert.Equal((ulong)acknowledged.Length, info.Length);

@@ -60,7 +60,7 @@ public sealed class FencingTests : IDisposable
         Assert.False(chunk.Sealed);
         foreach (var replica in chunk.Replicas)
         {
-            using var raw = new RawChunkServer(replica.Address);
+            using var raw = new RawChunkServer(replica.Address, _fixture.Cluster.Launcher.ClientTls());
             var before = await raw.InfoAsync(chunk.Id);
             Assert.Equal((ulong)data.Length, before.Length);
             Assert.Equal(appender.Epoch, before.Epoch);
@@ -111,7 +111,7 @@ public sealed class FencingTests : IDisposable
         // One replica got further than the others (an append the writer never saw acknowledged).
         var chunk = (await client.StatAsync(path))!.Chunks[^1];
         Assert.False(chunk.Sealed);
-        using (var raw = new RawChunkServer(chunk.Replicas[0].Address))
+        using (var raw = new RawChunkServer(chunk.Replicas[0].Address, _fixture.Cluster.Launcher.ClientTls()))
         {
             await raw.AppendAsync(chunk.Id, abandoned.Epoch, (ulong)acknowledged.Length, TestData.Random(3000, 15));
             Assert.Equal((ulong)acknowledged.Length + 3000, (await raw.InfoAsync(chunk.Id)).Length);
@@ -121,7 +121,7 @@ public sealed class FencingTests : IDisposable
         Assert.Equal(acknowledged.Length, successor.Length);
         foreach (var replica in chunk.Replicas)
         {
-            using var raw = new RawChunkServer(replica.Address);
+            using var raw = new RawChunkServer(replica.Address, _fixture.Cluster.Launcher.ClientTls());
             var info = await raw.InfoAsync(chunk.Id);
             Assert.True(info.Sealed);
             Assert.Equal((ulong)acknowledged.Length, info.Length);

@@ -26,6 +26,7 @@ public sealed class LocalReplicaReadTests : IDisposable
         return new PanguClient(new PanguClientOptions
         {
             MasterAddresses = [_fixture.Cluster.Launcher.MasterAddress],
+            Tls = _fixture.Cluster.Launcher.ClientTls(),
             ClientNode = server.Node,
             LocalChunkServerDataDirs = new Dictionary<string, string> { [server.GrpcAddress] = server.DataDir },
         }, _fixture.Cluster.LoggerFactory);

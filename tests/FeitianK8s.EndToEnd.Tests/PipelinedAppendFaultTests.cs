@@ -33,6 +33,7 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
         var client = new PanguClient(new PanguClientOptions
         {
             MasterAddresses = [Cluster.Launcher.MasterAddress],
+            Tls = Cluster.Launcher.ClientTls(),
             ClientNode = "node-1",
             MaxRpcDataBytes = PieceBytes,
             MaxAppendsInFlight = 8,
@@ -72,7 +73,7 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
             // Every surviving replica is sealed at the same, agreed length.
             foreach (var replica in first.Replicas.Where(r => r.ChunkServerId != Cluster.Launcher.ChunkServer(1).Id))
             {
-                using var raw = new RawChunkServer(replica.Address);
+                using var raw = new RawChunkServer(replica.Address, Cluster.Launcher.ClientTls());
                 var info = await raw.InfoAsync(first.Id);
                 Assert.True(info.Sealed, $"replica {replica.ChunkServerId} of chunk {first.Id} is not sealed");
                 Assert.Equal((ulong)first.Length, info.Length);
@@ -95,6 +96,7 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
         var options = new PanguClientOptions
         {
             MasterAddresses = [Cluster.Launcher.MasterAddress],
+            Tls = Cluster.Launcher.ClientTls(),
             ClientNode = "node-2",
             MaxRpcDataBytes = PieceBytes,
             MaxAppendsInFlight = 8,

@@ -6,14 +6,10 @@ using ChunkServerGrpc = FeitianK8s.Proto.ChunkServer.ChunkServer;
 
 namespace FeitianK8s.EndToEnd.Tests;
 
-/// <summary>Direct gRPC access to one chunk server, for tests that bypass the client library.</summary>
-public sealed class RawChunkServer(string address) : IDisposable
+/// <summary>Direct gRPC access to one chunk server, for tests that bypass the client library (as the admin CLI's role when the cluster has TLS).</summary>
+public sealed class RawChunkServer(string address, FeitianK8s.Core.Security.ComponentTls? tls) : IDisposable
 {
-    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
-    {
-        MaxReceiveMessageSize = 64 * 1024 * 1024,
-        MaxSendMessageSize = 64 * 1024 * 1024,
-    });
+    private readonly GrpcChannel _channel = GrpcChannels.Create(address, 64 * 1024 * 1024, tls: tls);
 
     public ChunkServerGrpc.ChunkServerClient Client => new(_channel);
 

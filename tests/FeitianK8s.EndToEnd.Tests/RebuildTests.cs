@@ -61,7 +61,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
                 c.Sealed && c.Replicas.Count == 3 && c.Replicas.All(r => !r.Bad && !excluded.Contains(r.ChunkServerId))
                 && c.Replicas.Select(r => r.Rack).Distinct().Count() == 3 && c.Replicas.Select(r => r.Node).Distinct().Count() == 3
                 && (mustHold is null || c.Replicas.Any(r => r.ChunkServerId == mustHold)));
-            healthy = healthy && (!checkServers || await EveryReplicaOnItsServerAsync(stat));
+            healthy = healthy && (!checkServers || await EveryReplicaOnItsServerAsync(stat, cluster.Launcher.ClientTls()));
             output.WriteLine($"under-replicated {status.UnderReplicatedChunks}, degraded {status.DegradedChunks}, bad {status.BadReplicas}, " +
                 $"copies active {status.Rebuild?.CopiesActive}, completed {status.Rebuild?.CopiesCompleted}, healthy {healthy}");
             if (healthy && status.UnderReplicatedChunks == 0 && status.DegradedChunks == 0 && status.BadReplicas == 0)
@@ -73,13 +73,13 @@ public sealed class RebuildTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<bool> EveryReplicaOnItsServerAsync(PanguFileInfo stat)
+    private static async Task<bool> EveryReplicaOnItsServerAsync(PanguFileInfo stat, FeitianK8s.Core.Security.ComponentTls? tls)
     {
         foreach (var chunk in stat.Chunks)
         {
             foreach (var replica in chunk.Replicas)
             {
-                using var raw = new RawChunkServer(replica.Address);
+                using var raw = new RawChunkServer(replica.Address, tls);
                 try
                 {
                     var info = await raw.InfoAsync(chunk.Id);
@@ -98,13 +98,13 @@ public sealed class RebuildTests(ITestOutputHelper output)
     }
 
     /// <summary>Reads every replica of every chunk straight from its chunk server and compares it with what was written.</summary>
-    private static async Task AssertEveryReplicaIntactAsync(PanguFileInfo stat, byte[] expected)
+    private static async Task AssertEveryReplicaIntactAsync(PanguFileInfo stat, byte[] expected, FeitianK8s.Core.Security.ComponentTls? tls)
     {
         foreach (var chunk in stat.Chunks)
         {
             foreach (var replica in chunk.Replicas)
             {
-                using var raw = new RawChunkServer(replica.Address);
+                using var raw = new RawChunkServer(replica.Address, tls);
                 var info = await raw.InfoAsync(chunk.Id);
                 Assert.True(info.Sealed, $"replica of chunk {chunk.Id} on {replica.ChunkServerId} is not sealed");
                 Assert.Equal((ulong)chunk.Length, info.Length);
@@ -119,9 +119,9 @@ public sealed class RebuildTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task AssertRefusesAsync(string address)
+    private static async Task AssertRefusesAsync(string address, FeitianK8s.Core.Security.ComponentTls? tls)
     {
-        using var raw = new RawChunkServer(address);
+        using var raw = new RawChunkServer(address, tls);
         var error = await Assert.ThrowsAsync<RpcException>(() => raw.InfoAsync(1));
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
     }
@@ -160,7 +160,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
         // Only three servers: full redundancy means the empty server received a copy of every chunk.
         var after = await WaitForFullRedundancyAsync(cluster, path, identityLost ? [oldId] : [], mustHold: newId, checkServers: true);
         Assert.All(after.Chunks, c => Assert.Contains(c.Replicas, r => r.ChunkServerId == newId));
-        await AssertEveryReplicaIntactAsync(after, Expected(91, 12));
+        await AssertEveryReplicaIntactAsync(after, Expected(91, 12), cluster.Launcher.ClientTls());
 
         // New chunks need all three servers: the empty one is allocated again.
         const string next = "/rebuild/after-empty-disk.bin";
@@ -230,12 +230,12 @@ public sealed class RebuildTests(ITestOutputHelper output)
 
         cluster.Launcher.KillChunkServer(1);
         Assert.True(victim.Process!.HasExited, "chunk server 1 still runs after kill -9");
-        await AssertRefusesAsync(victim.GrpcAddress);
+        await AssertRefusesAsync(victim.GrpcAddress, cluster.Launcher.ClientTls());
         output.WriteLine($"killed chunk server {victim.Id}; it holds a replica of all {before.Chunks.Count} chunks");
 
         var after = await WaitForFullRedundancyAsync(cluster, path, [victim.Id]);
         Assert.True((await cluster.Launcher.GetClusterStatusAsync()).ChunkServers.Single(s => s.Id == victim.Id).Dead);
-        await AssertEveryReplicaIntactAsync(after, Expected(71, 24));
+        await AssertEveryReplicaIntactAsync(after, Expected(71, 24), cluster.Launcher.ClientTls());
         Assert.Equal(Streams.Sha256OfBlocks(71, 24, MiB), (await Streams.ReadAllAsync(cluster.CreateClient(), path)).Hash);
     }
 
@@ -248,14 +248,14 @@ public sealed class RebuildTests(ITestOutputHelper output)
         var victim = cluster.Launcher.ChunkServer(1);
         var victimId = victim.Id;
         cluster.Launcher.KillChunkServer(1);
-        await AssertRefusesAsync(victim.GrpcAddress);
+        await AssertRefusesAsync(victim.GrpcAddress, cluster.Launcher.ClientTls());
         await WaitForFullRedundancyAsync(cluster, path, [victimId]);
 
         await cluster.Launcher.RestartChunkServerAsync(1);
         await cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(victimId, cluster.Launcher.ChunkServer(1).Id);
         // The returned server's copies are surplus: the master has them deleted, never a replica that is still needed.
-        using var raw = new RawChunkServer(cluster.Launcher.ChunkServer(1).GrpcAddress);
+        using var raw = new RawChunkServer(cluster.Launcher.ChunkServer(1).GrpcAddress, cluster.Launcher.ClientTls());
         var deadline = DateTime.UtcNow + Patience;
         while (true)
         {
@@ -283,7 +283,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
         await Task.Delay(3000);
         var after = await WaitForFullRedundancyAsync(cluster, path, [victimId]);
         Assert.All(after.Chunks, c => Assert.Equal(3, c.Replicas.Count));
-        await AssertEveryReplicaIntactAsync(after, Expected(72, 16));
+        await AssertEveryReplicaIntactAsync(after, Expected(72, 16), cluster.Launcher.ClientTls());
     }
 
     [Fact]
@@ -320,7 +320,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
         }
         var after = await WaitForFullRedundancyAsync(cluster, path, []);
         Assert.DoesNotContain(after.Chunks.Single(c => c.Id == chunk.Id).Replicas, r => r.ChunkServerId == victim.ChunkServerId);
-        await AssertEveryReplicaIntactAsync(after, Expected(73, 12));
+        await AssertEveryReplicaIntactAsync(after, Expected(73, 12), cluster.Launcher.ClientTls());
         Assert.Equal(Streams.Sha256OfBlocks(73, 12, MiB), (await Streams.ReadAllAsync(cluster.CreateClient(), path)).Hash);
     }
 
@@ -340,7 +340,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
 
         var after = await WaitForFullRedundancyAsync(cluster, path, [victim.Id]);
         Assert.True(victim.IsRunning, "the chunk server with the lost directory should keep running");
-        await AssertEveryReplicaIntactAsync(after, Expected(74, 16));
+        await AssertEveryReplicaIntactAsync(after, Expected(74, 16), cluster.Launcher.ClientTls());
         Assert.Equal(Streams.Sha256OfBlocks(74, 16, MiB), (await Streams.ReadAllAsync(cluster.CreateClient(), path)).Hash);
     }
 }

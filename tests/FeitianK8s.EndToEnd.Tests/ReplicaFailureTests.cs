@@ -28,7 +28,7 @@ public sealed class ReplicaFailureTests : IDisposable
         // Make one replica diverge: it now expects a different offset than the writer sends.
         var chunk = (await client.StatAsync(path))!.Chunks.Single();
         var diverged = chunk.Replicas[0];
-        using (var raw = new RawChunkServer(diverged.Address))
+        using (var raw = new RawChunkServer(diverged.Address, _fixture.Cluster.Launcher.ClientTls()))
         {
             await raw.AppendAsync(chunk.Id, appender.Epoch, (ulong)first.Length, TestData.Random(10, 42));
         }
@@ -47,7 +47,7 @@ public sealed class ReplicaFailureTests : IDisposable
         Assert.All(stat.Chunks.Skip(1).Where(c => c.Length > 0), c => Assert.DoesNotContain(c.Replicas, r => r.ChunkServerId == diverged.ChunkServerId));
         foreach (var replica in chunk.Replicas)
         {
-            using var raw = new RawChunkServer(replica.Address);
+            using var raw = new RawChunkServer(replica.Address, _fixture.Cluster.Launcher.ClientTls());
             var info = await raw.InfoAsync(chunk.Id);
             Assert.True(info.Sealed);
             Assert.Equal((ulong)first.Length, info.Length);

@@ -35,7 +35,10 @@ public sealed class FakeApiServerMasterRollingUpgradeTests(ITestOutputHelper out
             api.Create("v1/nodes", null, (JsonObject)JsonNode.Parse(KubernetesJson.Serialize(node))!);
         }
         var addresses = string.Join(",", cluster.Launcher.MasterAddresses);
-        using var masters = new GrpcMasterStatusSource(_ => addresses, logs.CreateLogger<GrpcMasterStatusSource>());
+        using var masters = new GrpcMasterStatusSource(_ => addresses, logs.CreateLogger<GrpcMasterStatusSource>())
+        {
+            TlsOf = _ => cluster.Launcher.ClientTls(FeitianK8s.Core.Security.ComponentRoles.Operator),
+        };
         await using var host = new OperatorHost(
             new OperatorOptions { HttpPort = 0, Listen = "127.0.0.1", LeaderElect = false, Identity = "op" },
             new KubernetesClientConfiguration { Host = api.Url }, logs, masters,
@@ -60,7 +63,7 @@ public sealed class FakeApiServerMasterRollingUpgradeTests(ITestOutputHelper out
             api.Create(Pods, Ns, Pod(set, i, "old-template", ready: true));
         }
 
-        var channels = cluster.Launcher.MasterAddresses.Select(a => GrpcChannel.ForAddress(a)).ToArray();
+        var channels = cluster.Launcher.MasterAddresses.Select(a => cluster.Launcher.Channel(a)).ToArray();
         var replaced = new List<int>();
         var maxDown = 0;
         var minAnswering = 3;

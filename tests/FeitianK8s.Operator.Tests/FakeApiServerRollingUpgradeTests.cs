@@ -30,7 +30,10 @@ public sealed class FakeApiServerRollingUpgradeTests(ITestOutputHelper output)
         {
             api.Create("v1/nodes", null, (JsonObject)JsonNode.Parse(KubernetesJson.Serialize(node))!);
         }
-        var masters = new GrpcMasterStatusSource(_ => cluster.Launcher.MasterAddress, logs.CreateLogger<GrpcMasterStatusSource>());
+        var masters = new GrpcMasterStatusSource(_ => cluster.Launcher.MasterAddress, logs.CreateLogger<GrpcMasterStatusSource>())
+        {
+            TlsOf = _ => cluster.Launcher.ClientTls(FeitianK8s.Core.Security.ComponentRoles.Operator),
+        };
         await using var host = new OperatorHost(
             new OperatorOptions { HttpPort = 0, Listen = "127.0.0.1", LeaderElect = false, Identity = "op" },
             new KubernetesClientConfiguration { Host = api.Url }, logs, masters,

@@ -109,6 +109,7 @@ public sealed class FakeApiServerVolumeSyncTests : IClassFixture<RealMasterFixtu
                 Identity = identity,
                 LeaseNamespace = "feitian-system",
                 MasterAddress = Cluster.Launcher.MasterAddress,
+                TlsFiles = Cluster.Launcher.TlsFiles(FeitianK8s.Core.Security.ComponentRoles.Operator),
             },
             new KubernetesClientConfiguration { Host = _api.Url }, _logs, null,
             new ReconcilerOptions { NotReadyRetry = TimeSpan.FromSeconds(1), RolloutRetry = TimeSpan.FromSeconds(1) },
@@ -526,7 +527,7 @@ public sealed class FakeApiServerVolumeHealthTests(ITestOutputHelper output)
             await writer.WriteAsync(0, TestData.Random((int)Mi, seed: 3), fua: true);
         }
         await using var host = new OperatorHost(
-            new OperatorOptions { HttpPort = 0, Listen = "127.0.0.1", LeaderElect = false, Identity = "op", MasterAddress = cluster.Launcher.MasterAddress },
+            new OperatorOptions { HttpPort = 0, Listen = "127.0.0.1", LeaderElect = false, Identity = "op", MasterAddress = cluster.Launcher.MasterAddress, TlsFiles = cluster.Launcher.TlsFiles(FeitianK8s.Core.Security.ComponentRoles.Operator) },
             new KubernetesClientConfiguration { Host = api.Url }, logs,
             volumeOptions: new VolumeSyncOptions { ResyncPeriod = TimeSpan.FromMilliseconds(500), RetryBaseDelay = TimeSpan.FromMilliseconds(50) });
         await host.StartAsync();

@@ -19,7 +19,7 @@ public sealed class ThreeMasterVolumesTests(ITestOutputHelper output)
     {
         await using var cluster = await TestCluster.StartAsync(XunitLoggerProvider.CreateFactory(output, LogLevel.Warning), chunkServers: 3, racks: 3, masters: 3);
         var addresses = string.Join(",", cluster.Launcher.MasterAddresses);
-        using var volumes = new GrpcMasterVolumes(_ => addresses, NullLogger<GrpcMasterVolumes>.Instance);
+        using var volumes = new GrpcMasterVolumes(_ => addresses, NullLogger<GrpcMasterVolumes>.Instance) { TlsOf = _ => cluster.Launcher.ClientTls(FeitianK8s.Core.Security.ComponentRoles.Operator) };
         var storage = TestClusters.Minimal("prod", "storage");
 
         await RetryAsync("create before", () => volumes.CreateAsync(storage, new MasterVolumeRequest("before", 64L << 20, 3, new Dictionary<string, string>()), CancellationToken.None));

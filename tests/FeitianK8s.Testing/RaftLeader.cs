@@ -23,7 +23,7 @@ public static class RaftLeader
                 }
                 try
                 {
-                    using var channel = GrpcChannel.ForAddress(cluster.MasterAddresses[i]);
+                    using var channel = cluster.Channel(cluster.MasterAddresses[i]);
                     var state = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetMasterStateAsync(new GetMasterStateRequest(), deadline: DateTime.UtcNow.AddSeconds(5));
                     if (state.Role == "leader")
                     {

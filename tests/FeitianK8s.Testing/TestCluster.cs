@@ -62,6 +62,7 @@ public sealed class TestCluster : IAsyncDisposable
         {
             MasterAddresses = [Launcher.MasterAddress],
             ClientNode = clientNode,
+            Tls = Launcher.ClientTls(),
         }, LoggerFactory);
         _clients.Add(client);
         return client;

@@ -19,6 +19,13 @@ public sealed class NbdCluster : IAsyncDisposable
     public FeitianUpProcess Up { get; private set; } = null!;
     public string DataDir => Dir.Combine("data");
 
+    /// <summary>The admin certificate `feitian up` made under DATA/tls; null when it runs without TLS.</summary>
+    public FeitianK8s.Core.Security.ComponentTls? AdminTls()
+    {
+        var files = FeitianK8s.Core.Security.LocalPki.Files(FeitianK8s.Core.Security.LocalPki.DirectoryOf(DataDir), FeitianK8s.Core.Security.ComponentRoles.Admin);
+        return File.Exists(files.CertFile) ? FeitianK8s.Core.Security.ComponentTls.Load(files) : null;
+    }
+
     public static async Task<NbdCluster> StartAsync(ITestOutputHelper output, params string[] upArguments)
     {
         // Three chunk servers on three racks hold three replicas and start faster than six.

@@ -25,7 +25,7 @@ public sealed class NbdFencingTests(ITestOutputHelper output)
         Assert.Equal(0u, (await nbd.FlushAsync()).Error);
 
         using var loggers = XunitLoggerProvider.CreateFactory(output);
-        using (var fs = new PanguClient(new PanguClientOptions { MasterAddresses = ClusterFile.Read(cluster.DataDir).Masters, ClientNode = "node-test" }, loggers))
+        using (var fs = new PanguClient(new PanguClientOptions { MasterAddresses = ClusterFile.Read(cluster.DataDir).Masters, ClientNode = "node-test", Tls = cluster.AdminTls() }, loggers))
         {
             var options = new RafOptions { Holder = "fencing-test", GcInterval = null };
             await using var takeover = await RafVolume.OpenAsync(fs, new MasterVolumeCatalog(fs.Master), "fence", options, loggers.CreateLogger<RafVolume>(), CancellationToken.None);
