@@ -405,7 +405,7 @@ public sealed class BackupTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(2u, info.Replicas);
         Assert.Equal(data, await ReadVolumeAsync(_cluster, _fs, "gc-restored", size));
         // On a terminal (a pseudo-terminal from util-linux `script`), a progress bar instead of progress lines.
-        var plain = Cli(_cluster.Launcher.MasterAddress, ["backup", "restore", id, "--volume", "gc-default", .. TargetArgs]);
+        var plain = Cli(_cluster, ["backup", "restore", id, "--volume", "gc-default", .. TargetArgs]);
         var onTerminal = new ProcessStartInfo("script") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in new[] { "-qec", string.Join(' ', new[] { plain.FileName }.Concat(plain.ArgumentList).Select(a => $"'{a}'")), "/dev/null" })
         {

@@ -204,7 +204,7 @@ public sealed class RebuildTests(ITestOutputHelper output)
         Assert.Equal(acknowledged.Length, sealedChunk.Length);
         foreach (var replica in chunk.Replicas.Where(r => r.ChunkServerId != victimId))
         {
-            using var raw = new RawChunkServer(replica.Address);
+            using var raw = new RawChunkServer(replica.Address, cluster.Launcher.ClientTls());
             var info = await raw.InfoAsync(chunk.Id);
             Assert.True(info.Sealed, $"replica on {replica.ChunkServerId} is not sealed");
             Assert.Equal((ulong)acknowledged.Length, info.Length);
