@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using FeitianK8s.Core.Cluster;
 using FeitianK8s.Proto.Csi;
+using FeitianK8s.Testing;
 using Grpc.Core;
 using MasterApi = FeitianK8s.Proto.Master;
 
@@ -162,8 +163,9 @@ public sealed class NodeTakeoverTests : IDisposable
         var exe = ServerExecutable.Find("FeitianK8s.Csi");
         var psi = new ProcessStartInfo(exe.FileName) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in exe.PrefixArguments.Concat(["--endpoint", "unix://" + socket, "--mode", "node", "--node-id", OldNode, "--state-dir", stateDir,
-            "--masters", _f.Cluster.Launcher.MasterAddress.Replace("http://", "", StringComparison.Ordinal), "--master-wait", "10",
-            "--node-lease-seconds", TestLeaseSeconds.ToString(CultureInfo.InvariantCulture)]))
+            "--masters", _f.Cluster.Launcher.MasterAddress, "--master-wait", "10",
+            "--node-lease-seconds", TestLeaseSeconds.ToString(CultureInfo.InvariantCulture),
+            .. _f.Cluster.Launcher.TlsArgs(FeitianK8s.Core.Security.ComponentRoles.CsiNode)]))
         {
             psi.ArgumentList.Add(a);
         }
