@@ -41,6 +41,11 @@ public sealed class MasterOptions
     /// (default: the host of <see cref="AdvertiseAddress"/>, else the bound address, with the HTTP port).
     /// </summary>
     public string? AdvertiseHttpAddress { get; init; }
+    /// <summary>
+    /// The backup target the web console lists (/api/backups), null = none; read-only use,
+    /// credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY when the listing runs.
+    /// </summary>
+    public Web.ConsoleBackupTarget? BackupTarget { get; init; }
     /// <summary>Lower bound of the Raft election timeout (the upper bound is twice it).</summary>
     public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(500);
 

@@ -4,7 +4,8 @@ using k8s.Models;
 namespace FeitianK8s.Operator.Desired;
 
 /// <summary>
-/// <c>spec.snapshotTarget</c> as environment variables of the CSI controller's driver container.
+/// <c>spec.snapshotTarget</c> as environment variables of the CSI controller's driver container (and as the
+/// masters' --backup-target flags with the same credentials, for the web console's backup list).
 /// Credentials are only ever references to the Secret (resolved by the kubelet): the operator
 /// never reads, copies or logs their values.
 /// </summary>
@@ -70,6 +71,30 @@ public static class SnapshotTargetEnv
         }
         return env;
     }
+
+    /// <summary>
+    /// The masters' console lists the backups in the same target: its flags, none without one
+    /// (the target is valid: <see cref="Errors"/> ran in the spec validation).
+    /// </summary>
+    public static IReadOnlyList<string> MasterArgs(SnapshotTargetSpec? target)
+    {
+        if (target is null || Errors(target).Count > 0)
+        {
+            return [];
+        }
+        var args = new List<string> { "--backup-target", $"s3://{target.Bucket}", "--backup-endpoint", target.Endpoint };
+        if (!string.IsNullOrWhiteSpace(target.Region))
+        {
+            args.AddRange(["--backup-region", target.Region]);
+        }
+        return args;
+    }
+
+    /// <summary>The credentials Secret as the masters' environment (optional references: a missing Secret only makes /api/backups answer 502).</summary>
+    public static IReadOnlyList<V1EnvVar> CredentialsEnv(SnapshotTargetSpec? target) =>
+        target is null || string.IsNullOrWhiteSpace(target.CredentialsSecret)
+            ? []
+            : [SecretEnv(AccessKeyId, target.CredentialsSecret, AccessKeyIdKey), SecretEnv(SecretAccessKey, target.CredentialsSecret, SecretAccessKeyKey)];
 
     private static V1EnvVar SecretEnv(string name, string secret, string key) => new()
     {
