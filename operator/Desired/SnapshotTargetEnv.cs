@@ -9,7 +9,7 @@ namespace FeitianK8s.Operator.Desired;
 /// Credentials are only ever references to the Secret (resolved by the kubelet): the operator
 /// never reads, copies or logs their values.
 /// </summary>
-public static class SnapshotTargetEnv
+public static partial class SnapshotTargetEnv
 {
     public const string Endpoint = "FEITIAN_SNAPSHOT_ENDPOINT";
     public const string Bucket = "FEITIAN_SNAPSHOT_BUCKET";
@@ -35,6 +35,15 @@ public static class SnapshotTargetEnv
         if (string.IsNullOrWhiteSpace(target.Bucket))
         {
             errors.Add("spec.snapshotTarget.bucket must not be empty");
+        }
+        else if (!BucketName().IsMatch(target.Bucket) || target.Bucket.Contains("..", StringComparison.Ordinal))
+        {
+            // The CSI driver and the masters (--backup-target) refuse to start with such a bucket.
+            errors.Add($"spec.snapshotTarget.bucket '{target.Bucket}' is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)");
+        }
+        if (!string.IsNullOrWhiteSpace(target.Region) && !RegionName().IsMatch(target.Region))
+        {
+            errors.Add($"spec.snapshotTarget.region '{target.Region}' is not a region name (letters, digits and '-', e.g. us-east-1)");
         }
         return errors;
     }
@@ -101,4 +110,10 @@ public static class SnapshotTargetEnv
         Name = name,
         ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Name = secret, Key = key, Optional = true } },
     };
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex BucketName();
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9-]{0,63}$", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex RegionName();
 }
