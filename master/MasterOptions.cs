@@ -47,6 +47,13 @@ public sealed class MasterOptions
     /// transport over TLS between master certificates. Null = plain, any caller admitted.
     /// </summary>
     public Core.Security.ComponentTls? Tls { get; init; }
+
+    /// <summary>
+    /// The backup target the web console lists (/api/backups), null = none; read-only use,
+    /// credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY when the listing runs.
+    /// </summary>
+    public Web.ConsoleBackupTarget? BackupTarget { get; init; }
+
     /// <summary>Lower bound of the Raft election timeout (the upper bound is twice it).</summary>
     public TimeSpan ElectionTimeout { get; init; } = TimeSpan.FromMilliseconds(500);
 

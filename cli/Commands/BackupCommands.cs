@@ -4,6 +4,7 @@ using FeitianK8s.Cli.Infrastructure;
 using FeitianK8s.Core.Backup;
 using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Raf;
+using FeitianK8s.Core.Views;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -85,12 +86,6 @@ public sealed class BackupGcSettings : BackupTargetSettings
 
     public override ValidationResult Validate() =>
         DurationText.TryParse(Grace, out _) ? base.Validate() : ValidationResult.Error($"--grace '{Grace}' is not a duration, e.g. 30m, 2h or 1d");
-}
-
-/// <summary>A backup in `backup create --json` and `backup ls --json` (the contract).</summary>
-public sealed record BackupView(string Id, string Volume, string Snapshot, long SizeBytes, long UploadedBytes, DateTimeOffset CreatedAt)
-{
-    public static BackupView Of(BackupManifest m) => new(m.Id, m.Volume, m.Snapshot, m.SizeBytes, m.UploadedBytes, m.CreatedAt);
 }
 
 /// <summary>Runs a backup operation: maps its errors to one-line CLI errors and shows progress.</summary>
@@ -198,16 +193,16 @@ public sealed class BackupListCommand : AsyncCommand<BackupListSettings>
         {
             Console.Error.WriteLine($"feitian: warning: {bad.Reason}");
         }
-        var views = backups.Select(BackupView.Of).ToList();
+        var list = BackupListView.Of(backups);
         if (settings.Json)
         {
-            JsonOutput.Write(new { backups = views });
+            JsonOutput.Write(list);
             return 0;
         }
         // Ids stay on one line, so that they can be copied from a narrow or redirected console.
         var table = new Table().AddColumns(new TableColumn("id").NoWrap(), new TableColumn("volume"), new TableColumn("snapshot"),
             new TableColumn("size"), new TableColumn("uploaded"), new TableColumn("created"));
-        foreach (var b in views)
+        foreach (var b in list.Backups)
         {
             // Names come from the store: escaped, so that a hostile manifest cannot inject console markup.
             table.AddRow(Markup.Escape(b.Id), Markup.Escape(b.Volume), Markup.Escape(b.Snapshot), ByteSize.Format(b.SizeBytes), ByteSize.Format(b.UploadedBytes), b.CreatedAt.ToString("u", CultureInfo.InvariantCulture));

@@ -70,10 +70,30 @@ public sealed class UpSettings : CommandSettings
     [Description("Re-replication copies the master runs at once, cluster-wide (default 12).")]
     public int? MaxRebuilds { get; init; }
 
-    /// <summary>The self-healing flags handed to the master, only those given.</summary>
-    public IReadOnlyList<string> MasterRebuildArgs()
+    [CommandOption("--backup-target <URL>")]
+    [Description("Backup target the web console lists: s3://BUCKET[[/PREFIX]] (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).")]
+    public string? BackupTarget { get; init; }
+
+    [CommandOption("--backup-endpoint <URL>")]
+    [Description("S3-compatible endpoint of --backup-target, e.g. http://127.0.0.1:9000.")]
+    public string? BackupEndpoint { get; init; }
+
+    [CommandOption("--backup-region <R>")]
+    [Description("Region to sign the console's backup listing for (default us-east-1).")]
+    public string? BackupRegion { get; init; }
+
+    /// <summary>The self-healing and console backup flags handed to the master, only those given.</summary>
+    public IReadOnlyList<string> MasterArgs()
     {
         var args = new List<string>();
+        if (BackupTarget is not null)
+        {
+            args.AddRange(["--backup-target", BackupTarget, "--backup-endpoint", BackupEndpoint ?? ""]);
+        }
+        if (BackupRegion is not null)
+        {
+            args.AddRange(["--backup-region", BackupRegion]);
+        }
         if (DeadAfterSeconds is { } deadAfter)
         {
             args.AddRange(["--dead-after", deadAfter.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
@@ -137,6 +157,25 @@ public sealed class UpSettings : CommandSettings
         if (MetricsPort is < 0 or > 65535)
         {
             return Spectre.Console.ValidationResult.Error("--metrics-port must be a TCP port (0 lets the OS choose)");
+        }
+        if ((BackupTarget is null) != (BackupEndpoint is null) || (BackupRegion is not null && BackupTarget is null))
+        {
+            return Spectre.Console.ValidationResult.Error("--backup-target s3://BUCKET[/PREFIX] and --backup-endpoint URL go together (--backup-region is optional)");
+        }
+        if (BackupTarget is not null)
+        {
+            try
+            {
+                FeitianK8s.Core.Backup.BackupTarget.Parse(BackupTarget);
+            }
+            catch (FeitianK8s.Core.Backup.BackupException e)
+            {
+                return Spectre.Console.ValidationResult.Error($"--backup-target: {e.Message}");
+            }
+            if (!Uri.TryCreate(BackupEndpoint, UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https"))
+            {
+                return Spectre.Console.ValidationResult.Error($"--backup-endpoint '{BackupEndpoint}' is not an http(s) URL, e.g. http://127.0.0.1:9000");
+            }
         }
         if (!(MasterWaitSeconds > 0) || MasterWaitSeconds > 86_400)
         {
@@ -202,7 +241,7 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
             PreviousMasters = PreviousMasters(dataDir),
             ChunkServerPorts = PreviousChunkServerPorts(dataDir),
             ExtraChunkServerArgs = settings.ChunkServerRebuildArgs(),
-            ExtraMasterArgs = settings.MasterRebuildArgs(),
+            ExtraMasterArgs = settings.MasterArgs(),
             Insecure = settings.Insecure,
         }, loggers, cancellationToken));
         await WorkProgress.RunAsync($"up: waiting for {settings.ChunkServers} chunk server(s) to report", () => cluster.WaitForChunkServersAliveAsync(ct: cancellationToken));

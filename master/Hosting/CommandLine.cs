@@ -9,7 +9,8 @@ public static class CommandLine
     public const string Usage =
         "usage: FeitianK8s.Master --data DIR [--listen 127.0.0.1] [--port 0] [--http-port 0] [--chunk-size 64MiB] [--replicas 3] [--heartbeat-timeout 5s]\n" +
         "       [--peers HOST:PORT,HOST:PORT,... --raft-endpoint HOST:PORT] [--raft-port 0] [--advertise http://HOST:PORT] [--advertise-http http://HOST:PORT] [--election-timeout 500ms] [--snapshot-every 10000]\n" +
-        "       [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12] [--tls-ca CA.crt --tls-cert master.crt --tls-key master.key]";
+        "       [--dead-after 60 (seconds, or 90s/2m)] [--max-rebuilds 12] [--tls-ca CA.crt --tls-cert master.crt --tls-key master.key]\n" +
+        "       [--backup-target s3://BUCKET[/PREFIX] --backup-endpoint URL [--backup-region us-east-1]] (listed by the web console; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)";
 
     public static MasterOptions Parse(IReadOnlyList<string> args)
     {
@@ -25,7 +26,7 @@ public static class CommandLine
         }
         var known = new[] { "data", "listen", "port", "http-port", "chunk-size", "replicas", "heartbeat-timeout",
             "peers", "raft-endpoint", "raft-port", "advertise", "advertise-http", "election-timeout", "snapshot-every",
-            "dead-after", "max-rebuilds", "tls-ca", "tls-cert", "tls-key" };
+            "dead-after", "max-rebuilds", "tls-ca", "tls-cert", "tls-key", "backup-target", "backup-endpoint", "backup-region" };
         var unknown = values.Keys.FirstOrDefault(k => !known.Contains(k));
         if (unknown is not null)
         {
@@ -56,6 +57,8 @@ public static class CommandLine
             DeadAfter = values.TryGetValue("dead-after", out var deadAfter) ? ParseSeconds(deadAfter, "dead-after") : TimeSpan.FromSeconds(60),
             MaxRebuilds = ParseInt(values, "max-rebuilds", MasterOptions.DefaultMaxRebuilds),
             Tls = LoadTls(values),
+            BackupTarget = Web.ConsoleBackupTarget.FromOptions(values.GetValueOrDefault("backup-target"),
+                values.GetValueOrDefault("backup-endpoint"), values.GetValueOrDefault("backup-region")),
         };
         if (options.RaftPeers.Count > 0)
         {

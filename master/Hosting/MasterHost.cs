@@ -127,7 +127,9 @@ public sealed class MasterHost : IAsyncDisposable
                 ? Results.Text("ok\n")
                 : Results.Text("master log failed\n", statusCode: StatusCodes.Status503ServiceUnavailable));
             app.MapMetrics("/metrics", metrics.Registry);
-            var webConsole = new Web.WebConsole(metadata, queries, identity, loggers) { Tls = options.Tls };
+            var backups = new Web.ConsoleBackups(options.BackupTarget, options.Clock, loggers.CreateLogger<Web.ConsoleBackups>());
+            LogBackupTarget(options.BackupTarget, logger);
+            var webConsole = new Web.WebConsole(metadata, queries, identity, backups, loggers) { Tls = options.Tls };
             webConsole.Map(app);
             await app.StartAsync(ct).ConfigureAwait(false);
 
@@ -159,6 +161,27 @@ public sealed class MasterHost : IAsyncDisposable
 
     /// <summary>The running Raft member (tests and status).</summary>
     public MasterMetadata Metadata => _metadata;
+
+    /// <summary>Says which target the console lists, and whether credentials are present (never what they are).</summary>
+    private static void LogBackupTarget(Web.ConsoleBackupTarget? target, ILogger logger)
+    {
+        if (target is null)
+        {
+            logger.LogInformation("The console lists no backups (no --backup-target)");
+            return;
+        }
+        var credentials = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(Core.Backup.BackupStoreOptions.AccessKeyVariable))
+            && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(Core.Backup.BackupStoreOptions.SecretKeyVariable));
+        if (credentials)
+        {
+            logger.LogInformation("The console lists the backups in {Target}", target);
+        }
+        else
+        {
+            logger.LogWarning("The console lists the backups in {Target}, but {AccessKey}/{SecretKey} are not set: /api/backups will answer 502",
+                target, Core.Backup.BackupStoreOptions.AccessKeyVariable, Core.Backup.BackupStoreOptions.SecretKeyVariable);
+        }
+    }
 
     private static MasterRaftSettings RaftSettings(MasterOptions options, IPAddress address)
     {

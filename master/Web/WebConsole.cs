@@ -13,10 +13,11 @@ namespace FeitianK8s.Master.Web;
 /// The read-only web console on the master's HTTP port: static pages shipped in this assembly
 /// (no CDN: clusters are often offline) and JSON endpoints returning the same documents as the
 /// CLI's --json (/api/status = `feitian status --json`, /api/volumes = `feitian volume ls --json`,
-/// /api/snapshots = `feitian snapshot ls --json`). Only the leader answers; a follower redirects
+/// /api/snapshots = `feitian snapshot ls --json`, /api/backups = `feitian backup ls --json` of the
+/// master's --backup-target with where it comes from). Only the leader answers; a follower redirects
 /// to the leader's HTTP address, and answers 503 while no leader is known.
 /// </summary>
-public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, MasterIdentity identity, ILoggerFactory loggers) : IDisposable
+public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, MasterIdentity identity, ConsoleBackups backups, ILoggerFactory loggers) : IDisposable
 {
     private static readonly Dictionary<string, string> Assets = new(StringComparer.Ordinal)
     {
@@ -43,6 +44,16 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
         app.MapGet("/api/volumes", (HttpContext http) => LeaderOnly(http, () =>
             Json(VolumeListView.Of(metadata.Read(queries.VolumesWithHealth)))));
         app.MapGet("/api/snapshots", (Delegate)((HttpContext http) => LeaderOnlyAsync(http, SnapshotsAsync)));
+        app.MapGet("/api/backups", (Delegate)((HttpContext http) => LeaderOnlyAsync(http, BackupsAsync)));
+    }
+
+    /// <summary>An empty list with configured=false without a target; 502 with the reason when the object store fails.</summary>
+    private async Task<IResult> BackupsAsync(CancellationToken ct)
+    {
+        var listing = await backups.ListAsync(ct).ConfigureAwait(false);
+        return listing.View is { } view
+            ? Json(view)
+            : Results.Json(new { error = listing.Error }, statusCode: StatusCodes.Status502BadGateway);
     }
 
     private async Task<IResult> StatusAsync(CancellationToken ct)
@@ -147,5 +158,6 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
             _fs?.Dispose();
             _fs = null;
         }
+        backups.Dispose();
     }
 }

@@ -32,10 +32,13 @@ public static class MasterBuilder
                 // Where a follower redirects the web console: the leader pod's stable name.
                 "--advertise-http", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.HttpPort}",
                 .. RebuildFlags.MasterArgs(c.Spec.Rebuild ?? new RebuildSpec()),
+                // The web console lists the backups of spec.snapshotTarget.
+                .. SnapshotTargetEnv.MasterArgs(c.Spec.SnapshotTarget),
             ],
             Env =
             [
                 new V1EnvVar { Name = "POD_NAME", ValueFrom = new V1EnvVarSource { FieldRef = new V1ObjectFieldSelector { FieldPath = "metadata.name" } } },
+                .. SnapshotTargetEnv.CredentialsEnv(c.Spec.SnapshotTarget),
             ],
             Ports =
             [

@@ -28,4 +28,19 @@ public sealed class CliOptionTests(ITestOutputHelper output)
         // Nothing was started or created: `up` would have written its cluster file.
         Assert.Empty(Directory.EnumerateFileSystemEntries(data.Path));
     }
+
+    [Theory]
+    [InlineData("--and-endpoint", "--backup-target", "s3://backups")]
+    [InlineData("--and-endpoint", "--backup-endpoint", "http://127.0.0.1:9000")]
+    [InlineData("not an S3 bucket name", "--backup-target", "s3://Bad_Bucket", "--backup-endpoint", "http://127.0.0.1:9000")]
+    [InlineData("not an http(s) URL", "--backup-target", "s3://backups", "--backup-endpoint", "127.0.0.1:9000")]
+    public async Task Up_refuses_incomplete_or_malformed_console_backup_flags_before_starting_anything(string message, params string[] arguments)
+    {
+        using var data = new TempDirectory("cli-backup-flags");
+        var result = await FeitianUpProcess.RunCliAsync(output, data.Path, ["up", .. arguments]);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains(message == "--and-endpoint" ? "--backup-target s3://BUCKET[/PREFIX] and --backup-endpoint URL go together" : message, result.StandardError);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(data.Path));
+    }
 }

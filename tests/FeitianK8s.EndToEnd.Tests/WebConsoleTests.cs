@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using FeitianK8s.Core.Backup;
 using FeitianK8s.Core.Cluster;
 using FeitianK8s.Testing;
 
@@ -96,6 +97,79 @@ public sealed partial class WebConsoleTests(ITestOutputHelper output)
         var volumesCli = JsonDocument.Parse(await up.RunCliCheckedAsync("volume", "ls", "--json")).RootElement;
         Assert.Equal(volumesCli.ToString(), volumesApi.ToString());
         Assert.Equal("healthy", volumesApi.GetProperty("volumes")[0].GetProperty("health").GetProperty("state").GetString());
+
+        // Without --backup-target: an empty list that says so; followers redirect this endpoint too.
+        var backups = JsonDocument.Parse(await http.GetStringAsync($"{leader.Http}/api/backups")).RootElement;
+        Assert.False(backups.GetProperty("configured").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, backups.GetProperty("target").ValueKind);
+        Assert.Empty(backups.GetProperty("backups").EnumerateArray());
+        var redirected = await http.GetAsync($"{answers.First(a => a != leader).Http}/api/backups");
+        Assert.Equal(HttpStatusCode.TemporaryRedirect, redirected.StatusCode);
+        Assert.Equal($"{leader.Http}/api/backups", redirected.Headers.Location?.ToString());
+    }
+
+    [Fact]
+    public async Task Console_lists_the_backups_of_its_target_as_backup_ls_does_and_answers_502_once_the_object_store_is_gone()
+    {
+        // As in BackupTests: `feitian up` (its masters) and the CLI read the s3rver credentials from the environment.
+        Environment.SetEnvironmentVariable(BackupStoreOptions.AccessKeyVariable, S3rverProcess.AccessKey);
+        Environment.SetEnvironmentVariable(BackupStoreOptions.SecretKeyVariable, S3rverProcess.SecretKey);
+        var s3 = await S3rverProcess.StartAsync(output);
+        var s3Stopped = false;
+        try
+        {
+            using var data = new TempDirectory("console-backups");
+            var target = $"s3://{s3.Bucket}/console";
+            string[] targetArgs = ["--target", target, "--endpoint", s3.Endpoint];
+            await using var up = await FeitianUpProcess.StartAsync(output, data.Path,
+                ["--chunkservers", "3", "--racks", "3", "--backup-target", target, "--backup-endpoint", s3.Endpoint]);
+            var console = up.ConsoleUrl ?? throw new InvalidOperationException("feitian up printed no `console: URL` line");
+            await up.RunCliCheckedAsync("volume", "create", "vol-a", "--size", "8MiB");
+            await up.RunCliCheckedAsync("volume", "create", "vol-b", "--size", "8MiB");
+            await up.RunCliCheckedAsync("snapshot", "create", "vol-a", "--name", "snap-a");
+            var created = JsonDocument.Parse(await up.RunCliCheckedAsync(["backup", "create", "snap-a", .. targetArgs, "--json"])).RootElement;
+            var id = created.GetProperty("id").GetString()!;
+
+            // The API's list is the CLI's, byte for byte (one builder), plus where it comes from.
+            var cli = JsonDocument.Parse(await up.RunCliCheckedAsync(["backup", "ls", .. targetArgs, "--json"])).RootElement;
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+            var api = JsonDocument.Parse(await http.GetStringAsync($"{console}api/backups")).RootElement;
+            Assert.Equal(cli.GetProperty("backups").GetRawText(), api.GetProperty("backups").GetRawText());
+            Assert.Equal(id, Assert.Single(api.GetProperty("backups").EnumerateArray()).GetProperty("id").GetString());
+            Assert.True(api.GetProperty("configured").GetBoolean());
+            Assert.Equal(target, api.GetProperty("target").GetString());
+
+            var browser = new HeadlessChromium(output);
+            var page = await WaitForPageAsync(browser, console, p => p.Dom.Contains($"<tr class=\"backup\" data-id=\"{id}\" data-volume=\"vol-a\">", StringComparison.Ordinal));
+            Assert.Contains("<td class=\"backups\" data-count=\"1\"", page.Dom);
+            Assert.Contains("<td class=\"backups\" data-count=\"0\">-</td>", page.Dom);
+            Assert.Contains($"1 backup in {target}", page.Dom);
+            await browser.ScreenshotAsync(console, Path.Combine(ArtifactDirectory, "backups.png"), height: 1800);
+
+            // The object store goes away: once the cached list expires the API answers 502 with the reason, the master keeps serving.
+            await s3.DisposeAsync();
+            s3Stopped = true;
+            var deadline = DateTime.UtcNow + PageWait;
+            HttpResponseMessage failed;
+            while ((failed = await http.GetAsync($"{console}api/backups")).StatusCode == HttpStatusCode.OK && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(1000);
+            }
+            Assert.Equal(HttpStatusCode.BadGateway, failed.StatusCode);
+            var error = JsonDocument.Parse(await failed.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetString();
+            Assert.StartsWith($"cannot list backups in {target} at {s3.Endpoint}", error);
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"{console}api/status")).StatusCode);
+            var broken = await WaitForPageAsync(browser, console, p => p.Dom.Contains("data-configured=\"error\"", StringComparison.Ordinal));
+            Assert.Contains("cannot list backups in", broken.Dom);
+            Assert.Equal("healthy", broken.Volumes["vol-a"]);
+        }
+        finally
+        {
+            if (!s3Stopped)
+            {
+                await s3.DisposeAsync();
+            }
+        }
     }
 
     private async Task<ConsolePage> WaitForPageAsync(HeadlessChromium browser, string url, Func<ConsolePage, bool> done)

@@ -363,7 +363,9 @@ public sealed class DesiredStateTests
             Endpoint = "https://s3.example.com:9000", Bucket = "feitian-backups", Region = "eu-west-1", CredentialsSecret = "s3-creds",
         };
         var objects = Build(c);
-        var env = AllEnv(objects).Where(x => x.Env.Name.StartsWith("FEITIAN_SNAPSHOT_", StringComparison.Ordinal) || x.Env.Name.StartsWith("AWS_", StringComparison.Ordinal)).ToList();
+        // The masters also list the target's backups in the console (same credentials): that is the next test's subject.
+        var env = AllEnv(objects).Where(x => x.Owner != "prod-master/master")
+            .Where(x => x.Env.Name.StartsWith("FEITIAN_SNAPSHOT_", StringComparison.Ordinal) || x.Env.Name.StartsWith("AWS_", StringComparison.Ordinal)).ToList();
         Assert.All(env, x => Assert.Equal("prod-csi-controller/csi-driver", x.Owner));
         var byName = env.ToDictionary(x => x.Env.Name, x => x.Env);
         Assert.Equal(["FEITIAN_SNAPSHOT_ENDPOINT", "FEITIAN_SNAPSHOT_BUCKET", "FEITIAN_SNAPSHOT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], byName.Keys);
@@ -376,6 +378,31 @@ public sealed class DesiredStateTests
             Assert.Null(byName[name].Value);
             var reference = byName[name].ValueFrom.SecretKeyRef;
             Assert.Equal(("s3-creds", key, true), (reference.Name, reference.Key, reference.Optional == true));
+        }
+    }
+
+    [Fact]
+    public void Masters_list_the_snapshot_target_backups_in_the_console_with_its_credentials_as_secret_references()
+    {
+        var plain = Single<V1StatefulSet>(Build(), "prod-master").Spec.Template.Spec.Containers[0];
+        Assert.DoesNotContain(plain.Args, a => a.StartsWith("--backup-", StringComparison.Ordinal));
+        Assert.DoesNotContain(plain.Env, e => e.Name.StartsWith("AWS_", StringComparison.Ordinal));
+
+        var c = TestClusters.Minimal();
+        c.Spec.SnapshotTarget = new SnapshotTargetSpec
+        {
+            Endpoint = "https://s3.example.com:9000", Bucket = "feitian-backups", Region = "eu-west-1", CredentialsSecret = "s3-creds",
+        };
+        var master = Single<V1StatefulSet>(Build(c), "prod-master").Spec.Template.Spec.Containers[0];
+        var args = master.Args;
+        Assert.Equal("s3://feitian-backups", args[args.IndexOf("--backup-target") + 1]);
+        Assert.Equal("https://s3.example.com:9000", args[args.IndexOf("--backup-endpoint") + 1]);
+        Assert.Equal("eu-west-1", args[args.IndexOf("--backup-region") + 1]);
+        foreach (var (name, key) in new[] { ("AWS_ACCESS_KEY_ID", "accessKeyId"), ("AWS_SECRET_ACCESS_KEY", "secretAccessKey") })
+        {
+            var env = Assert.Single(master.Env, e => e.Name == name);
+            Assert.Null(env.Value);
+            Assert.Equal(("s3-creds", key, true), (env.ValueFrom.SecretKeyRef.Name, env.ValueFrom.SecretKeyRef.Key, env.ValueFrom.SecretKeyRef.Optional == true));
         }
     }
 

@@ -25,6 +25,20 @@ public sealed class SpecValidatorTests
         Assert.Contains(errors, e => e.Contains("spec.snapshotTarget.bucket", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("Bad_Bucket", null, "spec.snapshotTarget.bucket 'Bad_Bucket' is not an S3 bucket name")]
+    [InlineData("ab", null, "spec.snapshotTarget.bucket 'ab' is not an S3 bucket name")]
+    [InlineData("backups", "eu west=", "spec.snapshotTarget.region 'eu west=' is not a region name")]
+    public void Snapshot_target_bucket_and_region_the_masters_and_driver_would_refuse_are_refused_here(string bucket, string? region, string message)
+    {
+        // The masters get the target as --backup-target/--backup-region (web console) and would not start with these.
+        var spec = TestClusters.Minimal().Spec;
+        spec.SnapshotTarget = new SnapshotTargetSpec { Endpoint = "http://s3.local:9000", Bucket = bucket, Region = region };
+        Assert.Contains(SpecValidator.Validate(spec), e => e.StartsWith(message, StringComparison.Ordinal));
+        spec.SnapshotTarget = new SnapshotTargetSpec { Endpoint = "http://s3.local:9000", Bucket = "feitian-backups.a", Region = "oss-cn-hangzhou" };
+        Assert.Empty(SpecValidator.Validate(spec));
+    }
+
     [Fact]
     public void Node_lease_seconds_out_of_range_are_refused_and_failover_off_gives_the_plugins_no_lease()
     {

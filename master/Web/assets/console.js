@@ -1,4 +1,5 @@
 // FeitianK8s web console: reads the JSON documents of the CLI's --json every 2 s and draws them. Read-only.
+// Backups (api/backups) are listed by the master from its --backup-target, cached there for 10 s.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -80,12 +81,55 @@ function renderRepair(status) {
     scrubbed.length === 0 ? "scrub: off" : `scrub: ${bytes(verified)} verified on ${scrubbed.length} chunk servers, ${bad} corrupt blocks found`));
 }
 
-function renderVolumes(volumes, snapshots) {
+function when(iso) {
+  return new Date(iso).toLocaleString();
+}
+
+// Per volume: how many backups, the latest one's time and the bytes all of them uploaded.
+function backupSummary(backups) {
+  const perVolume = new Map();
+  for (const b of backups) {
+    const s = perVolume.get(b.volume) || { count: 0, latest: null, uploadedBytes: 0 };
+    s.count++;
+    s.uploadedBytes += b.uploadedBytes;
+    if (s.latest === null || b.createdAt > s.latest) s.latest = b.createdAt;
+    perVolume.set(b.volume, s);
+  }
+  return perVolume;
+}
+
+function renderBackups(listing) {
+  const target = document.getElementById("backup-target");
+  const body = document.querySelector("#backups tbody");
+  if (listing.error) {
+    target.dataset.configured = "error";
+    target.className = "error-text";
+    target.textContent = listing.error;
+    body.replaceChildren();
+    return;
+  }
+  target.dataset.configured = String(listing.configured);
+  target.className = "muted";
+  target.textContent = listing.configured
+    ? `${listing.backups.length} backup${listing.backups.length === 1 ? "" : "s"} in ${listing.target}` + (listing.unreadable.length > 0 ? `; ${listing.unreadable.length} unreadable manifests` : "")
+    : "no backup target configured (start the master or `feitian up` with --backup-target and --backup-endpoint)";
+  if (listing.backups.length === 0) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, listing.configured ? "no backup yet" : "-")));
+    return;
+  }
+  const newestFirst = [...listing.backups].sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+  body.replaceChildren(...newestFirst.map(b => el("tr", { class: "backup", "data-id": b.id, "data-volume": b.volume },
+    el("td", { class: "id" }, b.id), el("td", {}, b.volume), el("td", {}, b.snapshot), el("td", {}, bytes(b.sizeBytes)),
+    el("td", {}, bytes(b.uploadedBytes)), el("td", {}, when(b.createdAt)))));
+}
+
+function renderVolumes(volumes, snapshots, backups) {
   const perVolume = new Map();
   for (const snapshot of snapshots) perVolume.set(snapshot.volume, (perVolume.get(snapshot.volume) || []).concat(snapshot.name));
+  const backed = backupSummary(backups);
   const body = document.querySelector("#volumes tbody");
   if (volumes.length === 0) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no volume yet")));
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no volume yet")));
     return;
   }
   body.replaceChildren(...volumes.map(v => {
@@ -96,8 +140,15 @@ function renderVolumes(volumes, snapshots) {
       el("td", { class: `health ${health}`, title: `${v.health.chunks} chunks, ${v.health.degradedChunks} degraded, ${v.health.unavailableChunks} unavailable` },
         health + (v.health.degradedChunks > 0 ? ` (${v.health.degradedChunks}/${v.health.chunks} chunks)` : "")),
       el("td", {}, v.leaseHolder || "-"),
-      el("td", { class: "snapshots", "data-count": names.length }, names.length === 0 ? "-" : names.join(", ")));
+      el("td", { class: "snapshots", "data-count": names.length }, names.length === 0 ? "-" : names.join(", ")),
+      backupCell(backed.get(v.name)));
   }));
+}
+
+function backupCell(summary) {
+  if (!summary) return el("td", { class: "backups", "data-count": 0 }, "-");
+  return el("td", { class: "backups", "data-count": summary.count, title: `latest ${summary.latest}` },
+    `${summary.count}, latest ${when(summary.latest)}, ${bytes(summary.uploadedBytes)} uploaded`);
 }
 
 async function load(path) {
@@ -106,17 +157,31 @@ async function load(path) {
   return response.json();
 }
 
+// The backup list comes from an object store that may fail (502 with the reason): the rest of the page still draws.
+async function loadBackups() {
+  try {
+    const response = await fetch("api/backups", { cache: "no-store" });
+    const body = await response.json();
+    if (!response.ok) return { error: body.error || `api/backups: HTTP ${response.status}`, backups: [] };
+    return body;
+  } catch (e) {
+    return { error: `api/backups: ${e.message}`, backups: [] };
+  }
+}
+
 async function refresh() {
   const error = document.getElementById("error");
   try {
-    const [status, volumes, snapshots] = await Promise.all([
+    const [status, volumes, snapshots, backups] = await Promise.all([
       load("api/status"), load("api/volumes"),
       load("api/snapshots").catch(() => ({ snapshots: [] })),
+      loadBackups(),
     ]);
     renderMasters(status.masters);
     renderRepair(status);
     renderRacks(status.chunkServers);
-    renderVolumes(volumes.volumes, snapshots.snapshots);
+    renderVolumes(volumes.volumes, snapshots.snapshots, backups.backups);
+    renderBackups(backups);
     const badge = document.getElementById("health");
     badge.dataset.healthy = String(status.healthy);
     badge.textContent = status.healthy ? "healthy" : "degraded";
