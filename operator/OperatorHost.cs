@@ -68,8 +68,8 @@ public sealed class OperatorHost : IAsyncDisposable
         VolumeSync = new VolumeSyncReconciler(api, Events, MasterVolumes, volumeOptions, loggerFactory.CreateLogger<VolumeSyncReconciler>());
         Volumes = new VolumeController(_client, VolumeSync, Events, volumeOptions, loggerFactory);
         NodeLeases = nodeLeases ?? (options.MasterAddress is { } leasesAddress
-            ? new GrpcNodeLeaseSource(_ => leasesAddress, loggerFactory.CreateLogger<GrpcNodeLeaseSource>())
-            : new GrpcNodeLeaseSource(loggerFactory.CreateLogger<GrpcNodeLeaseSource>()));
+            ? new GrpcNodeLeaseSource(_ => leasesAddress, loggerFactory.CreateLogger<GrpcNodeLeaseSource>()) { TlsOf = tlsOf }
+            : new GrpcNodeLeaseSource(loggerFactory.CreateLogger<GrpcNodeLeaseSource>()) { TlsOf = tlsOf });
         NodeFailover = options.NodeFailover
             ? new NodeFailoverController(_client, NodeLeases, Events, failoverOptions ?? new NodeFailoverOptions { Namespace = options.Namespace },
                 loggerFactory.CreateLogger<NodeFailoverController>())

@@ -113,7 +113,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
             }
             await Task.WhenAll(Enumerable.Range(0, cluster.Masters.Count).Select(i => cluster.StartMasterAsync(i, i == 0 ? options.MasterHttpPort : 0, ct)));
             await Task.WhenAll(Enumerable.Range(1, options.ChunkServers).Select(i =>
-                cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i), ct)));
+                cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i) is var known and > 0 ? known : FreePort(), ct)));
             cluster.WriteClusterFile();
             return cluster;
         }
@@ -284,12 +284,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         }).ToArray();
     }
 
-    private static int FreePort()
-    {
-        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-    }
+    private static int FreePort() => Common.ListenPorts.Pick();
 
     private async Task StartMasterAsync(int index, int httpPort, CancellationToken ct)
     {

@@ -203,12 +203,7 @@ public sealed class MasterHost : IAsyncDisposable
         address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
 
     /// <summary>A port free right now on <paramref name="address"/> (for listeners that must be named before they bind).</summary>
-    private static int FreePort(IPAddress address)
-    {
-        using var probe = new System.Net.Sockets.TcpListener(address.Equals(IPAddress.Any) ? IPAddress.Loopback : address, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
+    private static int FreePort(IPAddress address) => Core.Common.ListenPorts.Pick(address);
 
     /// <summary>Stops serving, leaves the Raft group, closes the WAL.</summary>
     public async Task StopAsync()

@@ -24,6 +24,9 @@ public sealed class GrpcNodeLeaseSource(Func<StorageCluster, string> addressOf, 
     {
     }
 
+    /// <summary>The operator's certificate for a cluster (mutual TLS), null for plain gRPC.</summary>
+    public Func<StorageCluster, FeitianK8s.Core.Security.ComponentTls?> TlsOf { get; init; } = _ => null;
+
     public async Task<IReadOnlyList<NodeLeaseStatus>?> ListAsync(StorageCluster cluster, CancellationToken ct)
     {
         var addresses = addressOf(cluster);
@@ -32,7 +35,7 @@ public sealed class GrpcNodeLeaseSource(Func<StorageCluster, string> addressOf, 
         {
             try
             {
-                var response = await _channels.Client(addresses).ListNodeLeasesAsync(new ListNodeLeasesRequest(),
+                var response = await _channels.Client(addresses, TlsOf(cluster)).ListNodeLeasesAsync(new ListNodeLeasesRequest(),
                     new CallOptions(deadline: DateTime.UtcNow + CallTimeout, cancellationToken: ct));
                 return response.Leases;
             }

@@ -164,13 +164,15 @@ public sealed class MasterProcessGroup : IAsyncDisposable
         }
     }
 
+    /// <summary>Distinct ports outside the ephemeral range: the members restart on them, so no outgoing connection may take one meanwhile.</summary>
     private static int[] FreePorts(int count)
     {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-        listeners.ForEach(l => l.Start());
-        var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
-        listeners.ForEach(l => l.Stop());
-        return ports;
+        var ports = new HashSet<int>();
+        while (ports.Count < count)
+        {
+            ports.Add(FeitianK8s.Core.Common.ListenPorts.Pick());
+        }
+        return [.. ports];
     }
 
     public ValueTask DisposeAsync()

@@ -91,12 +91,7 @@ public sealed class RaftGroup : IAsyncDisposable
         throw new TimeoutException("no master became the leader within the deadline");
     }
 
-    private static int FreePort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
+    private static int FreePort() => FeitianK8s.Core.Common.ListenPorts.Pick();
 
     public async ValueTask DisposeAsync()
     {

@@ -133,8 +133,10 @@ public sealed class FakeApiServerMasterRollingUpgradeTests(ITestOutputHelper out
     {
         try
         {
+            // Generous, and waiting for the channel: a busy machine or a channel in reconnect backoff after a
+            // restart (a TLS handshake pending) must not pass for a master that is down.
             return await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetMasterStateAsync(new GetMasterStateRequest(),
-                deadline: DateTime.UtcNow.AddSeconds(10)); // generous: a busy machine must not pass for a master that is down
+                new Grpc.Core.CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)).WithWaitForReady());
         }
         catch (RpcException)
         {

@@ -20,7 +20,7 @@ public sealed class NodeLeaseMasterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Cluster = await TestCluster.StartAsync(XunitLoggerProvider.CreateFactory(Output, LogLevel.Warning), chunkServers: 1, racks: 1);
-        _channel = GrpcChannel.ForAddress(Health.MasterChannels.Url(Cluster.Launcher.MasterAddress));
+        _channel = Cluster.Launcher.Channel(Cluster.Launcher.MasterAddress, FeitianK8s.Core.Security.ComponentRoles.CsiNode); // it renews node leases as a node plugin would
         Master = new FeitianK8s.Proto.Master.Master.MasterClient(_channel);
     }
 
@@ -148,6 +148,7 @@ public sealed class FakeApiServerNodeFailoverTests : IClassFixture<NodeLeaseMast
                 LeaseNamespace = "feitian-system",
                 MasterAddress = _fixture.Cluster.Launcher.MasterAddress,
                 NodeFailover = nodeFailover,
+                TlsFiles = _fixture.Cluster.Launcher.TlsFiles(FeitianK8s.Core.Security.ComponentRoles.Operator),
             },
             new KubernetesClientConfiguration { Host = _api.Url }, _logs,
             failoverOptions: new NodeFailoverOptions { Period = TimeSpan.FromMilliseconds(200) });
