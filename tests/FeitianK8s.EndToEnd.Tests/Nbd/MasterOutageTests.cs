@@ -72,7 +72,7 @@ public sealed class MasterOutageTests(ITestOutputHelper output)
 
         var pid = cluster.Up.ServerPid("master") ?? throw new InvalidOperationException("no master process under `feitian up`");
         await Signal("STOP", pid);
-        Assert.Equal('T', ProcessState(pid));
+        Assert.Equal('T', await StoppedStateAsync(pid));
         output.WriteLine($"master pid {pid} stopped (state T) at {load.Elapsed.TotalSeconds:F1} s; acknowledged so far {load.Acknowledged}");
         await Task.Delay(TimeSpan.FromSeconds(10));
         var acknowledgedWhileFrozen = load.Acknowledged;
@@ -199,6 +199,21 @@ public sealed class MasterOutageTests(ITestOutputHelper output)
     {
         var result = await ExternalTool.RunAsync(output, "kill", [$"-{signal}", pid.ToString()], TimeSpan.FromSeconds(10));
         Assert.True(result.Succeeded, $"kill -{signal} {pid} failed: {result.StandardError}");
+    }
+
+    /// <summary>
+    /// The process's state once SIGSTOP took effect: the signal is delivered asynchronously, so a process busy on a
+    /// CPU can still read R for a moment after kill returned. Gives up after 10 s and returns what it last saw.
+    /// </summary>
+    private static async Task<char> StoppedStateAsync(int pid)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        char state;
+        while ((state = ProcessState(pid)) != 'T' && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+        return state;
     }
 
     /// <summary>The state letter of /proc/PID/stat (R, S, T = stopped, Z, ...).</summary>
