@@ -172,24 +172,35 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         }
     }
 
-    /// <summary>The cluster status from the leader (followers refuse with UNAVAILABLE: the next master is asked).</summary>
+    /// <summary>
+    /// The cluster status from the leader (followers refuse with UNAVAILABLE: the next master is asked). While every
+    /// master refuses (an election right after a leader change), it asks again for up to 15 s.
+    /// </summary>
     public async Task<ClusterStatus> GetClusterStatusAsync(CancellationToken ct = default)
     {
-        Grpc.Core.RpcException? last = null;
-        foreach (var address in MasterAddresses)
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (true)
         {
-            try
+            Grpc.Core.RpcException? last = null;
+            foreach (var address in MasterAddresses)
             {
-                using var channel = Common.GrpcChannels.Create(address, tls: ClientTls());
-                var client = new Proto.Master.Master.MasterClient(channel);
-                return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+                try
+                {
+                    using var channel = Common.GrpcChannels.Create(address, tls: ClientTls());
+                    var client = new Proto.Master.Master.MasterClient(channel);
+                    return await client.GetClusterStatusAsync(new GetClusterStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+                }
+                catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Unavailable && Masters.Count > 1)
+                {
+                    last = e;
+                }
             }
-            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Unavailable && Masters.Count > 1)
+            if (DateTime.UtcNow >= deadline)
             {
-                last = e;
+                throw last!;
             }
+            await Task.Delay(200, ct);
         }
-        throw last!;
     }
 
     /// <summary>SIGKILL chunk server i (from 1).</summary>
