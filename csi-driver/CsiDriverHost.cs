@@ -78,6 +78,9 @@ public sealed class CsiDriverHost : IAsyncDisposable
         builder.Services.AddSingleton<LoopDevices>();
         builder.Services.AddSingleton<KernelNbd>();
         builder.Services.AddSingleton(_ => new NodeStateStore(options.StateDir));
+        builder.Services.AddSingleton<IVolumeHostLauncher>(_ => options.VolumeHostAgentSocket is { } agent
+            ? new AgentVolumeHostLauncher(agent)
+            : new LocalVolumeHostLauncher(options));
         builder.Services.AddSingleton<NodeStager>();
         builder.Services.AddSingleton<NodeRegistration>();
         builder.Services.AddSingleton<NodeLeaseRenewer>();

@@ -5,7 +5,7 @@ public enum CsiMode { Controller, Node, All }
 /// <summary>
 /// Command line: <c>--endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE
 /// --masters HOST:PORT[,…] [--rack RACK] [--state-dir DIR] [--master-wait SECONDS] [--snapshot-endpoint URL
-/// --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT]</c>; the snapshot target also from the
+/// --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT] [--volume-host-agent PATH]</c>; the snapshot target also from the
 /// environment (see <see cref="FeitianK8s.Csi.SnapshotTarget"/>).
 /// </summary>
 public sealed class CsiDriverOptions
@@ -37,6 +37,13 @@ public sealed class CsiDriverOptions
     /// The node plugin's includes every staged volume's per-volume series.</summary>
     public int? MetricsPort { get; init; }
 
+    /// <summary>
+    /// `--volume-host-agent PATH`: the unix socket of this node's volume-host agent
+    /// (<c>--mode volume-host</c>), which then runs the volumes' helpers so that they outlive this
+    /// plugin's container; null = the plugin starts them itself as detached processes.
+    /// </summary>
+    public string? VolumeHostAgentSocket { get; init; }
+
     public const int DefaultNodeLeaseSeconds = 15;
 
     /// <summary>
@@ -60,7 +67,7 @@ public sealed class CsiDriverOptions
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
             "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port", "--node-lease-seconds",
-            "--tls-ca", "--tls-cert", "--tls-key",
+            "--tls-ca", "--tls-cert", "--tls-key", "--volume-host-agent",
         ];
         for (var i = 0; i < args.Count; i++)
         {
@@ -112,6 +119,7 @@ public sealed class CsiDriverOptions
         return new CsiDriverOptions
         {
             NodeLeaseSeconds = leaseSeconds,
+            VolumeHostAgentSocket = values.TryGetValue("--volume-host-agent", out var agent) ? ParseAgentSocket(agent) : null,
             SocketPath = ParseEndpoint(endpoint),
             Mode = mode,
             NodeId = nodeId.Length > 0 ? nodeId : Environment.MachineName,
@@ -126,6 +134,9 @@ public sealed class CsiDriverOptions
                 mode == CsiMode.Node ? [Core.Security.ComponentRoles.CsiNode] : [Core.Security.ComponentRoles.CsiController, Core.Security.ComponentRoles.CsiNode]),
         };
     }
+
+    private static string ParseAgentSocket(string text) =>
+        Path.IsPathFullyQualified(text) ? text : throw new ArgumentException($"--volume-host-agent must be the absolute path of the agent's unix socket (got '{text}')");
 
     private static int ParseMetricsPort(string text)
     {

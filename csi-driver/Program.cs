@@ -1,12 +1,19 @@
 using FeitianK8s.Csi;
 using FeitianK8s.Csi.Node;
+using FeitianK8s.Csi.Agent;
 using Microsoft.Extensions.Logging;
 
-// Two roles: the CSI driver (default), or the data path of one staged volume (--serve-volume),
-// which the node plugin starts as a separate process.
+// Three roles: the CSI driver (default); the node's volume-host agent (--mode volume-host), which
+// runs the staged volumes' data-path processes for the node plugin; or the data path of one staged
+// volume (--serve-volume), started as a separate process by the agent or the node plugin.
 if (args.Contains("--serve-volume"))
 {
     return await ServeVolumeAsync(args);
+}
+
+if (VolumeHostAgentOptions.IsAgentMode(args))
+{
+    return await RunAgentAsync(args);
 }
 
 CsiDriverOptions options;
@@ -17,7 +24,7 @@ try
 catch (ArgumentException e)
 {
     await Console.Error.WriteLineAsync($"csi-driver: {e.Message}");
-    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N] [--master-wait SECONDS] [--node-lease-seconds N] [--snapshot-endpoint URL --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT]");
+    await Console.Error.WriteLineAsync("usage: csi-driver --endpoint unix:///path/csi.sock --mode controller|node|all --node-id NODE --masters HOST:PORT[,...] [--rack RACK] [--state-dir DIR] [--max-volumes N] [--master-wait SECONDS] [--node-lease-seconds N] [--snapshot-endpoint URL --snapshot-bucket NAME [--snapshot-region REGION]] [--metrics-port PORT] [--volume-host-agent PATH]");
     return 2;
 }
 try
@@ -54,6 +61,33 @@ static async Task<int> ServeVolumeAsync(string[] args)
     catch (Exception e) when (e is not OperationCanceledException)
     {
         loggers.CreateLogger("FeitianK8s.Csi.VolumeHost").LogCritical(e, "Volume host failed");
+        return 1;
+    }
+}
+
+static async Task<int> RunAgentAsync(string[] args)
+{
+    VolumeHostAgentOptions options;
+    try
+    {
+        options = VolumeHostAgentOptions.Parse(args);
+    }
+    catch (ArgumentException e)
+    {
+        await Console.Error.WriteLineAsync($"csi-driver: {e.Message}");
+        await Console.Error.WriteLineAsync("usage: csi-driver --mode volume-host --agent-socket PATH --node-id NODE --masters HOST:PORT[,...] [--state-dir DIR] [--master-wait SECONDS] [--tls-ca F --tls-cert F --tls-key F]");
+        return 2;
+    }
+    try
+    {
+        await using var host = VolumeHostAgentHost.Create(options);
+        await host.StartAsync();
+        await host.WaitForShutdownAsync();
+        return 0;
+    }
+    catch (Exception e)
+    {
+        await Console.Error.WriteLineAsync($"csi-driver: volume-host agent start-up failed: {e}");
         return 1;
     }
 }

@@ -12,6 +12,16 @@ public static class DetachedProcess
 {
     public static int Start(string fileName, IReadOnlyList<string> args, string logFile)
     {
+        using var process = StartTracked(fileName, args, logFile);
+        return process.Id;
+    }
+
+    /// <summary>
+    /// Like <see cref="Start"/>, but hands back the <see cref="Process"/> (the caller disposes it), so a
+    /// parent that lives on sees the exit code. The child does not die with its parent.
+    /// </summary>
+    public static Process StartTracked(string fileName, IReadOnlyList<string> args, string logFile)
+    {
         var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add("log=$1; shift; exec \"$@\" >>\"$log\" 2>&1 </dev/null");
@@ -22,8 +32,7 @@ public static class DetachedProcess
         {
             psi.ArgumentList.Add(a);
         }
-        using var process = Process.Start(psi) ?? throw CsiErrors.Internal($"cannot start {fileName}");
-        return process.Id;
+        return Process.Start(psi) ?? throw CsiErrors.Internal($"cannot start {fileName}");
     }
 
     /// <summary>True when <paramref name="pid"/> runs and its command line contains <paramref name="marker"/>.</summary>

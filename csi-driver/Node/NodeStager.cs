@@ -1,7 +1,6 @@
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
-using FeitianK8s.Core.Cluster;
 using FeitianK8s.Core.Pangu;
 using FeitianK8s.Csi.Common;
 using FeitianK8s.Proto.Master;
@@ -23,7 +22,7 @@ public sealed record StageRequest(string VolumeId, string StagingPath, bool Bloc
 /// and repairs only what is gone.
 /// </summary>
 public sealed class NodeStager(CsiDriverOptions options, MasterConnection master, NodeStateStore store, Mounter mounter, LoopDevices loops,
-    KernelNbd kernelNbd, ProcessRunner runner, ILogger<NodeStager> logger)
+    KernelNbd kernelNbd, ProcessRunner runner, IVolumeHostLauncher launcher, ILogger<NodeStager> logger)
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
     private readonly string _runDir = Path.Combine(options.StateDir, "run");
@@ -103,7 +102,7 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
             throw CsiErrors.FailedPrecondition($"volume '{volumeId}' is still published at {string.Join(", ", published)}; unpublish first");
         }
         // A dead engine (crashed, or exited fenced after a takeover) cannot flush a filesystem: detach its mounts lazily.
-        await TearDownAsync(record, ct, lazy: !DetachedProcess.IsAlive(record.HostPid, record.SocketPath));
+        await TearDownAsync(record, ct, lazy: !await launcher.IsRunningAsync(record, HelperKind.VolumeHost, ct));
         store.Delete(volumeId);
         logger.LogInformation("Unstaged volume {Volume} from {Path}", volumeId, record.StagingPath);
     }
@@ -232,8 +231,8 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
     /// </summary>
     private async Task<bool> RepairAsync(StagedVolume record, CancellationToken ct)
     {
-        var hostAlive = DetachedProcess.IsAlive(record.HostPid, record.SocketPath);
-        var fuseAlive = record.NbdDevice.Length > 0 ? KernelNbd.IsConnected(record.NbdDevice) : DetachedProcess.IsAlive(record.FusePid, record.FuseDir);
+        var hostAlive = await launcher.IsRunningAsync(record, HelperKind.VolumeHost, ct);
+        var fuseAlive = record.NbdDevice.Length > 0 ? KernelNbd.IsConnected(record.NbdDevice) : await launcher.IsRunningAsync(record, HelperKind.NbdFuse, ct);
         var loopOk = record.LoopDevice.Length > 0 && (await loops.FindAsync(record.BackingPath, ct)).Contains(record.LoopDevice);
         if (hostAlive && fuseAlive && loopOk)
         {
@@ -261,7 +260,7 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         await DetachFuseAndLoopAsync(record, ct);
         if (!hostAlive)
         {
-            await DetachedProcess.StopAsync(record.HostPid, record.SocketPath, TimeSpan.FromSeconds(10));
+            await launcher.StopAsync(record, HelperKind.VolumeHost, TimeSpan.FromSeconds(10), ct);
             record = await StartHostAsync(record, ct);
         }
         var size = await VolumeSizeAsync(record.VolumeId, ct);
@@ -277,30 +276,18 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
 
     private async Task<StagedVolume> StartHostAsync(StagedVolume record, CancellationToken ct)
     {
-        var exe = ServerExecutable.Find("FeitianK8s.Csi");
-        List<string> args = [.. exe.PrefixArguments, "--serve-volume", record.VolumeId, "--socket", record.SocketPath,
-            "--masters", string.Join(',', options.Masters), "--node-id", options.NodeId,
-            "--master-wait", options.MasterUnavailableRetry.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)];
-        if (record.ReadOnly)
-        {
-            args.Add("--read-only");
-        }
-        if (options.Tls is { } tls)
-        {
-            args.AddRange(tls.Files.ToArgs());
-        }
         if (File.Exists(record.SocketPath))
         {
             File.Delete(record.SocketPath);
         }
-        var pid = DetachedProcess.Start(exe.FileName, args, Path.ChangeExtension(record.SocketPath, ".host.log"));
+        var pid = await launcher.StartAsync(record.Spec(HelperKind.VolumeHost), ct);
         record = record with { HostPid = pid };
         store.Save(record);
         var deadline = DateTime.UtcNow + StartTimeout;
         // The socket file appears at bind(), before listen(): only a completed connect proves the host serves.
         while (!await IsListeningAsync(record.SocketPath, ct))
         {
-            if (!DetachedProcess.IsAlive(pid, record.SocketPath))
+            if (!await launcher.IsRunningAsync(record, HelperKind.VolumeHost, ct))
             {
                 throw CsiErrors.Internal($"volume host of '{record.VolumeId}' exited during start: {LogTail(Path.ChangeExtension(record.SocketPath, ".host.log"))}");
             }
@@ -343,14 +330,13 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
         }
         Directory.CreateDirectory(record.FuseDir);
         var log = Path.ChangeExtension(record.SocketPath, ".fuse.log");
-        List<string> args = ["--unix", record.SocketPath];
-        var fusePid = DetachedProcess.Start("nbdfuse", [record.FuseDir, .. args], log);
+        var fusePid = await launcher.StartAsync(record.Spec(HelperKind.NbdFuse), ct);
         record = record with { FusePid = fusePid };
         store.Save(record);
         var deadline = DateTime.UtcNow + StartTimeout;
         while (!File.Exists(record.FuseFile))
         {
-            if (!DetachedProcess.IsAlive(fusePid, record.FuseDir))
+            if (!await launcher.IsRunningAsync(record, HelperKind.NbdFuse, ct))
             {
                 throw CsiErrors.Internal($"nbdfuse for volume '{record.VolumeId}' exited: {LogTail(log)}");
             }
@@ -463,14 +449,14 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
                 await runner.RunCheckedAsync("fusermount3", ["-u", "-z", record.FuseDir], ct: ct);
             }
         }
-        await DetachedProcess.StopAsync(record.FusePid, record.FuseDir, TimeSpan.FromSeconds(10));
+        await launcher.StopAsync(record, HelperKind.NbdFuse, TimeSpan.FromSeconds(10), ct);
     }
 
     private async Task TearDownAsync(StagedVolume record, CancellationToken ct, bool lazy = false)
     {
         await UnmountAllAsync(record, ct, lazy);
         await DetachFuseAndLoopAsync(record, ct);
-        await DetachedProcess.StopAsync(record.HostPid, record.SocketPath, TimeSpan.FromSeconds(30));
+        await launcher.StopAsync(record, HelperKind.VolumeHost, TimeSpan.FromSeconds(30), ct);
         foreach (var file in new[] { record.SocketPath, Path.ChangeExtension(record.SocketPath, ".host.log"), Path.ChangeExtension(record.SocketPath, ".fuse.log"),
                      VolumeHostMetrics.PathFor(record.SocketPath) })
         {
@@ -484,11 +470,23 @@ public sealed class NodeStager(CsiDriverOptions options, MasterConnection master
 
     private async Task<string?> CheckHealthAsync(StagedVolume record, CancellationToken ct)
     {
-        if (!DetachedProcess.IsAlive(record.HostPid, record.SocketPath))
+        try
+        {
+            return await CheckDataPathAsync(record, ct);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+        {
+            return e.Status.Detail;
+        }
+    }
+
+    private async Task<string?> CheckDataPathAsync(StagedVolume record, CancellationToken ct)
+    {
+        if (!await launcher.IsRunningAsync(record, HelperKind.VolumeHost, ct))
         {
             return "the volume's RAF engine is not running";
         }
-        if (record.NbdDevice.Length > 0 ? !KernelNbd.IsConnected(record.NbdDevice) : !DetachedProcess.IsAlive(record.FusePid, record.FuseDir))
+        if (record.NbdDevice.Length > 0 ? !KernelNbd.IsConnected(record.NbdDevice) : !await launcher.IsRunningAsync(record, HelperKind.NbdFuse, ct))
         {
             return "the volume's nbd connection (nbdfuse or kernel nbd) is gone";
         }

@@ -10,6 +10,8 @@ public static class CsiBuilder
     public const string NodeComponent = "csi-node";
     public const string KubeletDir = "/var/lib/kubelet";
     public static readonly string PluginDir = $"{KubeletDir}/plugins/{Names.CsiDriverName}";
+    /// <summary>Host directory of the node plugin's records and the volumes' NBD sockets and nbdfuse mounts (shared with the volume host).</summary>
+    public const string NodeStateDir = "/var/lib/feitian/csi";
 
     public static V1ServiceAccount ServiceAccount(StorageCluster c) => new()
     {
@@ -171,7 +173,9 @@ public static class CsiBuilder
                 "--mode", "node",
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
-                "--state-dir", "/var/lib/feitian/csi",
+                "--state-dir", NodeStateDir,
+                // The volumes' engines and nbdfuse run in the volume-host DaemonSet's pods, not in this container.
+                "--volume-host-agent", VolumeHostBuilder.AgentSocket,
                 "--metrics-port", NodeMetricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--node-lease-seconds", c.Spec.NodeFailover.EffectiveLeaseSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture),
             ],
@@ -190,7 +194,9 @@ public static class CsiBuilder
                 // Bidirectional: mounts the driver makes under the kubelet dir must be seen by the kubelet and pods.
                 new V1VolumeMount { Name = "kubelet-dir", MountPath = KubeletDir, MountPropagation = "Bidirectional" },
                 new V1VolumeMount { Name = "dev-dir", MountPath = "/dev", MountPropagation = "HostToContainer" },
-                new V1VolumeMount { Name = "state-dir", MountPath = "/var/lib/feitian/csi" },
+                // Bidirectional: the volume host's nbdfuse mounts here must be seen (for losetup), and unmounts made here reach the host.
+                new V1VolumeMount { Name = "state-dir", MountPath = NodeStateDir, MountPropagation = "Bidirectional" },
+                new V1VolumeMount { Name = "volume-host-dir", MountPath = VolumeHostBuilder.AgentDir },
             ],
             Resources = c.Spec.Resources.CsiNode,
         };
@@ -245,7 +251,8 @@ public static class CsiBuilder
                             HostPath("registration-dir", $"{KubeletDir}/plugins_registry", "Directory"),
                             HostPath("kubelet-dir", KubeletDir, "Directory"),
                             HostPath("dev-dir", "/dev", "Directory"),
-                            HostPath("state-dir", "/var/lib/feitian/csi", "DirectoryOrCreate"),
+                            HostPath("state-dir", NodeStateDir, "DirectoryOrCreate"),
+                            HostPath("volume-host-dir", VolumeHostBuilder.AgentDir, "DirectoryOrCreate"),
                         ],
                     },
                 },

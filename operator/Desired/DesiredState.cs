@@ -36,6 +36,7 @@ public static class DesiredState
         var leaseNamespace = env.CsiLeaseNamespace ?? c.Metadata.NamespaceProperty;
         list.Add(new(ResourceKind.RoleBinding, CsiBuilder.LeaderElectionRoleBinding(c, Names.CsiLeaderElectionRole(env.CsiClusterRolePrefix), leaseNamespace)));
         list.Add(new(ResourceKind.Deployment, CsiBuilder.ControllerDeployment(c, leaseNamespace)));
+        list.Add(new(ResourceKind.DaemonSet, VolumeHostBuilder.DaemonSet(c)));
         list.Add(new(ResourceKind.DaemonSet, CsiBuilder.NodeDaemonSet(c)));
         list.Add(new(ResourceKind.Service, CsiBuilder.NodeMetricsService(c)));
         list.Add(new(ResourceKind.CsiDriver, CsiBuilder.CsiDriver(c)));
@@ -56,6 +57,10 @@ public static class DesiredState
         }
         return list;
     }
+
+    /// <summary>The volume-host DaemonSet among the desired objects.</summary>
+    public static V1DaemonSet VolumeHostDaemonSet(IEnumerable<DesiredObject> desired) =>
+        desired.Select(d => d.Object).OfType<V1DaemonSet>().Single(ds => ds.Metadata.Labels[Names.ComponentLabel] == VolumeHostBuilder.Component);
 
     /// <summary>The chunk-server DaemonSets among the desired objects, by rack.</summary>
     public static IEnumerable<V1DaemonSet> ChunkServerDaemonSets(IEnumerable<DesiredObject> desired) =>

@@ -29,6 +29,8 @@ public static class Names
     public static string CsiController(StorageCluster c) => $"{c.Metadata.Name}-csi-controller";
     /// <summary>The node plugin DaemonSet (one for all nodes; earlier versions had CLUSTER-csi-node-RACK and CLUSTER-csi-node-unracked).</summary>
     public static string CsiNode(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
+    /// <summary>The per-node volume-host DaemonSet (the agent that runs the staged volumes' engines).</summary>
+    public static string VolumeHost(StorageCluster c) => $"{c.Metadata.Name}-volume-host";
     public static string CsiNodeMetrics(StorageCluster c) => $"{c.Metadata.Name}-csi-node-metrics";
     public static string ServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi";
     public static string NodeServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi-node";

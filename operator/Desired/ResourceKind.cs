@@ -18,6 +18,7 @@ public sealed record ResourceKind(string Group, string Version, string Plural, b
     public static readonly ResourceKind Node = new("", "v1", "nodes", false, typeof(V1Node));
     public static readonly ResourceKind PodDisruptionBudget = new("policy", "v1", "poddisruptionbudgets", true, typeof(V1PodDisruptionBudget));
     public static readonly ResourceKind CsiDriver = new("storage.k8s.io", "v1", "csidrivers", false, typeof(V1CSIDriver));
+    public static readonly ResourceKind VolumeAttachment = new("storage.k8s.io", "v1", "volumeattachments", false, typeof(V1VolumeAttachment));
     public static readonly ResourceKind StorageClass = new("storage.k8s.io", "v1", "storageclasses", false, typeof(V1StorageClass));
     public static readonly ResourceKind SnapshotClass = new(VolumeSnapshotClass.Group, VolumeSnapshotClass.Version, VolumeSnapshotClass.Plural, false, typeof(VolumeSnapshotClass));
     public static readonly ResourceKind ClusterRoleBinding = new("rbac.authorization.k8s.io", "v1", "clusterrolebindings", false, typeof(V1ClusterRoleBinding));

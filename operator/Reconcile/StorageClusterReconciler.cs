@@ -13,6 +13,8 @@ public sealed class ReconcilerOptions
     public TimeSpan DeletionBlockedRetry { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan NotReadyRetry { get; init; } = TimeSpan.FromSeconds(10);
     public TimeSpan RolloutRetry { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How often an upgrade of volume hosts waiting for nodes to be drained looks again.</summary>
+    public TimeSpan VolumeHostRetry { get; init; } = TimeSpan.FromSeconds(30);
     public string CsiClusterRolePrefix { get; init; } = Names.DefaultCsiClusterRolePrefix;
     /// <summary>Where the CSI controller sidecars keep their Leases (the chart's namespaced Role is there); null = each cluster's namespace.</summary>
     public string? CsiLeaseNamespace { get; init; }
@@ -132,6 +134,9 @@ public sealed class StorageClusterReconciler(
         // 8b. master rolling upgrade: one Raft member at a time, only while the group is whole and caught up
         var masterRollout = await MasterRolloutAsync(cluster, desired, ct);
 
+        // 8c. volume-host upgrade: one node at a time, only on a node that holds no volume
+        var volumeHostRollout = await VolumeHostRolloutAsync(cluster, desired, ct);
+
         // 9. status
         var statefulSet = await api.GetAsync<V1StatefulSet>(ResourceKind.StatefulSet, ns, Names.Master(cluster), ct);
         var byRack = new Dictionary<string, V1DaemonSet?>();
@@ -158,6 +163,10 @@ public sealed class StorageClusterReconciler(
         {
             return ReconcileResult.RollingUpgrade(options.RolloutRetry);
         }
+        if (volumeHostRollout.Action != RolloutAction.Done)
+        {
+            return ReconcileResult.RollingUpgrade(volumeHostRollout.Action == RolloutAction.Replace ? options.RolloutRetry : options.VolumeHostRetry);
+        }
         return ready ? ReconcileResult.Ready : ReconcileResult.WaitingForPods(options.NotReadyRetry);
     }
 
@@ -179,6 +188,33 @@ public sealed class StorageClusterReconciler(
         else if (decision.Action == RolloutAction.Wait)
         {
             logger.LogInformation("Master upgrade of {Namespace}/{Name} waits: {Reason}", ns, cluster.Metadata.Name, decision.Reason);
+        }
+        return decision;
+    }
+
+    private async Task<RolloutDecision> VolumeHostRolloutAsync(StorageCluster cluster, IReadOnlyList<DesiredObject> desired, CancellationToken ct)
+    {
+        var ns = cluster.Metadata.NamespaceProperty;
+        var daemonSet = DesiredState.VolumeHostDaemonSet(desired);
+        var observed = await api.GetAsync<V1DaemonSet>(ResourceKind.DaemonSet, ns, daemonSet.Metadata.Name, ct);
+        var pods = await api.ListAsync<V1Pod, V1PodList>(ResourceKind.Pod, ns,
+            $"{Names.ClusterLabel}={cluster.Metadata.Name},{Names.ComponentLabel}={VolumeHostBuilder.Component}", ct);
+        var want = daemonSet.Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation];
+        if (pods.All(p => Names.Value(p.Metadata.Annotations, Names.TemplateHashAnnotation) == want))
+        {
+            return new RolloutDecision(RolloutAction.Done, "all volume hosts run the current template");
+        }
+        // Asked only when something is outdated.
+        var attachments = await api.ListAsync<V1VolumeAttachment, V1VolumeAttachmentList>(ResourceKind.VolumeAttachment, null, null, ct);
+        var decision = VolumeHostRolloutPlanner.Next(daemonSet, observed, pods.ToList(), attachments.ToList());
+        if (decision.Action == RolloutAction.Replace)
+        {
+            await api.DeleteAsync(ResourceKind.Pod, ns, decision.Pod!, ct);
+            await events.RecordAsync(cluster, "Normal", "UpgradingVolumeHost", $"replacing pod {decision.Pod} ({decision.Reason})", ct);
+        }
+        else if (decision.Action == RolloutAction.Wait)
+        {
+            logger.LogInformation("Volume-host upgrade of {Namespace}/{Name} waits: {Reason}", ns, cluster.Metadata.Name, decision.Reason);
         }
         return decision;
     }

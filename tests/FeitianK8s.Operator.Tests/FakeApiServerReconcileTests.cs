@@ -122,6 +122,59 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
     private IEnumerable<string> EventReasons() =>
         _api.List("v1/events", Ns).Select(e => e["reason"]!.GetValue<string>());
 
+    /// <summary>Plays the DaemonSet controller for the OnDelete volume-host DaemonSet: a pod on NODE from its current template, ready.</summary>
+    private void CreateVolumeHostPod(string name, string node, string templateHash)
+    {
+        var ds = _api.Get(DaemonSets, Ns, "prod-volume-host")!;
+        _api.Create("v1/pods", Ns, new JsonObject
+        {
+            ["apiVersion"] = "v1",
+            ["kind"] = "Pod",
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = name,
+                ["labels"] = ds["spec"]!["template"]!["metadata"]!["labels"]!.DeepClone(),
+                ["annotations"] = new JsonObject { [Desired.Names.TemplateHashAnnotation] = templateHash },
+            },
+            ["spec"] = new JsonObject { ["nodeName"] = node, ["containers"] = new JsonArray() },
+            ["status"] = new JsonObject { ["phase"] = "Running", ["conditions"] = new JsonArray(new JsonObject { ["type"] = "Ready", ["status"] = "True" }) },
+        });
+    }
+
+    [Fact]
+    public async Task Outdated_volume_hosts_are_replaced_one_node_at_a_time_and_only_on_nodes_without_volume_attachments()
+    {
+        const string Attachments = "storage.k8s.io/v1/volumeattachments";
+        await StartOperatorAsync();
+        ApplyCluster();
+        var ds = await EventuallyAsync(() => _api.Get(DaemonSets, Ns, "prod-volume-host"), "volume-host daemonset");
+        var current = ds["spec"]!["template"]!["metadata"]!["annotations"]![Desired.Names.TemplateHashAnnotation]!.GetValue<string>();
+        CreateVolumeHostPod("vh-a1", "node-a1", "old");
+        CreateVolumeHostPod("vh-b1", "node-b1", "old");
+        _api.Create(Attachments, null, new JsonObject
+        {
+            ["apiVersion"] = "storage.k8s.io/v1",
+            ["kind"] = "VolumeAttachment",
+            ["metadata"] = new JsonObject { ["name"] = "csi-b1" },
+            ["spec"] = new JsonObject { ["attacher"] = Desired.Names.CsiDriverName, ["nodeName"] = "node-b1", ["source"] = new JsonObject { ["persistentVolumeName"] = "pv-1" } },
+        });
+
+        // node-a1 holds no volume: its volume host goes; the DaemonSet controller brings the new one.
+        await EventuallyAsync(() => _api.Get("v1/pods", Ns, "vh-a1") is null, "vh-a1 replaced");
+        Assert.NotNull(_api.Get("v1/pods", Ns, "vh-b1"));
+        CreateVolumeHostPod("vh-a1-new", "node-a1", current);
+        // More passes change nothing while node-b1 holds a volume.
+        var passes = _work.Count("Reconcile");
+        await _work.WaitForCountAsync("Reconcile", null, passes + 3, Timeout);
+        Assert.NotNull(_api.Get("v1/pods", Ns, "vh-b1"));
+
+        // kubectl drain: the pod goes, the kubelet unstages, the attacher deletes the attachment.
+        _api.Delete(Attachments, null, "csi-b1");
+        await EventuallyAsync(() => _api.Get("v1/pods", Ns, "vh-b1") is null, "vh-b1 replaced after the drain");
+        Assert.NotNull(_api.Get("v1/pods", Ns, "vh-a1-new"));
+        await EventuallyAsync(() => EventReasons().Count(r => r == "UpgradingVolumeHost") == 2, "two UpgradingVolumeHost events");
+    }
+
     [Fact]
     public async Task Create_makes_every_object_appear_with_finalizer_owner_references_and_status()
     {
@@ -135,7 +188,7 @@ public sealed class FakeApiServerReconcileTests(ITestOutputHelper output) : IAsy
         Assert.Equal(cluster["metadata"]!["uid"]!.GetValue<string>(), sts["metadata"]!["ownerReferences"]![0]!["uid"]!.GetValue<string>());
         Assert.Contains("feitian.io/storagecluster-protection", cluster["metadata"]!["finalizers"]!.AsArray().Select(f => f!.GetValue<string>()));
         var daemonSets = _api.List(DaemonSets, Ns).Select(d => d["metadata"]!["name"]!.GetValue<string>()).Order().ToList();
-        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-c", "prod-csi-node"], daemonSets);
+        Assert.Equal(["prod-chunkserver-rack-a", "prod-chunkserver-rack-b", "prod-chunkserver-rack-c", "prod-csi-node", "prod-volume-host"], daemonSets);
         // The sidecars' Leases: a RoleBinding to the chart's namespaced Role, in the operator's namespace.
         var leases = _api.Get(RoleBindings, LeaseNs, "feitian-csi-leader-election-storage-prod")!;
         Assert.Equal(("Role", "feitian-csi-leader-election"), (leases["roleRef"]!["kind"]!.GetValue<string>(), leases["roleRef"]!["name"]!.GetValue<string>()));
