@@ -8,7 +8,8 @@
 # fio starts measuring, default 10: the .NET servers JIT their hot paths during the first
 # seconds of a new workload; nbdkit gets the same ramp), VOLUME_SIZE (default 2GiB),
 # FIO_SIZE (region the jobs touch, prefilled first; default 1G), BENCH_DIR (parent of the
-# temporary directory; default $TMPDIR or /tmp), CHUNKSERVERS (default 6).
+# temporary directory; default $TMPDIR or /tmp), CHUNKSERVERS (default 6), WORKLOADS (names of the
+# workloads to run, space-separated, e.g. "randread-4k-qd32 seqwrite-1m-qd32"; default all).
 #
 # CPU: after each job's ramp and at its end the script sums utime+stime (/proc/PID/stat) of
 # every process of the target (`feitian up` and all its descendants: masters, chunk servers,
@@ -107,6 +108,15 @@ workloads=(
   "randwrite-4k-qd32 randwrite 4k 32"
   "seqwrite-1m-qd32 write 1M 32"
 )
+
+if [ -n "${WORKLOADS:-}" ]; then
+  selected=()
+  for w in "${workloads[@]}"; do
+    for wanted in $WORKLOADS; do [ "${w%% *}" = "$wanted" ] && selected+=("$w"); done
+  done
+  [ ${#selected[@]} -gt 0 ] || { echo "bench/nbd.sh: WORKLOADS names none of: ${workloads[*]%% *}" >&2; exit 2; }
+  workloads=("${selected[@]}")
+fi
 
 for target in project nbdkit; do
   uri=$project_uri; [ "$target" = nbdkit ] && uri=$nbdkit_uri

@@ -8,19 +8,23 @@ namespace FeitianK8s.Core.Nbd;
 
 /// <summary>
 /// The transmission phase of one connection. The reader parses requests in order and starts each
-/// without waiting for it (inline, except a read while further requests are buffered: that goes to the thread pool), so many requests are in flight at once and replies go out in completion
-/// order. Each reply is written whole under <see cref="_sendLock"/>, so replies never interleave.
+/// inline without waiting for it (it runs until its first asynchronous wait), so many requests are in
+/// flight at once and replies go out in completion order. A request the device completes synchronously
+/// (a read from a local replica) is answered without a thread hop, and its reply may be held by
+/// <see cref="NbdReplySender"/> until the reader runs out of buffered requests: before any wait, the
+/// reader sends what is held.
 /// FLUSH needs no ordering of its own: every write replied to before the FLUSH arrived has
 /// completed on the device, and <see cref="IBlockDevice.FlushAsync"/> covers every completed write.
 /// </summary>
 internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExport export, NbdServerOptions options, ILogger logger)
 {
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly NbdReplySender _sender = new(output, logger);
     private readonly NbdInFlightBudget _budget = new(options.MaxInFlightRequests, options.MaxInFlightBytes);
     private readonly byte[] _header = new byte[NbdProtocol.RequestHeaderLength];
     private readonly IBlockDevice _device = export.Device;
     private readonly string _exportLabel = export.Device.Name;
-    private readonly CancellationTokenSource _broken = new();
+    /// <summary>Managed thread id of the reader while it dispatches a request; -1 otherwise.</summary>
+    private int _dispatchingThread = -1;
 
     /// <summary>
     /// Cancelled when the server stops or the client is gone. In-flight device operations see it too:
@@ -31,12 +35,13 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
 
     public async Task RunAsync(CancellationToken ct)
     {
-        _operations = CancellationTokenSource.CreateLinkedTokenSource(ct, _broken.Token);
+        _operations = CancellationTokenSource.CreateLinkedTokenSource(ct, _sender.Broken);
         CancellationToken token = _operations.Token;
         try
         {
             while (true)
             {
+                await FlushHeldUnlessBufferedAsync(NbdProtocol.RequestHeaderLength).ConfigureAwait(false);
                 if (!await NbdPipe.ReadExactlyAsync(reader, _header, "request header", token).ConfigureAwait(false))
                 {
                     logger.LogInformation("NBD client closed the connection without NBD_CMD_DISC");
@@ -57,8 +62,11 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
         finally
         {
             // The spec: handle all outstanding requests before closing.
+            await _sender.FlushHeldAsync().ConfigureAwait(false);
             await _budget.WaitForDrainAsync().ConfigureAwait(false);
+            await _sender.FlushHeldAsync().ConfigureAwait(false);
             _operations.Dispose();
+            _sender.Dispose();
         }
     }
 
@@ -71,7 +79,8 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
             throw new NbdProtocolException($"NBD_CMD_WRITE of {request.Length} bytes at offset {request.Offset} exceeds the maximum payload {options.MaximumPayloadSize}");
         }
         int length = (int)request.Length;
-        await _budget.AcquireAsync(length, ct).ConfigureAwait(false);
+        await AcquireBudgetAsync(length, ct).ConfigureAwait(false);
+        await FlushHeldUnlessBufferedAsync(length).ConfigureAwait(false);
         byte[] payload = ArrayPool<byte>.Shared.Rent(length);
         bool dispatched = false;
         try
@@ -108,39 +117,54 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
             return;
         }
         long cost = request.Command == NbdCommand.Read ? request.Length : 0;
-        await _budget.AcquireAsync(cost, ct).ConfigureAwait(false);
+        await AcquireBudgetAsync(cost, ct).ConfigureAwait(false);
         Dispatch(request, null, cost);
+    }
+
+    private async ValueTask AcquireBudgetAsync(long cost, CancellationToken ct)
+    {
+        ValueTask acquiring = _budget.AcquireAsync(cost, ct);
+        if (!acquiring.IsCompleted)
+            await _sender.FlushHeldAsync().ConfigureAwait(false);
+        await acquiring.ConfigureAwait(false);
+    }
+
+    /// <summary>Sends held replies unless <paramref name="bytes"/> of input are already buffered (the reader will not wait for them).</summary>
+    private ValueTask FlushHeldUnlessBufferedAsync(int bytes)
+    {
+        if (!_sender.HasHeld || Buffered() >= bytes)
+            return ValueTask.CompletedTask;
+        return _sender.FlushHeldAsync();
     }
 
     private void Dispatch(NbdRequest request, byte[]? payload, long cost)
     {
         NbdMetrics.InFlightRequests.Inc();
-        if (request.Command == NbdCommand.Read && MoreRequestsBuffered())
+        // Started inline: it runs until its first asynchronous wait. A request the device completes
+        // synchronously (a read from a local replica) is answered here, without a thread hop.
+        Volatile.Write(ref _dispatchingThread, Environment.CurrentManagedThreadId);
+        try
         {
-            // Others are already waiting to be parsed: run this read on the pool, in parallel with them.
-            // (Writes only queue for the volume's single log writer, so they gain nothing from the hop.)
-            ThreadPool.UnsafeQueueUserWorkItem(
-                static state => _ = state.Self.ExecuteAsync(state.Request, state.Payload, state.Cost),
-                (Self: this, Request: request, Payload: payload, Cost: cost),
-                preferLocal: false);
-        }
-        else
-        {
-            // Nothing else to parse: start it inline (it runs until its first asynchronous wait). A read the
-            // device completes synchronously (e.g. from a local replica) is answered without a thread hop.
             _ = ExecuteAsync(request, payload, cost);
+        }
+        finally
+        {
+            Volatile.Write(ref _dispatchingThread, -1);
         }
     }
 
-    /// <summary>True when bytes of a further request are already buffered (peeks without consuming).</summary>
-    private bool MoreRequestsBuffered()
+    /// <summary>Bytes of input already buffered (peeks without consuming).</summary>
+    private long Buffered()
     {
         if (!reader.TryRead(out ReadResult peek))
-            return false;
-        bool more = !peek.Buffer.IsEmpty;
+            return 0;
+        long length = peek.Buffer.Length;
         reader.AdvanceTo(peek.Buffer.Start);
-        return more;
+        return length;
     }
+
+    /// <summary>True on the reader's own dispatch path, whose replies may be held (it flushes before it waits).</summary>
+    private bool OnReaderDispatch() => Volatile.Read(ref _dispatchingThread) == Environment.CurrentManagedThreadId;
 
     private async Task ExecuteAsync(NbdRequest request, byte[]? payload, long cost)
     {
@@ -195,7 +219,7 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
             if (error == NbdError.None && readBuffer is not null)
             {
                 NbdRequest.WriteSimpleReply(readBuffer, NbdError.None, request.Handle);
-                await SendAsync(readBuffer.AsMemory(0, NbdProtocol.SimpleReplyHeaderLength + (int)request.Length)).ConfigureAwait(false);
+                await _sender.SendAsync(readBuffer.AsMemory(0, NbdProtocol.SimpleReplyHeaderLength + (int)request.Length), OnReaderDispatch()).ConfigureAwait(false);
             }
             else
             {
@@ -234,33 +258,12 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
         try
         {
             NbdRequest.WriteSimpleReply(reply, error, request.Handle);
-            await SendAsync(reply.AsMemory(0, NbdProtocol.SimpleReplyHeaderLength)).ConfigureAwait(false);
+            await _sender.SendAsync(reply.AsMemory(0, NbdProtocol.SimpleReplyHeaderLength), OnReaderDispatch()).ConfigureAwait(false);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(reply);
         }
         ct.ThrowIfCancellationRequested();
-    }
-
-    private async ValueTask SendAsync(ReadOnlyMemory<byte> message)
-    {
-        await _sendLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            if (_broken.IsCancellationRequested)
-                return;
-            await output.WriteAsync(message).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
-        {
-            // The client is gone; stop reading and let in-flight requests drain.
-            logger.LogInformation("NBD reply could not be sent, closing the connection: {Reason}", ex.Message);
-            _broken.Cancel();
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
     }
 }

@@ -48,6 +48,43 @@ public sealed class NbdTransmissionTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// Replies of requests the device answers synchronously are held while more requests are buffered; the
+    /// reader must send them before it waits for input or for the in-flight budget, or the client (which
+    /// sends nothing more until it has its replies) and the server would wait for each other.
+    /// </summary>
+    [Fact]
+    public async Task A_burst_of_reads_answered_at_once_gets_every_reply_while_the_budget_is_full_and_nothing_more_is_sent()
+    {
+        var content = RandomNumberGenerator.GetBytes(1 << 20);
+        var memory = new MemoryBlockDevice("disk", content.Length);
+        await memory.WriteAsync(0, content, fua: false, CancellationToken.None);
+        await using var host = await NbdTestHost.StartAsync(output, [memory], o => o.MaxInFlightRequests = 4);
+        await using var client = await RawNbdClient.OpenAsync(host.Port, "disk");
+
+        for (int round = 0; round < 3; round++)
+        {
+            // Small reads (held) mixed with a few larger than the held-reply bound (sent at once, after what is held).
+            var burst = Enumerable.Range(0, 64)
+                .Select(i => (Command: NbdCommand.Read, Handle: (ulong)(round * 1000 + i), Offset: (ulong)(i * 12_288 % (content.Length - 100_000)), Length: (uint)(i % 16 == 5 ? 80_000 : 512 + i * 61)))
+                .ToList();
+            await client.SendRequestsTogetherAsync(burst);
+            var answered = new HashSet<ulong>();
+            foreach (var _ in burst)
+            {
+                var reply = await client.ReadReplyAsync().WaitAsync(Generous);
+                Assert.Equal(NbdError.None, reply.Error);
+                Assert.True(answered.Add(reply.Handle), $"handle {reply.Handle} answered twice");
+                var request = burst.Single(r => r.Handle == reply.Handle);
+                Assert.Equal(content.AsSpan((int)request.Offset, (int)request.Length).ToArray(), reply.Data);
+            }
+        }
+
+        // A lone request after the bursts is answered although nothing follows it.
+        var last = await client.RequestAsync(NbdCommand.Read, 9999, 4096, 4096).WaitAsync(Generous);
+        Assert.Equal(content.AsSpan(4096, 4096).ToArray(), last.Data);
+    }
+
     [Fact]
     public async Task A_slow_request_does_not_hold_back_later_replies()
     {

@@ -121,7 +121,14 @@ internal sealed class RawNbdClient : IAsyncDisposable
         }
     }
 
-    public Task SendRequestAsync(NbdCommand command, ulong handle, ulong offset, uint length, ReadOnlySpan<byte> payload = default, NbdCommandFlags flags = NbdCommandFlags.None, uint magic = NbdProtocol.RequestMagic)
+    public Task SendRequestAsync(NbdCommand command, ulong handle, ulong offset, uint length, ReadOnlySpan<byte> payload = default, NbdCommandFlags flags = NbdCommandFlags.None, uint magic = NbdProtocol.RequestMagic) =>
+        WriteRawAsync(EncodeRequest(command, handle, offset, length, payload, flags, magic));
+
+    /// <summary>Sends payload-less requests (reads, flushes) in one socket write, so the server finds them all buffered at once.</summary>
+    public Task SendRequestsTogetherAsync(IEnumerable<(NbdCommand Command, ulong Handle, ulong Offset, uint Length)> requests) =>
+        WriteRawAsync(requests.SelectMany(r => EncodeRequest(r.Command, r.Handle, r.Offset, r.Length, default, NbdCommandFlags.None, NbdProtocol.RequestMagic)).ToArray());
+
+    private byte[] EncodeRequest(NbdCommand command, ulong handle, ulong offset, uint length, ReadOnlySpan<byte> payload, NbdCommandFlags flags, uint magic)
     {
         var message = new byte[NbdProtocol.RequestHeaderLength + payload.Length];
         BinaryPrimitives.WriteUInt32BigEndian(message, magic);
@@ -133,7 +140,7 @@ internal sealed class RawNbdClient : IAsyncDisposable
         payload.CopyTo(message.AsSpan(NbdProtocol.RequestHeaderLength));
         if (command == NbdCommand.Read)
             _expectedReadLengths[handle] = (int)length;
-        return WriteRawAsync(message);
+        return message;
     }
 
     /// <summary>Reads one simple reply; a successful READ's payload length is known from its request.</summary>

@@ -112,4 +112,118 @@ public sealed class ExtentIndexTests
             Assert.Equal(owner.Count(o => o.Segment == segment), index.LiveBytes(segment));
         }
     }
+
+    /// <summary>
+    /// Random puts, removes, relocations and lookups across many index buckets (1 MiB of address space
+    /// each), with extents both far shorter and longer than a bucket, checked after every step against a
+    /// plain per-sector model of what each sector maps to.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Matches_a_per_sector_model_under_random_operations_across_buckets(int seed)
+    {
+        const long Unit = 512;
+        const int Sectors = 24 << 20 >> 9; // 24 MiB
+        var random = new Random(seed);
+        var index = new ExtentIndex();
+        var model = new (ulong Segment, long DataOffset, ulong Seq)[Sectors];
+        ulong seq = 0;
+        for (int step = 0; step < 1500; step++)
+        {
+            long first = random.Next(Sectors);
+            // Mostly short ranges, some longer than a bucket.
+            long count = Math.Min(Sectors - first, random.Next(10) == 0 ? random.Next(1, 12_288) : random.Next(1, 64));
+            long start = first * Unit, length = count * Unit;
+            switch (random.Next(10))
+            {
+                case < 6:
+                    ulong segment = (ulong)random.Next(1, 5);
+                    long dataOffset = random.Next(0, 1 << 20) * Unit;
+                    index.Put(start, length, segment, dataOffset, ++seq);
+                    for (long s = 0; s < count; s++)
+                    {
+                        model[first + s] = (segment, dataOffset + s * Unit, seq);
+                    }
+                    break;
+                case < 8:
+                    index.Remove(start, length);
+                    for (long s = 0; s < count; s++)
+                    {
+                        model[first + s] = default;
+                    }
+                    break;
+                default:
+                    // Relocate what the model says sits at the first sector, as GC would after reading it.
+                    var (source, sourceOffset, _) = model[first];
+                    if (source == 0)
+                    {
+                        break;
+                    }
+                    long target = random.Next(0, 1 << 20) * Unit;
+                    long expected = 0;
+                    for (long s = 0; s < count; s++)
+                    {
+                        var cell = model[first + s];
+                        if (cell.Segment == source && cell.DataOffset == sourceOffset + s * Unit)
+                        {
+                            model[first + s] = (9, target + s * Unit, cell.Seq);
+                            expected += Unit;
+                        }
+                    }
+                    Assert.Equal(expected, index.Relocate(start, length, source, sourceOffset, 9, target));
+                    break;
+            }
+            if (step % 100 == 0 || step == 1499)
+            {
+                AssertMatches(index, model, Unit);
+            }
+            long probe = random.Next(Sectors);
+            long probeCount = Math.Min(Sectors - probe, random.Next(1, 3_000));
+            AssertLookupMatches(index, model, probe, probeCount, Unit);
+        }
+    }
+
+    private static void AssertLookupMatches(ExtentIndex index, (ulong Segment, long DataOffset, ulong Seq)[] model, long first, long count, long unit)
+    {
+        long cursor = first * unit;
+        foreach (var piece in index.Lookup(first * unit, count * unit))
+        {
+            Assert.Equal(cursor, piece.Start);
+            for (long at = piece.Start; at < piece.Start + piece.Length; at += unit)
+            {
+                var cell = model[at / unit];
+                Assert.Equal(cell.Segment, piece.Segment);
+                if (!piece.IsHole)
+                {
+                    Assert.Equal(cell.DataOffset, piece.DataOffset + (at - piece.Start));
+                }
+            }
+            cursor = piece.Start + piece.Length;
+        }
+        Assert.Equal((first + count) * unit, cursor);
+    }
+
+    private static void AssertMatches(ExtentIndex index, (ulong Segment, long DataOffset, ulong Seq)[] model, long unit)
+    {
+        var extents = index.Snapshot();
+        for (int i = 1; i < extents.Count; i++)
+        {
+            Assert.True(extents[i - 1].End <= extents[i].Start, $"extents {extents[i - 1]} and {extents[i]} overlap or are out of order");
+        }
+        Assert.Equal(extents.Count, index.Count);
+        var live = new Dictionary<ulong, long>();
+        foreach (var cell in model.Where(c => c.Segment != 0))
+        {
+            live[cell.Segment] = live.GetValueOrDefault(cell.Segment) + unit;
+        }
+        foreach (var (segment, bytes) in live)
+        {
+            Assert.Equal(bytes, index.LiveBytes(segment));
+            Assert.Equal(bytes, index.ExtentsIn(segment).Sum(e => e.Length));
+        }
+        Assert.Equal(live.Values.Sum(), index.TotalLiveBytes);
+        Assert.Equal(live.Keys.Order(), index.ReferencedSegments().Order());
+    }
 }
