@@ -17,7 +17,8 @@ namespace FeitianK8s.Cli.Infrastructure;
 /// The web console for a browser without a client certificate: a plain HTTP server on 127.0.0.1
 /// that answers GETs by fetching them from the masters' console (HTTPS on their gRPC port) with this
 /// CLI's certificate. Any master will do (a follower answers with the leader's data); the proxy keeps
-/// to the master that answered last, moves on to the next when one is unreachable or knows no leader,
+/// to the master that answered last, moves on to the next when one is unreachable or answers 502/503
+/// (no leader known, or the leader unreachable from there; the last master's answer is passed on as it is),
 /// and to the leader itself when a follower names one it was given.
 /// Access needs a random token: the printed URL carries it as <c>?token=</c>; the first visit sets it
 /// as an HttpOnly cookie and redirects to the same page without it. Anything else gets 401.
@@ -128,10 +129,10 @@ public sealed class ConsoleProxy : IAsyncDisposable
             {
                 using var response = await _http.GetAsync($"{master.TrimEnd('/')}{pathAndQuery}", http.RequestAborted);
                 var body = await response.Content.ReadAsByteArrayAsync(http.RequestAborted);
-                if (response.StatusCode == HttpStatusCode.ServiceUnavailable && i + 1 < _masters.Count)
+                if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway && i + 1 < _masters.Count)
                 {
-                    // Knows no leader (election, or cut off): another master may.
-                    lastError = $"{master}: 503";
+                    // Knows no leader (election, or cut off), or a follower cannot reach the one it knows: another master may do better.
+                    lastError = $"{master}: {(int)response.StatusCode}";
                     continue;
                 }
                 Volatile.Write(ref _current, PreferredAfter(index, response));

@@ -181,6 +181,50 @@ public sealed partial class WebConsoleTests(ITestOutputHelper output)
         Assert.Equal(3, drawn.ChunkServers.Count);
     }
 
+    [Fact]
+    public async Task Feitian_console_follows_a_new_leader_after_the_leader_master_is_killed()
+    {
+        using var data = new TempDirectory("console-failover");
+        await using var up = await FeitianUpProcess.StartAsync(output, data.Path, ["--masters", "3", "--chunkservers", "3", "--no-restart"]);
+        await up.RunCliCheckedAsync("volume", "create", "vol-d", "--size", "8MiB");
+        await using var proxy = await FeitianConsoleProcess.StartAsync(output, ["--data", data.Path]);
+        var (browserLike, consoleBase) = await OpenConsoleAsync(proxy.Url);
+        using var _ = browserLike;
+        var before = await ConsoleLeaderAsync(browserLike, consoleBase);
+        var victim = Enumerable.Range(1, 3).Single(i => ServerEndpoints.TryRead(data.Combine($"master-{i}"))?.Grpc == before);
+        var pid = up.ServerPid($"master-{victim}") ?? throw new InvalidOperationException($"master-{victim} is not running");
+        Process.GetProcessById(pid).Kill();
+        var killed = Stopwatch.StartNew();
+        output.WriteLine($"killed the leader master-{victim} ({before}, pid {pid}) with SIGKILL");
+
+        // The same URL keeps working: the proxy moves on to a live master, which answers for the new leader.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        string? after = null;
+        while (DateTime.UtcNow < deadline && (after is null || after == before))
+        {
+            await Task.Delay(1000);
+            after = await ConsoleLeaderAsync(browserLike, consoleBase);
+        }
+        Assert.NotNull(after);
+        Assert.NotEqual(before, after);
+        output.WriteLine($"the console showed the new leader {after} {killed.Elapsed.TotalSeconds:F1} s after the kill");
+        var volumes = JsonDocument.Parse(await browserLike.GetStringAsync($"{consoleBase}api/volumes")).RootElement;
+        Assert.Equal("vol-d", Assert.Single(volumes.GetProperty("volumes").EnumerateArray()).GetProperty("name").GetString());
+    }
+
+    /// <summary>The leader's address in the console's /api/status, or null when it answered otherwise (no leader yet).</summary>
+    private async Task<string?> ConsoleLeaderAsync(HttpClient client, string consoleBase)
+    {
+        using var response = await client.GetAsync($"{consoleBase}api/status");
+        output.WriteLine($"console /api/status: {(int)response.StatusCode}");
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            return null;
+        }
+        var masters = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("masters").EnumerateArray();
+        return masters.Where(m => m.GetProperty("role").GetString() == "leader").Select(m => m.GetProperty("address").GetString()).FirstOrDefault();
+    }
+
     /// <summary>An HTTPS client presenting <paramref name="certificate"/> (none when null), accepting any server certificate.</summary>
     private static HttpClient CertificateClient(X509Certificate2? certificate) => new(new SocketsHttpHandler
     {
