@@ -33,6 +33,7 @@ public static class FeitianCli
         // A typo in an option must not silently start a cluster or run a command: refuse it (exit 2).
         config.UseStrictParsing();
         config.AddCommand<UpCommand>("up").WithDescription("Run a local cluster (master, chunk servers, NBD) on 127.0.0.1 in the foreground.");
+        config.AddCommand<ConsoleCommand>("console").WithDescription("Open the web console: a local HTTP server with a token in its printed URL, answering from the masters with this CLI's certificate.");
         config.AddCommand<StatusCommand>("status").WithDescription("Show masters and chunk servers.");
         config.AddBranch("fs", fs =>
         {

@@ -38,6 +38,10 @@ public sealed class UpSettings : CommandSettings
     [Description("TCP port on 127.0.0.1 serving /metrics of the volumes and the NBD server in this process (default: one the OS picks).")]
     public int MetricsPort { get; init; }
 
+    [CommandOption("--console-port <PORT>")]
+    [Description("TCP port on 127.0.0.1 of the web console's token-protected proxy (as `feitian console`; default: one the OS picks). Not used with --insecure.")]
+    public int ConsolePort { get; init; }
+
     [CommandOption("--masters <N>")]
     [Description("Masters in the Raft group: 1, 3 or 5. Ports are kept across restarts on DIR.")]
     public int Masters { get; init; } = 3;
@@ -158,6 +162,10 @@ public sealed class UpSettings : CommandSettings
         {
             return Spectre.Console.ValidationResult.Error("--metrics-port must be a TCP port (0 lets the OS choose)");
         }
+        if (ConsolePort is < 0 or > 65535)
+        {
+            return Spectre.Console.ValidationResult.Error("--console-port must be a TCP port (0 lets the OS choose)");
+        }
         if ((BackupTarget is null) != (BackupEndpoint is null) || (BackupRegion is not null && BackupTarget is null))
         {
             return Spectre.Console.ValidationResult.Error("--backup-target s3://BUCKET[/PREFIX] and --backup-endpoint URL go together (--backup-region is optional)");
@@ -276,6 +284,11 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         }, loggers.CreateLogger<NbdServer>());
         await nbd.StartAsync(cancellationToken);
         await using var processMetrics = await ProcessMetricsServer.StartAsync(settings.MetricsPort, cancellationToken);
+        // With TLS the masters serve the console only to client certificates: a browser reaches it through this
+        // process's admin certificate and a token (as `feitian console`). Without TLS any master serves it as it is.
+        await using var consoleProxy = cluster.ClientTls() is { } adminTls
+            ? await ConsoleProxy.StartAsync(cluster.MasterAddresses, adminTls, settings.ConsolePort, loggers, cancellationToken)
+            : null;
         var nbdBase = $"nbd://127.0.0.1:{nbd.TcpEndPoint!.Port}";
 
         foreach (var master in cluster.Masters)
@@ -286,8 +299,8 @@ public sealed class UpCommand : AsyncCommand<UpSettings>
         {
             Console.Out.WriteLine($"chunk server  {server.GrpcAddress}  node={server.Node} rack={server.Rack}  (metrics {server.HttpAddress}/metrics)");
         }
-        // Any master serves the console: followers redirect to the leader's.
-        Console.Out.WriteLine($"console: {cluster.Masters[0].HttpAddress}/");
+        // Any master serves the console: with TLS a follower answers with the leader's data, without TLS it redirects.
+        Console.Out.WriteLine($"console: {consoleProxy?.Url ?? cluster.Masters[0].HttpAddress + "/"}");
         Console.Out.WriteLine($"nbd           {nbdBase}/VOLUME  and  nbd+unix:///VOLUME?socket={nbd.UnixSocketPath}");
         Console.Out.WriteLine($"metrics       {processMetrics.Address}/metrics  (volumes and NBD of this process)");
         Console.Out.WriteLine($"data          {dataDir}");

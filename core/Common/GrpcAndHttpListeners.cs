@@ -12,7 +12,8 @@ namespace FeitianK8s.Core.Common;
 /// /metrics + /healthz on an HTTP/1 listener. Ports may be 0; the bound addresses are
 /// known once the server has started. With TLS the gRPC listener is HTTPS with client
 /// certificates (checked per call, see <see cref="RpcAuthorizationInterceptor"/>); /metrics and
-/// /healthz stay plain HTTP for scrapers and probes.
+/// /healthz stay plain HTTP for scrapers and probes. A master also serves its web console on the
+/// TLS gRPC port (<c>http1OnTls</c>): ALPN picks HTTP/2 for gRPC clients and HTTP/1.1 for others.
 /// </summary>
 public sealed class GrpcAndHttpListeners
 {
@@ -21,12 +22,13 @@ public sealed class GrpcAndHttpListeners
 
     private bool _tls;
 
-    public void Bind(KestrelServerOptions kestrel, IPAddress address, int grpcPort, int httpPort, ComponentTls? tls = null)
+    public void Bind(KestrelServerOptions kestrel, IPAddress address, int grpcPort, int httpPort, ComponentTls? tls = null, bool http1OnTls = false)
     {
         _tls = tls is not null;
         kestrel.Listen(address, grpcPort, listen =>
         {
-            listen.Protocols = HttpProtocols.Http2;
+            // Cleartext HTTP/2 needs prior knowledge, so only a TLS port (ALPN) may add HTTP/1.1.
+            listen.Protocols = tls is not null && http1OnTls ? HttpProtocols.Http1AndHttp2 : HttpProtocols.Http2;
             if (tls is not null)
             {
                 listen.UseHttps(tls.ServerOptions());

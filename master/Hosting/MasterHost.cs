@@ -117,7 +117,7 @@ public sealed class MasterHost : IAsyncDisposable
             var listeners = new GrpcAndHttpListeners();
             builder.WebHost.ConfigureKestrel(kestrel =>
             {
-                listeners.Bind(kestrel, address, grpcPort, httpPort, options.Tls);
+                listeners.Bind(kestrel, address, grpcPort, httpPort, options.Tls, http1OnTls: true);
                 kestrel.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
             });
 
@@ -129,7 +129,13 @@ public sealed class MasterHost : IAsyncDisposable
             app.MapMetrics("/metrics", metrics.Registry);
             var backups = new Web.ConsoleBackups(options.BackupTarget, options.Clock, loggers.CreateLogger<Web.ConsoleBackups>());
             LogBackupTarget(options.BackupTarget, logger);
-            var webConsole = new Web.WebConsole(metadata, queries, identity, backups, loggers) { Tls = options.Tls };
+            var webConsole = new Web.WebConsole(metadata, queries, identity, backups, loggers)
+            {
+                Tls = options.Tls,
+                Access = options.Tls is null ? null
+                    : new Web.ConsoleAccess(options.Tls, app.Services.GetRequiredService<Core.Security.RpcRefusals>(), loggers.CreateLogger<Web.ConsoleAccess>()),
+                Forwarder = options.Tls is null ? null : new Web.LeaderConsoleForwarder(options.Tls, loggers.CreateLogger<Web.LeaderConsoleForwarder>()),
+            };
             webConsole.Map(app);
             await app.StartAsync(ct).ConfigureAwait(false);
 

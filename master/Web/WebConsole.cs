@@ -14,8 +14,11 @@ namespace FeitianK8s.Master.Web;
 /// (no CDN: clusters are often offline) and JSON endpoints returning the same documents as the
 /// CLI's --json (/api/status = `feitian status --json`, /api/volumes = `feitian volume ls --json`,
 /// /api/snapshots = `feitian snapshot ls --json`, /api/backups = `feitian backup ls --json` of the
-/// master's --backup-target with where it comes from). Only the leader answers; a follower redirects
-/// to the leader's HTTP address, and answers 503 while no leader is known.
+/// master's --backup-target with where it comes from). Only the leader answers. With TLS the console
+/// is served on the HTTPS gRPC port to client certificates <see cref="ConsoleAccess"/> admits, and a
+/// follower answers with what it fetched from the leader (<see cref="LeaderConsoleForwarder"/>);
+/// without TLS it is on the HTTP port and a follower redirects to the leader's HTTP address. Both
+/// answer 503 while no leader is known.
 /// </summary>
 public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, MasterIdentity identity, ConsoleBackups backups, ILoggerFactory loggers) : IDisposable
 {
@@ -34,17 +37,23 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
     public Core.Security.ComponentTls? Tls { get; init; }
     private PanguClient? _fs;
 
+    /// <summary>Who may read the console (client certificates with TLS); null admits everyone.</summary>
+    public ConsoleAccess? Access { get; init; }
+
+    /// <summary>A follower's way to the leader's console with TLS (instead of a redirect); null without TLS.</summary>
+    public LeaderConsoleForwarder? Forwarder { get; init; }
+
     public void Map(WebApplication app)
     {
         foreach (var (path, asset) in Assets)
         {
-            app.MapGet(path, (HttpContext http) => LeaderOnly(http, () => Asset(asset)));
+            app.MapGet(path, (Delegate)((HttpContext http) => ServeAsync(http, _ => Task.FromResult(Asset(asset)))));
         }
-        app.MapGet("/api/status", (Delegate)((HttpContext http) => LeaderOnlyAsync(http, StatusAsync)));
-        app.MapGet("/api/volumes", (HttpContext http) => LeaderOnly(http, () =>
-            Json(VolumeListView.Of(metadata.Read(queries.VolumesWithHealth)))));
-        app.MapGet("/api/snapshots", (Delegate)((HttpContext http) => LeaderOnlyAsync(http, SnapshotsAsync)));
-        app.MapGet("/api/backups", (Delegate)((HttpContext http) => LeaderOnlyAsync(http, BackupsAsync)));
+        app.MapGet("/api/status", (Delegate)((HttpContext http) => ServeAsync(http, StatusAsync)));
+        app.MapGet("/api/volumes", (Delegate)((HttpContext http) => ServeAsync(http, _ =>
+            Task.FromResult(Json(VolumeListView.Of(metadata.Read(queries.VolumesWithHealth)))))));
+        app.MapGet("/api/snapshots", (Delegate)((HttpContext http) => ServeAsync(http, SnapshotsAsync)));
+        app.MapGet("/api/backups", (Delegate)((HttpContext http) => ServeAsync(http, BackupsAsync)));
     }
 
     /// <summary>An empty list with configured=false without a target; 502 with the reason when the object store fails.</summary>
@@ -92,14 +101,16 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
         }
     }
 
-    private IResult LeaderOnly(HttpContext http, Func<IResult> answer) =>
-        metadata.IsLeader ? Guard(http, answer) : NotLeader(http);
-
-    private async Task<IResult> LeaderOnlyAsync(HttpContext http, Func<CancellationToken, Task<IResult>> answer)
+    /// <summary>Checks the caller (with TLS), then answers on the leader, or from the leader on a follower.</summary>
+    private async Task<IResult> ServeAsync(HttpContext http, Func<CancellationToken, Task<IResult>> answer)
     {
+        if (Access?.Check(http).Refusal is { } refusal)
+        {
+            return refusal;
+        }
         if (!metadata.IsLeader)
         {
-            return NotLeader(http);
+            return await NotLeaderAsync(http).ConfigureAwait(false);
         }
         try
         {
@@ -107,32 +118,35 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
         }
         catch (NotLeaderException)
         {
-            return NotLeader(http);
+            return await NotLeaderAsync(http).ConfigureAwait(false);
         }
     }
 
-    private IResult Guard(HttpContext http, Func<IResult> answer)
+    /// <summary>
+    /// With TLS: the leader's answer, fetched with this master's certificate. Without TLS: a redirect to
+    /// the same path on the leader's HTTP address (307 keeps the method). 503 while no leader is known.
+    /// </summary>
+    private async Task<IResult> NotLeaderAsync(HttpContext http)
     {
-        try
+        if (Forwarder is { } forwarder)
         {
-            return answer();
+            var leaderGrpc = metadata.LeaderAddress;
+            if (string.IsNullOrEmpty(leaderGrpc) || metadata.IsLeader || LeaderConsoleForwarder.IsForwarded(http))
+            {
+                return NoLeader();
+            }
+            return await forwarder.ForwardAsync(http, leaderGrpc).ConfigureAwait(false);
         }
-        catch (NotLeaderException)
-        {
-            return NotLeader(http);
-        }
-    }
-
-    /// <summary>Redirects to the same path on the leader (307 keeps the method), or 503 while no leader is known.</summary>
-    private IResult NotLeader(HttpContext http)
-    {
         var leader = metadata.LeaderHttpAddress;
         if (string.IsNullOrEmpty(leader) || metadata.IsLeader)
         {
-            return Results.Json(new { error = "no master leader is known right now; retry in a few seconds" }, statusCode: StatusCodes.Status503ServiceUnavailable);
+            return NoLeader();
         }
         return Results.Redirect($"{leader.TrimEnd('/')}{http.Request.Path}{http.Request.QueryString}", permanent: false, preserveMethod: true);
     }
+
+    private static IResult NoLeader() =>
+        Results.Json(new { error = "no master leader is known right now; retry in a few seconds" }, statusCode: StatusCodes.Status503ServiceUnavailable);
 
     private static IResult Json<T>(T document) =>
         Results.Text(StatusJson.Serialize(document), "application/json; charset=utf-8");
@@ -159,5 +173,6 @@ public sealed class WebConsole(MasterMetadata metadata, ClusterQueries queries, 
             _fs = null;
         }
         backups.Dispose();
+        Forwarder?.Dispose();
     }
 }

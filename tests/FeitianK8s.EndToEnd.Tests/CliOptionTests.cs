@@ -43,4 +43,28 @@ public sealed class CliOptionTests(ITestOutputHelper output)
         Assert.Contains(message == "--and-endpoint" ? "--backup-target s3://BUCKET[/PREFIX] and --backup-endpoint URL go together" : message, result.StandardError);
         Assert.Empty(Directory.EnumerateFileSystemEntries(data.Path));
     }
+
+    [Theory]
+    [InlineData(1, "unauthenticated on every master's HTTP port", "--insecure", "--master", "http://127.0.0.1:9")]
+    [InlineData(1, "the console needs this client's certificate", "--master", "https://127.0.0.1:9")]
+    [InlineData(1, "is not https://HOST:PORT", "--master", "http://127.0.0.1:9", "--with-tls")]
+    [InlineData(2, "--port must be a TCP port", "--port", "70000", "--master", "https://127.0.0.1:9")]
+    public async Task Console_refuses_what_cannot_reach_a_tls_console_with_one_line_and_listens_nowhere(int exitCode, string message, params string[] arguments)
+    {
+        using var data = new TempDirectory("cli-console");
+        string[] tls = [];
+        if (arguments.Contains("--with-tls"))
+        {
+            // Real certificate files, so the refusal is about the address alone.
+            var dir = Path.Combine(data.Path, "pki");
+            FeitianK8s.Core.Security.LocalPki.Ensure(dir);
+            tls = [.. FeitianK8s.Core.Security.LocalPki.Files(dir, FeitianK8s.Core.Security.ComponentRoles.Admin).ToArgs()];
+        }
+        var result = await FeitianUpProcess.RunCliAsync(output, data.Path, ["console", .. arguments.Where(a => a != "--with-tls"), .. tls]);
+
+        Assert.Equal(exitCode, result.ExitCode);
+        Assert.Contains(message, result.StandardError);
+        Assert.DoesNotContain('\n', result.StandardError.Trim());
+        Assert.DoesNotContain("console: ", result.StandardOutput);
+    }
 }

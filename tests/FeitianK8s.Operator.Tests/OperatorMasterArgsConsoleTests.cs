@@ -1,7 +1,10 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using System.Net.Sockets;
 using System.Text.Json;
+using FeitianK8s.Core.Security;
 using FeitianK8s.Operator.Desired;
 using FeitianK8s.Testing;
 
@@ -12,7 +15,8 @@ namespace FeitianK8s.Operator.Tests;
 /// exactly the arguments the operator's StatefulSet renders. What Kubernetes would do is done by
 /// hand and nothing else: $(POD_NAME) is expanded, each pod gets its own loopback address (its pod
 /// IP, so all three use the same ports as pods do), and the pods' stable DNS names resolve to those
-/// addresses (the "cluster DNS" here is a text substitution).
+/// addresses (the "cluster DNS" here is a text substitution). With TLS flags added (the operator's
+/// TLS Secrets are another branch's work), `kubectl port-forward svc/...` is a TCP relay to one pod.
 /// </summary>
 public sealed class OperatorMasterArgsConsoleTests(ITestOutputHelper output)
 {
@@ -78,6 +82,130 @@ public sealed class OperatorMasterArgsConsoleTests(ITestOutputHelper output)
             {
                 dir.Dispose();
             }
+        }
+    }
+
+    [Fact]
+    public async Task With_tls_flags_a_port_forward_to_the_service_landing_on_a_follower_shows_the_leaders_console()
+    {
+        var cluster = TestClusters.Minimal();
+        var ports = FreePorts(3);
+        (cluster.Spec.Masters.Port, cluster.Spec.Masters.HttpPort, cluster.Spec.Masters.RaftPort) = (ports[0], ports[1], ports[2]);
+        var rendered = MasterBuilder.StatefulSet(cluster).Spec.Template.Spec.Containers[0].Args.ToList();
+        using var pki = new TempDirectory("operator-masters-tls");
+        LocalPki.Ensure(pki.Path);
+        var dirs = Enumerable.Range(0, Members).Select(_ => new TempDirectory("operator-masters")).ToArray();
+        var processes = new List<Process>();
+        try
+        {
+            for (var i = 0; i < Members; i++)
+            {
+                processes.Add(Start(i, WithTls(PodArgs(rendered, i, dirs[i].Path), pki.Path)));
+            }
+            var grpc = Enumerable.Range(0, Members).Select(i => $"https://{PodIp(i)}:{cluster.Spec.Masters.Port}").ToList();
+            using var admin = AdminClient(LocalPki.Files(pki.Path, ComponentRoles.Admin));
+            var leader = await WaitForTlsLeaderAsync(admin, grpc);
+            var follower = Enumerable.Range(0, Members).First(i => i != leader);
+
+            // `kubectl port-forward svc/NAME-master 8443:grpc` picked the follower's pod: a TCP relay to its gRPC port.
+            await using var forward = new TcpPortForward(new IPEndPoint(IPAddress.Parse(PodIp(follower)), cluster.Spec.Masters.Port));
+            using var answer = await admin.GetAsync($"https://127.0.0.1:{forward.Port}/api/status");
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.Equal(grpc[leader], Assert.Single(answer.Headers.GetValues("Feitian-Console-Leader")));
+            var masters = JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement.GetProperty("masters").EnumerateArray().ToList();
+            Assert.Equal(grpc[leader], Assert.Single(masters, m => m.GetProperty("role").GetString() == "leader").GetProperty("address").GetString());
+            Assert.Equal(Members, masters.Count(m => m.GetProperty("role").GetString() is "leader" or "follower"));
+            Assert.Contains("console.js", await admin.GetStringAsync($"https://127.0.0.1:{forward.Port}/"));
+
+            // The HTTP port (Service port `http-metrics`, the ServiceMonitor's) still serves /metrics and /healthz, and no console.
+            using var plain = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            var http = $"http://{PodIp(follower)}:{cluster.Spec.Masters.HttpPort}";
+            Assert.Equal(HttpStatusCode.Forbidden, (await plain.GetAsync($"{http}/api/status")).StatusCode);
+            Assert.Contains("feitian_master_", await plain.GetStringAsync($"{http}/metrics"));
+            Assert.Equal(HttpStatusCode.OK, (await plain.GetAsync($"{http}/healthz")).StatusCode);
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+                process.Dispose();
+            }
+            foreach (var dir in dirs)
+            {
+                dir.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The pod's args with the master certificate of <paramref name="pki"/> (unless the operator already
+    /// renders TLS flags) and its gRPC address advertised as https, as a TLS master's is.
+    /// </summary>
+    private static List<string> WithTls(List<string> args, string pki)
+    {
+        var advertise = args.IndexOf("--advertise") + 1;
+        if (args[advertise].StartsWith("http://", StringComparison.Ordinal))
+        {
+            args[advertise] = "https://" + args[advertise]["http://".Length..];
+        }
+        if (!args.Contains("--tls-ca"))
+        {
+            args.AddRange(LocalPki.Files(pki, ComponentRoles.Master).ToArgs());
+        }
+        return args;
+    }
+
+    private static HttpClient AdminClient(TlsFiles files) => new(new SocketsHttpHandler
+    {
+        SslOptions = new SslClientAuthenticationOptions
+        {
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+            ClientCertificates = [X509Certificate2.CreateFromPemFile(files.CertFile, files.KeyFile)],
+        },
+        AllowAutoRedirect = false,
+    })
+    { Timeout = TimeSpan.FromSeconds(10) };
+
+    /// <summary>Waits until every master answers the console with 200 and exactly one answers as the leader (the others forward).</summary>
+    private static async Task<int> WaitForTlsLeaderAsync(HttpClient admin, IReadOnlyList<string> masters)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (true)
+        {
+            var answers = new List<string>();
+            var leaders = new List<int>();
+            for (var i = 0; i < masters.Count; i++)
+            {
+                try
+                {
+                    using var response = await admin.GetAsync($"{masters[i]}/api/status");
+                    answers.Add($"{masters[i]}: {(int)response.StatusCode}");
+                    if (response.StatusCode == HttpStatusCode.OK && !response.Headers.Contains("Feitian-Console-Leader"))
+                    {
+                        leaders.Add(i);
+                    }
+                    if (response.StatusCode != HttpStatusCode.OK)
+                    {
+                        leaders.Add(-1);
+                    }
+                }
+                catch (HttpRequestException e)
+                {
+                    answers.Add($"{masters[i]}: {e.Message}");
+                    leaders.Add(-1);
+                }
+            }
+            if (leaders.Count == 1 && leaders[0] >= 0)
+            {
+                return leaders[0];
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"no single leader with forwarding followers: {string.Join(", ", answers)}");
+            }
+            await Task.Delay(500);
         }
     }
 

@@ -29,7 +29,10 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
     public string DataDir { get; }
     public int Pid => _process.Id;
     public int NbdPort { get; private set; }
-    /// <summary>The web console URL `up` printed ("console: URL"), e.g. http://127.0.0.1:40123/.</summary>
+    /// <summary>
+    /// The web console URL `up` printed ("console: URL"): with TLS its token proxy, e.g.
+    /// http://127.0.0.1:40123/?token=HEX; with --insecure a master's HTTP port, e.g. http://127.0.0.1:40123/.
+    /// </summary>
     public string? ConsoleUrl { get; private set; }
     /// <summary>/metrics of the `up` process itself (volume engines and NBD server), e.g. http://127.0.0.1:40124/metrics.</summary>
     public string? ProcessMetricsUrl { get; private set; }
