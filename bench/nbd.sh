@@ -98,6 +98,15 @@ print(sum(t for pid, t in ticks.items() if under(pid)) / os.sysconf("SC_CLK_TCK"
 PY
 }
 
+# Context for the sequential-write row: the project appends every write to new chunk files (fresh
+# page-cache pages, three replicas), while nbdkit overwrites pages of its prefilled file. On some VMs
+# the first kind is several times slower than the second; print both for this filesystem.
+page_cache_speed() {
+  dd if=/dev/zero of="$work/dd.img" bs=1M count=1024 "$@" 2>&1 | grep -oE '[0-9.]+ [GM]B/s' | tail -1
+}
+echo "page cache on this filesystem (dd 1 GiB): new file $(page_cache_speed), overwrite $(page_cache_speed conv=notrunc)" >"$work/page-cache"
+rm -f "$work/dd.img"
+cat "$work/page-cache" >&2
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)" | tee "$work/load-before" >&2
 
 # name rw bs iodepth
@@ -167,6 +176,7 @@ for name in workloads:
     ratio = f"{p[3] / k[3]:.1f}" if k[3] >= 0.01 else "n/a"  # below the clock tick: no ratio
     print(f"{name:<20}{p[3]:>14.2f}{p[4]:>10.3f}{k[3]:>14.2f}{k[4]:>10.3f}{ratio:>15}")
 print()
+print(open(f"{work}/page-cache").read().strip())
 print(open(f"{work}/load-before").read().strip())
 print(open(f"{work}/load-after").read().strip())
 PY
