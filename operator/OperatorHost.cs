@@ -46,7 +46,10 @@ public sealed class OperatorHost : IAsyncDisposable
             ? FeitianK8s.Core.Security.ComponentTls.FromFlags(tlsFiles.CaFile, tlsFiles.CertFile, tlsFiles.KeyFile, FeitianK8s.Core.Security.ComponentRoles.Operator)!
                 .WithLogger(loggerFactory.CreateLogger("FeitianK8s.Operator.Tls"))
             : null;
-        Func<Resources.StorageCluster, FeitianK8s.Core.Security.ComponentTls?> tlsOf = _ => fixedTls;
+        // In-cluster the operator reads its own certificate of each cluster from the Secret it issued (or
+        // cert-manager did); --tls-* files, when given, stand for every cluster instead.
+        Certificates = new Tls.OperatorCertificates(options.TlsDirectory, loggerFactory.CreateLogger<Tls.OperatorCertificates>());
+        Func<Resources.StorageCluster, FeitianK8s.Core.Security.ComponentTls?> tlsOf = c => c.Spec.Tls.Enabled ? fixedTls ?? Certificates.For(c) : null;
         Masters = masters ?? (options.MasterAddress is { } address
             ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf }
             : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf });
@@ -54,8 +57,9 @@ public sealed class OperatorHost : IAsyncDisposable
         {
             CsiClusterRolePrefix = options.CsiClusterRolePrefix,
             CsiLeaseNamespace = options.LeaseNamespace,
+            Operator = new Desired.OperatorPeer(options.LeaseNamespace, Desired.OperatorPeer.ChartPodLabels),
         },
-            loggerFactory.CreateLogger<StorageClusterReconciler>());
+            loggerFactory.CreateLogger<StorageClusterReconciler>(), Certificates);
         Controller = new StorageClusterController(_client, Reconciler, Events, controllerOptions ?? new ControllerOptions
         {
             Namespace = options.Namespace,
@@ -76,6 +80,8 @@ public sealed class OperatorHost : IAsyncDisposable
             : null;
     }
 
+    /// <summary>The operator's own certificate per cluster, from the Secrets NAME-tls-operator.</summary>
+    public Tls.OperatorCertificates Certificates { get; }
     public IMasterStatusSource Masters { get; }
     public EventRecorder Events { get; }
     public StorageClusterReconciler Reconciler { get; }

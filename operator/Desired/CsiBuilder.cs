@@ -79,12 +79,13 @@ public static class CsiBuilder
                 "--mode", "controller",
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
+                .. TlsMount.Args(c),
             ],
             // Snapshots and backups are the controller's work; only it gets the object-store target.
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), .. SnapshotTargetEnv.For(c.Spec.SnapshotTarget)],
             Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = ControllerHealthPort }],
             LivenessProbe = LivenessProbe(ControllerHealthPort),
-            VolumeMounts = [socket],
+            VolumeMounts = [socket, .. TlsMount.Mounts(c)],
             Resources = c.Spec.Resources.CsiController,
         };
         var containers = new List<V1Container> { driver };
@@ -121,7 +122,7 @@ public static class CsiBuilder
                     {
                         ServiceAccountName = Names.ServiceAccount(c),
                         Containers = containers,
-                        Volumes = [new V1Volume { Name = "socket-dir", EmptyDir = new V1EmptyDirVolumeSource() }],
+                        Volumes = [new V1Volume { Name = "socket-dir", EmptyDir = new V1EmptyDirVolumeSource() }, .. TlsMount.Volumes(c, Core.Security.ComponentRoles.CsiController)],
                     },
                 },
             },
@@ -174,6 +175,8 @@ public static class CsiBuilder
                 "--state-dir", "/var/lib/feitian/csi",
                 "--metrics-port", NodeMetricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--node-lease-seconds", c.Spec.NodeFailover.EffectiveLeaseSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                // Handed on to the volume hosts it starts (same container, same files).
+                .. TlsMount.Args(c),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
             // Mounting filesystems and attaching nbd/loop devices needs the host's privileges.
@@ -191,6 +194,7 @@ public static class CsiBuilder
                 new V1VolumeMount { Name = "kubelet-dir", MountPath = KubeletDir, MountPropagation = "Bidirectional" },
                 new V1VolumeMount { Name = "dev-dir", MountPath = "/dev", MountPropagation = "HostToContainer" },
                 new V1VolumeMount { Name = "state-dir", MountPath = "/var/lib/feitian/csi" },
+                .. TlsMount.Mounts(c),
             ],
             Resources = c.Spec.Resources.CsiNode,
         };
@@ -246,6 +250,7 @@ public static class CsiBuilder
                             HostPath("kubelet-dir", KubeletDir, "Directory"),
                             HostPath("dev-dir", "/dev", "Directory"),
                             HostPath("state-dir", "/var/lib/feitian/csi", "DirectoryOrCreate"),
+                            .. TlsMount.Volumes(c, Core.Security.ComponentRoles.CsiNode),
                         ],
                     },
                 },
