@@ -43,10 +43,11 @@ public sealed class DesiredStateTests
         var b = sets[1];
         var args = b.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal("rack-b", args[args.IndexOf("--rack") + 1]);
-        Assert.Equal("http://prod-master-0.prod-master.storage.svc:9000,http://prod-master-1.prod-master.storage.svc:9000,http://prod-master-2.prod-master.storage.svc:9000",
+        // Mutual TLS by default: the masters are dialled over https.
+        Assert.Equal("https://prod-master-0.prod-master.storage.svc:9000,https://prod-master-1.prod-master.storage.svc:9000,https://prod-master-2.prod-master.storage.svc:9000",
             args[args.IndexOf("--master") + 1]);
         Assert.Equal("/data/0", args[args.IndexOf("--data") + 1]);
-        Assert.Equal("http://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
+        Assert.Equal("https://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
         var terms = b.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions;
         Assert.Contains(terms, t => t.Key == "topology.kubernetes.io/zone" && t.OperatorProperty == "In" && t.Values.SequenceEqual(["rack-b"]));
         Assert.Contains(terms, t => t.Key == "feitian.io/storage" && t.Values.SequenceEqual(["true"]));
@@ -63,7 +64,7 @@ public sealed class DesiredStateTests
         var ds = DesiredState.ChunkServerDaemonSets(Build(c)).First();
         var args = ds.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal("/data/0,/data/1", args[args.IndexOf("--data") + 1]);
-        Assert.Equal(["/mnt/disk1", "/mnt/disk2"], ds.Spec.Template.Spec.Volumes.Select(v => v.HostPath.Path));
+        Assert.Equal(["/mnt/disk1", "/mnt/disk2"], ds.Spec.Template.Spec.Volumes.Where(v => v.HostPath is not null).Select(v => v.HostPath.Path));
     }
 
     [Fact]
@@ -87,7 +88,7 @@ public sealed class DesiredStateTests
         var args = sts.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal(string.Join(",", Enumerable.Range(0, 5).Select(i => $"prod-master-{i}.prod-master.storage.svc:9002")), args[args.IndexOf("--peers") + 1]);
         Assert.Equal("$(POD_NAME).prod-master.storage.svc:9002", args[args.IndexOf("--raft-endpoint") + 1]);
-        Assert.Equal("http://$(POD_NAME).prod-master.storage.svc:9000", args[args.IndexOf("--advertise") + 1]);
+        Assert.Equal("https://$(POD_NAME).prod-master.storage.svc:9000", args[args.IndexOf("--advertise") + 1]);
         Assert.Equal("metadata.name", sts.Spec.Template.Spec.Containers[0].Env.Single(e => e.Name == "POD_NAME").ValueFrom.FieldRef.FieldPath);
         Assert.True(svc.Spec.PublishNotReadyAddresses);
         Assert.Contains(svc.Spec.Ports, p => p.Name == "raft" && p.Port == 9002);
