@@ -1,5 +1,8 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Runtime.InteropServices;
 using System.Text;
 using FeitianK8s.Core.Cluster;
@@ -98,6 +101,73 @@ public sealed class OperatorTlsEndToEndTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task Raft_port_of_a_master_with_the_operators_args_admits_only_a_master_certificate()
+    {
+        var cluster = TestClusters.Minimal("prod", "storage");
+        cluster.Spec.Masters.Replicas = 1;
+        var ports = FreePorts(3);
+        (cluster.Spec.Masters.Port, cluster.Spec.Masters.HttpPort, cluster.Spec.Masters.RaftPort) = (ports[0], ports[1], ports[2]);
+        var secrets = TlsSecretPlanner.Plan(cluster, null, new Dictionary<string, k8s.Models.V1Secret>(), DateTimeOffset.UtcNow)
+            .ToDictionary(p => p.Secret.Metadata.Name, p => p.Secret);
+        using var root = new TempDirectory("operator-raft-tls");
+        using var logs = XunitLoggerProvider.CreateFactory(output, LogLevel.Warning);
+        string SecretVolume(string role) => MountSecret(Path.Combine(root.Path, "volumes", role), secrets[Names.TlsSecret(cluster, role)]);
+        var masterArgs = Expand(MasterBuilder.StatefulSet(cluster), SecretVolume(ComponentRoles.Master), Path.Combine(root.Path, "master"));
+        Assert.Equal($"127.0.0.1:{cluster.Spec.Masters.RaftPort}", masterArgs[masterArgs.IndexOf("--raft-endpoint") + 1]);
+
+        using var master = Start("prod-master-0", "FeitianK8s.Master", masterArgs, logs);
+        try
+        {
+            X509Certificate2 CertificateOf(string role)
+            {
+                var dir = SecretVolume(role);
+                return X509Certificate2.CreateFromPemFile(Path.Combine(dir, "tls.crt"), Path.Combine(dir, "tls.key"));
+            }
+            // A peer with the masters' certificate completes the handshake (waiting for the port to listen first).
+            using var masterCert = CertificateOf(ComponentRoles.Master);
+            await RetryAsync(async () => await RaftHandshakeAsync(cluster.Spec.Masters.RaftPort, masterCert) ? true : throw new IOException("raft port not ready"));
+            // Anyone else of the same CA is refused by the Raft transport itself, and so is a caller without a certificate.
+            foreach (var role in new[] { ComponentRoles.ChunkServer, ComponentRoles.CsiNode, ComponentRoles.Operator, ComponentRoles.Admin })
+            {
+                using var other = CertificateOf(role);
+                Assert.False(await RaftHandshakeAsync(cluster.Spec.Masters.RaftPort, other), $"a {role} certificate was admitted to Raft");
+            }
+            Assert.False(await RaftHandshakeAsync(cluster.Spec.Masters.RaftPort, null), "a caller without a certificate was admitted to Raft");
+        }
+        finally
+        {
+            await master.StopAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    /// <summary>
+    /// A TLS 1.2 handshake with the Raft port presenting <paramref name="certificate"/> (in TLS 1.2 the server
+    /// judges the client certificate inside the handshake, so a refusal fails it); true when it completed.
+    /// </summary>
+    private static async Task<bool> RaftHandshakeAsync(int port, X509Certificate2? certificate)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, port);
+        await using var ssl = new SslStream(tcp.GetStream());
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = "localhost",
+                ClientCertificates = certificate is null ? null : new X509CertificateCollection { certificate },
+                LocalCertificateSelectionCallback = (_, _, _, _, _) => certificate!,
+                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+                EnabledSslProtocols = SslProtocols.Tls12,
+            }).WaitAsync(TimeSpan.FromSeconds(20));
+            return true;
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The container's args as the kubelet would run them here: variables expanded, cluster DNS and mount paths substituted.</summary>
     private static List<string> Expand(k8s.IKubernetesObject<k8s.Models.V1ObjectMeta> workload, string tlsDir, string dataDir)
     {
@@ -157,7 +227,7 @@ public sealed class OperatorTlsEndToEndTests(ITestOutputHelper output)
             {
                 return await call();
             }
-            catch (Exception e) when (e is PanguException or RpcException && DateTime.UtcNow < deadline)
+            catch (Exception e) when (e is PanguException or RpcException or IOException or SocketException && DateTime.UtcNow < deadline)
             {
                 output.WriteLine($"not yet: {e.Message}");
                 await Task.Delay(500);
