@@ -52,7 +52,8 @@ public sealed class DesiredStateTests
         Assert.Contains(terms, t => t.Key == "topology.kubernetes.io/zone" && t.OperatorProperty == "In" && t.Values.SequenceEqual(["rack-b"]));
         Assert.Contains(terms, t => t.Key == "feitian.io/storage" && t.Values.SequenceEqual(["true"]));
         Assert.Equal("OnDelete", b.Spec.UpdateStrategy.Type);
-        Assert.Equal("/var/lib/feitian/data", b.Spec.Template.Spec.Volumes.Single().HostPath.Path);
+        Assert.Equal("/var/lib/feitian/data", b.Spec.Template.Spec.Volumes.Single(v => v.HostPath is not null).HostPath.Path);
+        Assert.Equal("prod-tls-chunkserver", b.Spec.Template.Spec.Volumes.Single(v => v.Secret is not null).Secret.SecretName);
         Assert.NotNull(b.Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation]);
     }
 
