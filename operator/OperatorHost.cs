@@ -29,6 +29,7 @@ public sealed class OperatorHost : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private WebApplication? _web;
     private Task? _run;
+    private readonly bool _ownTlsDirectory;
 
     public OperatorHost(OperatorOptions options, KubernetesClientConfiguration config, ILoggerFactory loggerFactory, IMasterStatusSource? masters = null,
         ReconcilerOptions? reconcilerOptions = null, ControllerOptions? controllerOptions = null,
@@ -48,7 +49,8 @@ public sealed class OperatorHost : IAsyncDisposable
             : null;
         // In-cluster the operator reads its own certificate of each cluster from the Secret it issued (or
         // cert-manager did); --tls-* files, when given, stand for every cluster instead.
-        Certificates = new Tls.OperatorCertificates(options.TlsDirectory, loggerFactory.CreateLogger<Tls.OperatorCertificates>());
+        _ownTlsDirectory = options.TlsDirectory is null;
+        Certificates = new Tls.OperatorCertificates(options.TlsDirectory ?? Tls.OperatorCertificates.FreshDirectory(), loggerFactory.CreateLogger<Tls.OperatorCertificates>());
         Func<Resources.StorageCluster, FeitianK8s.Core.Security.ComponentTls?> tlsOf = c => c.Spec.Tls.Enabled ? fixedTls ?? Certificates.For(c) : null;
         Masters = masters ?? (options.MasterAddress is { } address
             ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf }
@@ -211,5 +213,9 @@ public sealed class OperatorHost : IAsyncDisposable
         (NodeLeases as IDisposable)?.Dispose();
         _client.Dispose();
         _stop.Dispose();
+        if (_ownTlsDirectory && System.IO.Directory.Exists(Certificates.Directory))
+        {
+            System.IO.Directory.Delete(Certificates.Directory, recursive: true);
+        }
     }
 }

@@ -28,8 +28,11 @@ public sealed class OperatorOptions
     /// instead of the one the operator issues itself from each cluster's CA Secret.
     /// </summary>
     public FeitianK8s.Core.Security.TlsFiles? TlsFiles { get; set; }
-    /// <summary>--tls-dir: where the operator writes its own certificate of each cluster (DIR/NAMESPACE/NAME/tls.crt...), read back by its gRPC channels.</summary>
-    public string TlsDirectory { get; set; } = Tls.OperatorCertificates.DefaultDirectory;
+    /// <summary>
+    /// --tls-dir: where the operator writes its own certificate of each cluster (DIR/NAMESPACE/NAME/tls.crt...), read back
+    /// by its gRPC channels; null = a fresh directory under the temp directory, removed when the operator stops.
+    /// </summary>
+    public string? TlsDirectory { get; set; }
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
     /// <summary>
     /// Failover on node loss: the leader taints nodes whose Feitian node lease expired while Kubernetes reports

@@ -257,7 +257,19 @@ public sealed class StorageClusterReconciler(
         }
         var secret = await api.GetAsync<V1Secret>(ResourceKind.Secret, cluster.Metadata.NamespaceProperty,
             Names.TlsSecret(cluster, Core.Security.ComponentRoles.Operator), ct);
-        if (secret is null || !operatorCertificates.Update(cluster, secret))
+        bool loaded;
+        try
+        {
+            loaded = secret is not null && operatorCertificates.Update(cluster, secret);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
+            or System.Security.Cryptography.CryptographicException)
+        {
+            // The cluster's objects are in place; only the operator's own calls to its masters lack a certificate for now.
+            await events.RecordAsync(cluster, "Warning", "OperatorCertificateUnusable", $"secret {secret!.Metadata.Name}: {e.Message}", ct);
+            return;
+        }
+        if (!loaded)
         {
             logger.LogInformation("No operator certificate for {Namespace}/{Name} yet (secret {Secret})", cluster.Metadata.NamespaceProperty,
                 cluster.Metadata.Name, Names.TlsSecret(cluster, Core.Security.ComponentRoles.Operator));

@@ -18,7 +18,10 @@ public sealed class OperatorCertificates(string directory, ILogger<OperatorCerti
     private readonly ConcurrentDictionary<string, ComponentTls> _byCluster = new(StringComparer.Ordinal);
     private readonly Lock _write = new();
 
-    public static string DefaultDirectory => Path.Combine(Path.GetTempPath(), "feitian-operator-tls");
+    /// <summary>A directory of this operator process alone (the Secrets are written there again at every reconcile).</summary>
+    public static string FreshDirectory() => Path.Combine(Path.GetTempPath(), $"feitian-operator-tls-{Guid.NewGuid():N}"[..36]);
+
+    public string Directory => directory;
 
     /// <summary>The operator's identity towards <paramref name="c"/>'s masters; null when TLS is off there or its Secret was not seen yet.</summary>
     public ComponentTls? For(StorageCluster c) =>
@@ -38,7 +41,7 @@ public sealed class OperatorCertificates(string directory, ILogger<OperatorCerti
         lock (_write)
         {
             var dir = Path.GetDirectoryName(files.CertFile)!;
-            Directory.CreateDirectory(dir);
+            System.IO.Directory.CreateDirectory(dir);
             if (!OperatingSystem.IsWindows())
             {
                 File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);

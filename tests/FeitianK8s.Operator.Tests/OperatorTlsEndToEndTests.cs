@@ -79,6 +79,19 @@ public sealed class OperatorTlsEndToEndTests(ITestOutputHelper output)
             });
             Assert.Equal(data, read);
 
+            // The operator's own path: its certificate from the Secret it issued, on the channel its status source uses.
+            var operatorCertificates = new Tls.OperatorCertificates(Path.Combine(root.Path, "operator"), logs.CreateLogger<Tls.OperatorCertificates>());
+            Assert.True(operatorCertificates.Update(cluster, secrets[Names.TlsSecret(cluster, ComponentRoles.Operator)]));
+            using var statusSource = new Health.GrpcMasterStatusSource(_ => $"127.0.0.1:{cluster.Spec.Masters.Port}", logs.CreateLogger<Health.GrpcMasterStatusSource>())
+            {
+                TlsOf = operatorCertificates.For,
+            };
+            var report = await RetryAsync(async () => await statusSource.GetAsync(cluster, CancellationToken.None) ?? throw new IOException("no report"));
+            Assert.NotNull(report.Leader);
+            Assert.Single(report.ChunkServers, c => c.Alive);
+            using var noCertificate = new Health.GrpcMasterStatusSource(_ => $"127.0.0.1:{cluster.Spec.Masters.Port}", logs.CreateLogger<Health.GrpcMasterStatusSource>());
+            Assert.Null(await noCertificate.GetAsync(cluster, CancellationToken.None));
+
             // TLS but no client certificate: refused, and nothing is created.
             using var anonymous = GrpcChannel.ForAddress(masterUrl, new GrpcChannelOptions
             {
