@@ -9,10 +9,11 @@ namespace FeitianK8s.Operator.Desired;
 /// namespace, where the chart's namespaced Role is); null = the StorageCluster's namespace.
 /// </param>
 /// <param name="CertManagerCrdExists">cert-manager's certificates.cert-manager.io CRD is installed.</param>
+/// <param name="OperatorCaExists">The CA Secret holds a CA the operator made (ca.crt and ca.key), not cert-manager's.</param>
 /// <param name="Operator">The operator's namespace and pod labels (NetworkPolicies admit them); null = the CSI lease namespace and the chart's labels.</param>
 public sealed record ClusterEnvironment(IReadOnlyList<V1Node> Nodes, bool SnapshotClassCrdExists,
     string CsiClusterRolePrefix = Names.DefaultCsiClusterRolePrefix, string? CsiLeaseNamespace = null,
-    bool CertManagerCrdExists = false, OperatorPeer? Operator = null)
+    bool CertManagerCrdExists = false, OperatorPeer? Operator = null, bool OperatorCaExists = false)
 {
     public TlsIssuer Issuer(StorageCluster c) => !c.Spec.Tls.Enabled
         ? TlsIssuer.None
@@ -20,7 +21,8 @@ public sealed record ClusterEnvironment(IReadOnlyList<V1Node> Nodes, bool Snapsh
         {
             "operator" => TlsIssuer.Operator,
             "cert-manager" => CertManagerCrdExists ? TlsIssuer.CertManager : TlsIssuer.CertManagerMissing,
-            _ => CertManagerCrdExists ? TlsIssuer.CertManager : TlsIssuer.Operator,
+            // auto: a cluster whose CA the operator already made stays with it (a switch would change the CA under running pods).
+            _ => CertManagerCrdExists && !OperatorCaExists ? TlsIssuer.CertManager : TlsIssuer.Operator,
         };
 }
 

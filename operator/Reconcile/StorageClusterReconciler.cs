@@ -93,8 +93,11 @@ public sealed class StorageClusterReconciler(
         }
 
         // 7. create / update
+        var operatorCa = certManagerCrd && cluster.Spec.Tls.Issuer == "auto"
+            && await api.GetAsync<V1Secret>(ResourceKind.Secret, ns, Names.TlsCaSecret(cluster), ct) is { } caSecret
+            && TlsSecretPlanner.Text(caSecret, TlsSecretPlanner.CaKeyKey) is not null;
         var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd, options.CsiClusterRolePrefix, options.CsiLeaseNamespace,
-            certManagerCrd, options.Operator);
+            certManagerCrd, options.Operator, operatorCa);
         var issuer = env.Issuer(cluster);
         var changed = new List<string>();
         await IssueCertificatesAsync(cluster, issuer, changed, ct);

@@ -447,4 +447,26 @@ public sealed class DesiredStateTests
         Assert.Matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", a);
         Assert.True(Names.DnsLabel(new string('x', 80)).Length <= 30);
     }
+
+    [Theory]
+    [InlineData(true, "auto", false, false, TlsIssuer.Operator)]
+    [InlineData(true, "auto", true, false, TlsIssuer.CertManager)]
+    [InlineData(true, "auto", true, true, TlsIssuer.Operator)]
+    [InlineData(true, "operator", true, false, TlsIssuer.Operator)]
+    [InlineData(true, "cert-manager", true, true, TlsIssuer.CertManager)]
+    [InlineData(true, "cert-manager", false, false, TlsIssuer.CertManagerMissing)]
+    [InlineData(false, "cert-manager", true, false, TlsIssuer.None)]
+    public void Who_issues_the_certificates_follows_spec_tls_and_whether_cert_manager_or_an_operator_CA_is_there(
+        bool enabled, string issuer, bool certManager, bool operatorCa, TlsIssuer expected)
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Tls.Enabled = enabled;
+        c.Spec.Tls.Issuer = issuer;
+        var env = new ClusterEnvironment(TestClusters.ThreeRacks(), false, CertManagerCrdExists: certManager, OperatorCaExists: operatorCa);
+        Assert.Equal(expected, env.Issuer(c));
+        var kinds = DesiredState.Build(c, env).Select(d => d.Kind).ToList();
+        Assert.Equal(expected == TlsIssuer.CertManager ? 1 + ComponentRolesCount : 0, kinds.Count(k => k == ResourceKind.Certificate));
+    }
+
+    private static readonly int ComponentRolesCount = FeitianK8s.Core.Security.ComponentRoles.All.Count;
 }

@@ -275,6 +275,26 @@ public sealed class FakeApiServerTlsTests(ITestOutputHelper output) : IAsyncLife
     }
 
     [Fact]
+    public async Task FakeApiServer_a_CA_Secret_without_its_key_is_reported_and_left_as_it_is()
+    {
+        _api.Create(Secrets, Ns, new JsonObject
+        {
+            ["apiVersion"] = "v1", ["kind"] = "Secret", ["type"] = "Opaque",
+            ["metadata"] = new JsonObject { ["name"] = "prod-tls-ca" },
+            ["data"] = new JsonObject { ["ca.crt"] = Convert.ToBase64String(Encoding.ASCII.GetBytes("not a certificate")) },
+        });
+        var before = _api.Get(Secrets, Ns, "prod-tls-ca")!.ToJsonString();
+        await StartOperatorAsync();
+        ApplyCluster();
+        var warning = await EventuallyAsync(() => _api.List("v1/events", Ns).FirstOrDefault(e => e["reason"]!.GetValue<string>() == "TlsCaInvalid"), "TlsCaInvalid event");
+        Assert.Contains("prod-tls-ca has no ca.crt and ca.key", warning["message"]!.GetValue<string>());
+        // The rest of the cluster is still made; its pods wait for certificates that only a usable CA gives.
+        await EventuallyAsync(() => _api.Get("apps/v1/daemonsets", Ns, "prod-csi-node"), "workloads");
+        Assert.Equal(before, _api.Get(Secrets, Ns, "prod-tls-ca")!.ToJsonString());
+        Assert.Null(_api.Get(Secrets, Ns, "prod-tls-master"));
+    }
+
+    [Fact]
     public async Task FakeApiServer_tls_disabled_renders_no_flags_no_mounts_and_issues_no_Secret()
     {
         await StartOperatorAsync();
