@@ -79,6 +79,29 @@ public sealed class OperatorTlsEndToEndTests(ITestOutputHelper output)
             });
             Assert.Equal(data, read);
 
+            // A renewal as the operator makes it (new data in the same Secret), swapped into the running master's Secret
+            // volume the way the kubelet does: new handshakes get the new certificate, no restart, and writes go on.
+            using (var ca = CertificateAuthority.FromPem(Text(secrets[Names.TlsCaSecret(cluster)], "ca.crt"), Text(secrets[Names.TlsCaSecret(cluster)], "ca.key")))
+            using (var renewedMaster = ca.Issue(ComponentRoles.Master, "feitian-master", TlsMount.DnsNames(cluster, ComponentRoles.Master), [], TlsSecretPlanner.CertificateValidity))
+            {
+                SwapSecret(SecretVolume(ComponentRoles.Master),
+                    TlsSecretPlanner.RoleSecret(cluster, ComponentRoles.Master, renewedMaster, CertificateAuthority.CertificatePem(ca.Certificate)), "..2026_12_07_02_00_00.000000002");
+                await RetryAsync(async () => await ServerSerialAsync(cluster.Spec.Masters.Port) == renewedMaster.SerialNumber ? true : throw new IOException("old certificate still served"));
+            }
+            Assert.Equal(data, await RetryAsync(async () =>
+            {
+                var path = $"/tls/after-renewal-{Guid.NewGuid():N}";
+                await client.CreateAsync(path, 1);
+                await using (var appender = await client.OpenForAppendAsync(path))
+                {
+                    await appender.AppendAsync(data, durable: true);
+                    await appender.CloseAsync();
+                }
+                await using var reader = await client.OpenForReadAsync(path);
+                var buffer = new byte[data.Length];
+                return buffer[..await reader.ReadAsync(0, buffer)];
+            }));
+
             // The operator's own path: its certificate from the Secret it issued, on the channel its status source uses.
             var operatorCertificates = new Tls.OperatorCertificates(Path.Combine(root.Path, "operator"), logs.CreateLogger<Tls.OperatorCertificates>());
             Assert.True(operatorCertificates.Update(cluster, secrets[Names.TlsSecret(cluster, ComponentRoles.Operator)]));
@@ -258,6 +281,37 @@ public sealed class OperatorTlsEndToEndTests(ITestOutputHelper output)
         return dir;
     }
 
+    private static string Text(k8s.Models.V1Secret secret, string key) => Encoding.ASCII.GetString(secret.Data[key]);
+
+    /// <summary>An update of a mounted Secret as the kubelet makes it: a new timestamped directory, then `..data` renamed over to it.</summary>
+    private static void SwapSecret(string dir, k8s.Models.V1Secret secret, string stamp)
+    {
+        var old = File.ResolveLinkTarget(Path.Combine(dir, "..data"), returnFinalTarget: false)!.FullName;
+        Directory.CreateDirectory(Path.Combine(dir, stamp));
+        foreach (var (key, value) in secret.Data)
+        {
+            File.WriteAllBytes(Path.Combine(dir, stamp, key), value);
+        }
+        File.CreateSymbolicLink(Path.Combine(dir, "..data_tmp"), stamp);
+        Assert.Equal(0, Rename(Path.Combine(dir, "..data_tmp"), Path.Combine(dir, "..data")));
+        Directory.Delete(old, recursive: true);
+    }
+
+    /// <summary>The serial number of the certificate a TLS port presents now (a new handshake).</summary>
+    private static async Task<string> ServerSerialAsync(int port)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, port);
+        await using var ssl = new SslStream(tcp.GetStream());
+        await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+        }).WaitAsync(TimeSpan.FromSeconds(20));
+        return new X509Certificate2(ssl.RemoteCertificate!).SerialNumber;
+    }
+
     private static ChildProcess Start(string name, string program, IEnumerable<string> args, ILoggerFactory logs)
     {
         var exe = ServerExecutable.Find(program);
@@ -274,7 +328,7 @@ public sealed class OperatorTlsEndToEndTests(ITestOutputHelper output)
             {
                 return await call();
             }
-            catch (Exception e) when (e is PanguException or RpcException or IOException or SocketException && DateTime.UtcNow < deadline)
+            catch (Exception e) when (e is PanguException or RpcException or IOException or SocketException or AuthenticationException && DateTime.UtcNow < deadline)
             {
                 output.WriteLine($"not yet: {e.Message}");
                 await Task.Delay(500);
