@@ -29,6 +29,7 @@ public sealed class OperatorHost : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private WebApplication? _web;
     private Task? _run;
+    private readonly bool _ownTlsDirectory;
 
     public OperatorHost(OperatorOptions options, KubernetesClientConfiguration config, ILoggerFactory loggerFactory, IMasterStatusSource? masters = null,
         ReconcilerOptions? reconcilerOptions = null, ControllerOptions? controllerOptions = null,
@@ -46,7 +47,11 @@ public sealed class OperatorHost : IAsyncDisposable
             ? FeitianK8s.Core.Security.ComponentTls.FromFlags(tlsFiles.CaFile, tlsFiles.CertFile, tlsFiles.KeyFile, FeitianK8s.Core.Security.ComponentRoles.Operator)!
                 .WithLogger(loggerFactory.CreateLogger("FeitianK8s.Operator.Tls"))
             : null;
-        Func<Resources.StorageCluster, FeitianK8s.Core.Security.ComponentTls?> tlsOf = _ => fixedTls;
+        // In-cluster the operator reads its own certificate of each cluster from the Secret it issued (or
+        // cert-manager did); --tls-* files, when given, stand for every cluster instead.
+        _ownTlsDirectory = options.TlsDirectory is null;
+        Certificates = new Tls.OperatorCertificates(options.TlsDirectory ?? Tls.OperatorCertificates.FreshDirectory(), loggerFactory.CreateLogger<Tls.OperatorCertificates>());
+        Func<Resources.StorageCluster, FeitianK8s.Core.Security.ComponentTls?> tlsOf = c => c.Spec.Tls.Enabled ? fixedTls ?? Certificates.For(c) : null;
         Masters = masters ?? (options.MasterAddress is { } address
             ? new GrpcMasterStatusSource(_ => address, loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf }
             : new GrpcMasterStatusSource(loggerFactory.CreateLogger<GrpcMasterStatusSource>()) { TlsOf = tlsOf });
@@ -54,8 +59,9 @@ public sealed class OperatorHost : IAsyncDisposable
         {
             CsiClusterRolePrefix = options.CsiClusterRolePrefix,
             CsiLeaseNamespace = options.LeaseNamespace,
+            Operator = new Desired.OperatorPeer(options.LeaseNamespace, Desired.OperatorPeer.ChartPodLabels),
         },
-            loggerFactory.CreateLogger<StorageClusterReconciler>());
+            loggerFactory.CreateLogger<StorageClusterReconciler>(), Certificates);
         Controller = new StorageClusterController(_client, Reconciler, Events, controllerOptions ?? new ControllerOptions
         {
             Namespace = options.Namespace,
@@ -76,6 +82,8 @@ public sealed class OperatorHost : IAsyncDisposable
             : null;
     }
 
+    /// <summary>The operator's own certificate per cluster, from the Secrets NAME-tls-operator.</summary>
+    public Tls.OperatorCertificates Certificates { get; }
     public IMasterStatusSource Masters { get; }
     public EventRecorder Events { get; }
     public StorageClusterReconciler Reconciler { get; }
@@ -205,5 +213,9 @@ public sealed class OperatorHost : IAsyncDisposable
         (NodeLeases as IDisposable)?.Dispose();
         _client.Dispose();
         _stop.Dispose();
+        if (_ownTlsDirectory && System.IO.Directory.Exists(Certificates.Directory))
+        {
+            System.IO.Directory.Delete(Certificates.Directory, recursive: true);
+        }
     }
 }

@@ -28,6 +28,11 @@ public sealed class OperatorOptions
     /// instead of the one the operator issues itself from each cluster's CA Secret.
     /// </summary>
     public FeitianK8s.Core.Security.TlsFiles? TlsFiles { get; set; }
+    /// <summary>
+    /// --tls-dir: where the operator writes its own certificate of each cluster (DIR/NAMESPACE/NAME/tls.crt...), read back
+    /// by its gRPC channels; null = a fresh directory under the temp directory, removed when the operator stops.
+    /// </summary>
+    public string? TlsDirectory { get; set; }
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
     /// <summary>
     /// Failover on node loss: the leader taints nodes whose Feitian node lease expired while Kubernetes reports
@@ -39,7 +44,7 @@ public sealed class OperatorOptions
         "FeitianK8s.Operator [--kubeconfig FILE] [--namespace NS] [--listen ADDR] [--http-port N] [--leader-elect true|false]\n" +
         "                    [--lease-namespace NS] [--lease-name NAME] [--identity ID] [--workers N] [--master-address HOST:PORT[,HOST:PORT...]]\n" +
         "                    [--volume-resync-seconds N] [--csi-cluster-role-prefix PREFIX] [--log-level LEVEL] [--node-failover true|false]\n" +
-        "                    [--tls-ca CA.crt --tls-cert operator.crt --tls-key operator.key]";
+        "                    [--tls-ca CA.crt --tls-cert operator.crt --tls-key operator.key] [--tls-dir DIR]";
 
     public static OperatorOptions Parse(IReadOnlyList<string> args)
     {
@@ -71,6 +76,7 @@ public sealed class OperatorOptions
                 case "--tls-ca": ca = Value(); break;
                 case "--tls-cert": cert = Value(); break;
                 case "--tls-key": key = Value(); break;
+                case "--tls-dir": o.TlsDirectory = Value(); break;
                 case "--volume-resync-seconds":
                     var seconds = IntValue("--volume-resync-seconds");
                     o.VolumeResyncPeriod = seconds >= 1 ? TimeSpan.FromSeconds(seconds) : throw new ArgumentException("--volume-resync-seconds needs at least 1");

@@ -31,8 +31,15 @@ public sealed class StatusCommand : AsyncCommand<StatusSettings>
         {
             // Every master reports its own Raft state; the cluster's state comes from the leader.
             var masterViews = await MasterStates.CollectAsync(settings.ResolveMasters(), cancellationToken, settings.ResolveTls());
-            var leader = masterViews.FirstOrDefault(m => m.Role == "leader")?.Address
-                ?? throw new CliException($"no master is the leader right now ({string.Join(", ", masterViews.Select(m => $"{m.Address}: {m.Role}"))})");
+            var leader = masterViews.FirstOrDefault(m => m.Role == "leader")?.Address;
+            if (leader is null)
+            {
+                // "Unreachable" may really be a TLS mismatch (no certificate at a TLS server, or TLS at a plain one): say which.
+                var hints = await Core.Security.TlsProbe.HintsAsync(masterViews.Where(m => m.Role == "unreachable").Select(m => m.Address),
+                    settings.ResolveTls() is not null, cancellationToken);
+                throw new CliException($"no master is the leader right now ({string.Join(", ", masterViews.Select(m => $"{m.Address}: {m.Role}"))})"
+                    + (hints.Count > 0 ? ": " + string.Join("; ", hints) : ""));
+            }
             using var channel = GrpcChannels.Create(leader, tls: settings.ResolveTls());
             var status = await new FeitianK8s.Proto.Master.Master.MasterClient(channel).GetClusterStatusAsync(new GetClusterStatusRequest(),
                 deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);

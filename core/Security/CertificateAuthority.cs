@@ -36,6 +36,30 @@ public sealed class CertificateAuthority : IDisposable
     public static CertificateAuthority Load(string certFile, string keyFile) =>
         new(X509Certificate2.CreateFromPemFile(certFile, keyFile));
 
+    /// <summary>A CA from its PEM certificate and key (e.g. the data of a Kubernetes Secret).</summary>
+    public static CertificateAuthority FromPem(string certPem, string keyPem) =>
+        new(X509Certificate2.CreateFromPem(certPem, keyPem));
+
+    /// <summary>
+    /// Whether <paramref name="current"/> should be replaced by a new certificate: not issued by
+    /// this CA (signature chain), or less than a third of its lifetime left at <paramref name="now"/>.
+    /// </summary>
+    public bool IsDueForRenewal(X509Certificate2 current, DateTimeOffset now)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(_certificate);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreNotTimeValid;
+        if (!chain.Build(current))
+        {
+            return true;
+        }
+        var lifetime = current.NotAfter.ToUniversalTime() - current.NotBefore.ToUniversalTime();
+        return now.UtcDateTime > current.NotAfter.ToUniversalTime() - (lifetime / 3);
+    }
+
     /// <summary>A certificate for <paramref name="role"/>, valid from a few minutes ago for <paramref name="validity"/> (within the CA's own validity).</summary>
     public X509Certificate2 Issue(string role, string commonName, IEnumerable<string> dnsNames, IEnumerable<IPAddress> addresses, TimeSpan validity,
         DateTimeOffset? now = null)

@@ -33,7 +33,7 @@ public sealed class ComponentTls
     private Material _material;
     private long _nextCheckTicks;
 
-    private sealed record Material(X509Certificate2 Certificate, X509Certificate2Collection Trust, string Role, (DateTime, DateTime, DateTime) Stamps);
+    private sealed record Material(X509Certificate2 Certificate, X509Certificate2Collection Trust, string Role, string Stamps);
 
     private ComponentTls(TlsFiles files, Material material, ILogger log)
     {
@@ -123,8 +123,22 @@ public sealed class ComponentTls
         }
     }
 
-    private static (DateTime, DateTime, DateTime) Stamps(TlsFiles files) =>
-        (File.GetLastWriteTimeUtc(files.CaFile), File.GetLastWriteTimeUtc(files.CertFile), File.GetLastWriteTimeUtc(files.KeyFile));
+    /// <summary>
+    /// What the three files hold (a hash of their contents, read through symlinks). Not their
+    /// modification times: in a Kubernetes Secret volume the files are symlinks into a `..data`
+    /// directory link that the kubelet swaps atomically, and the links' own times never change.
+    /// </summary>
+    private static string Stamps(TlsFiles files)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var file in new[] { files.CaFile, files.CertFile, files.KeyFile })
+        {
+            var bytes = File.ReadAllBytes(file);
+            hash.AppendData(BitConverter.GetBytes(bytes.Length));
+            hash.AppendData(bytes);
+        }
+        return Convert.ToHexString(hash.GetHashAndReset());
+    }
 
     private static Material Read(TlsFiles files)
     {

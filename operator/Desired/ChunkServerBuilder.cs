@@ -27,15 +27,16 @@ public static class ChunkServerBuilder
             Args =
             [
                 "--data", string.Join(",", dataPaths),
-                "--master", string.Join(",", Names.MasterAddresses(c).Select(a => $"http://{a}")),
+                "--master", string.Join(",", Names.MasterAddresses(c).Select(a => $"{TlsMount.Scheme(c)}://{a}")),
                 "--node", "$(NODE_NAME)",
                 "--rack", rack,
                 "--listen", "0.0.0.0",
                 "--port", spec.Port.ToString(),
                 "--http-port", spec.HttpPort.ToString(),
                 // The address clients dial: the pod IP (listening on 0.0.0.0 says nothing reachable).
-                "--advertise", $"http://$(POD_IP):{spec.Port}",
+                "--advertise", $"{TlsMount.Scheme(c)}://$(POD_IP):{spec.Port}",
                 .. RebuildFlags.Args(c.Spec.Rebuild ?? new RebuildSpec()),
+                .. TlsMount.Args(c),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), Meta.FieldEnv("POD_IP", "status.podIP")],
             Ports =
@@ -43,7 +44,7 @@ public static class ChunkServerBuilder
                 new V1ContainerPort { Name = "grpc", ContainerPort = spec.Port, HostPort = spec.Port },
                 new V1ContainerPort { Name = "http-metrics", ContainerPort = spec.HttpPort },
             ],
-            VolumeMounts = dataPaths.Select((p, i) => new V1VolumeMount { Name = $"data-{i}", MountPath = p }).ToList(),
+            VolumeMounts = [.. dataPaths.Select((p, i) => new V1VolumeMount { Name = $"data-{i}", MountPath = p }), .. TlsMount.Mounts(c)],
             ReadinessProbe = MasterBuilder.HttpProbe("/healthz", spec.HttpPort, 5),
             LivenessProbe = MasterBuilder.HttpProbe("/healthz", spec.HttpPort, 15),
             Resources = c.Spec.Resources.ChunkServer,
@@ -67,11 +68,15 @@ public static class ChunkServerBuilder
             },
             Tolerations = spec.Tolerations.Count == 0 ? null : spec.Tolerations.ToList(),
             Containers = [container],
-            Volumes = spec.DataDirs.Select((dir, i) => new V1Volume
-            {
-                Name = $"data-{i}",
-                HostPath = new V1HostPathVolumeSource { Path = dir, Type = "DirectoryOrCreate" },
-            }).ToList(),
+            Volumes =
+            [
+                .. spec.DataDirs.Select((dir, i) => new V1Volume
+                {
+                    Name = $"data-{i}",
+                    HostPath = new V1HostPathVolumeSource { Path = dir, Type = "DirectoryOrCreate" },
+                }),
+                .. TlsMount.Volumes(c, Core.Security.ComponentRoles.ChunkServer),
+            ],
             TerminationGracePeriodSeconds = 60,
         };
         var template = new V1PodTemplateSpec { Metadata = new V1ObjectMeta { Labels = labels }, Spec = templateSpec };

@@ -81,12 +81,13 @@ public static class CsiBuilder
                 "--mode", "controller",
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
+                .. TlsMount.Args(c),
             ],
             // Snapshots and backups are the controller's work; only it gets the object-store target.
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName"), .. SnapshotTargetEnv.For(c.Spec.SnapshotTarget)],
             Ports = [new V1ContainerPort { Name = "healthz", ContainerPort = ControllerHealthPort }],
             LivenessProbe = LivenessProbe(ControllerHealthPort),
-            VolumeMounts = [socket],
+            VolumeMounts = [socket, .. TlsMount.Mounts(c)],
             Resources = c.Spec.Resources.CsiController,
         };
         var containers = new List<V1Container> { driver };
@@ -123,7 +124,7 @@ public static class CsiBuilder
                     {
                         ServiceAccountName = Names.ServiceAccount(c),
                         Containers = containers,
-                        Volumes = [new V1Volume { Name = "socket-dir", EmptyDir = new V1EmptyDirVolumeSource() }],
+                        Volumes = [new V1Volume { Name = "socket-dir", EmptyDir = new V1EmptyDirVolumeSource() }, .. TlsMount.Volumes(c, Core.Security.ComponentRoles.CsiController)],
                     },
                 },
             },
@@ -178,6 +179,8 @@ public static class CsiBuilder
                 "--volume-host-agent", VolumeHostBuilder.AgentSocket,
                 "--metrics-port", NodeMetricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--node-lease-seconds", c.Spec.NodeFailover.EffectiveLeaseSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                // Handed on to the volume hosts it starts (same container, same files).
+                .. TlsMount.Args(c),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
             // Mounting filesystems and attaching nbd/loop devices needs the host's privileges.
@@ -197,6 +200,7 @@ public static class CsiBuilder
                 // Bidirectional: the volume host's nbdfuse mounts here must be seen (for losetup), and unmounts made here reach the host.
                 new V1VolumeMount { Name = "state-dir", MountPath = NodeStateDir, MountPropagation = "Bidirectional" },
                 new V1VolumeMount { Name = "volume-host-dir", MountPath = VolumeHostBuilder.AgentDir },
+                .. TlsMount.Mounts(c),
             ],
             Resources = c.Spec.Resources.CsiNode,
         };
@@ -253,6 +257,7 @@ public static class CsiBuilder
                             HostPath("dev-dir", "/dev", "Directory"),
                             HostPath("state-dir", NodeStateDir, "DirectoryOrCreate"),
                             HostPath("volume-host-dir", VolumeHostBuilder.AgentDir, "DirectoryOrCreate"),
+                            .. TlsMount.Volumes(c, Core.Security.ComponentRoles.CsiNode),
                         ],
                     },
                 },

@@ -28,12 +28,14 @@ public static class MasterBuilder
                 // The Raft group: every member's stable name; this pod's own name from the downward API.
                 "--peers", string.Join(",", Names.MasterRaftPeers(c)),
                 "--raft-endpoint", $"$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.RaftPort}",
-                "--advertise", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.Port}",
+                "--advertise", $"{TlsMount.Scheme(c)}://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.Port}",
                 // Where a follower redirects the web console: the leader pod's stable name.
                 "--advertise-http", $"http://$(POD_NAME).{Names.Master(c)}.{c.Metadata.NamespaceProperty}.svc:{spec.HttpPort}",
                 .. RebuildFlags.MasterArgs(c.Spec.Rebuild ?? new RebuildSpec()),
                 // The web console lists the backups of spec.snapshotTarget.
                 .. SnapshotTargetEnv.MasterArgs(c.Spec.SnapshotTarget),
+                // Mutual TLS on gRPC and Raft; the web console's HTTP port stays plain.
+                .. TlsMount.Args(c),
             ],
             Env =
             [
@@ -46,7 +48,7 @@ public static class MasterBuilder
                 new V1ContainerPort { Name = "http-metrics", ContainerPort = spec.HttpPort },
                 new V1ContainerPort { Name = "raft", ContainerPort = spec.RaftPort },
             ],
-            VolumeMounts = [new V1VolumeMount { Name = "data", MountPath = "/var/lib/feitian/master" }],
+            VolumeMounts = [new V1VolumeMount { Name = "data", MountPath = "/var/lib/feitian/master" }, .. TlsMount.Mounts(c)],
             ReadinessProbe = HttpProbe("/healthz", spec.HttpPort, 5),
             LivenessProbe = HttpProbe("/healthz", spec.HttpPort, 15),
             Resources = c.Spec.Resources.Master,
@@ -84,6 +86,7 @@ public static class MasterBuilder
                     },
                 },
                 Containers = [container],
+                Volumes = c.Spec.Tls.Enabled ? [.. TlsMount.Volumes(c, Core.Security.ComponentRoles.Master)] : null,
                 TerminationGracePeriodSeconds = 30,
             },
         };

@@ -26,12 +26,22 @@ public static class Names
     public static string MasterMetrics(StorageCluster c) => $"{c.Metadata.Name}-master-metrics";
     public static string ChunkServer(StorageCluster c, string rack) => $"{c.Metadata.Name}-chunkserver-{DnsLabel(rack)}";
     public static string ChunkServerMetrics(StorageCluster c) => $"{c.Metadata.Name}-chunkserver-metrics";
+    /// <summary>The chunk servers' NetworkPolicy (the masters' is named like their StatefulSet).</summary>
+    public static string ChunkServerPolicy(StorageCluster c) => $"{c.Metadata.Name}-chunkserver";
     public static string CsiController(StorageCluster c) => $"{c.Metadata.Name}-csi-controller";
     /// <summary>The node plugin DaemonSet (one for all nodes; earlier versions had CLUSTER-csi-node-RACK and CLUSTER-csi-node-unracked).</summary>
     public static string CsiNode(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
     /// <summary>The per-node volume-host DaemonSet (the agent that runs the staged volumes' engines).</summary>
     public static string VolumeHost(StorageCluster c) => $"{c.Metadata.Name}-volume-host";
     public static string CsiNodeMetrics(StorageCluster c) => $"{c.Metadata.Name}-csi-node-metrics";
+    /// <summary>The kubernetes.io/tls Secret of a component role (tls.crt, tls.key, ca.crt), mounted at <see cref="TlsMount.MountPath"/>.</summary>
+    public static string TlsSecret(StorageCluster c, string role) => $"{c.Metadata.Name}-tls-{role}";
+    /// <summary>The cluster CA: ca.crt and ca.key when the operator issues; tls.crt, tls.key and ca.crt when cert-manager does.</summary>
+    public static string TlsCaSecret(StorageCluster c) => $"{c.Metadata.Name}-tls-ca";
+    public static string SelfSignedIssuer(StorageCluster c) => $"{c.Metadata.Name}-selfsigned";
+    public static string CaIssuer(StorageCluster c) => $"{c.Metadata.Name}-ca";
+    /// <summary>On the TLS Secrets and Certificates: the role the certificate names.</summary>
+    public const string TlsRoleLabel = "feitian.io/tls-role";
     public static string ServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi";
     public static string NodeServiceAccount(StorageCluster c) => $"{c.Metadata.Name}-csi-node";
 

@@ -24,6 +24,10 @@ public sealed record ResourceKind(string Group, string Version, string Plural, b
     public static readonly ResourceKind ClusterRoleBinding = new("rbac.authorization.k8s.io", "v1", "clusterrolebindings", false, typeof(V1ClusterRoleBinding));
     public static readonly ResourceKind RoleBinding = new("rbac.authorization.k8s.io", "v1", "rolebindings", true, typeof(V1RoleBinding));
     public static readonly ResourceKind Crd = new("apiextensions.k8s.io", "v1", "customresourcedefinitions", false, typeof(V1CustomResourceDefinition));
+    public static readonly ResourceKind Secret = new("", "v1", "secrets", true, typeof(V1Secret));
+    public static readonly ResourceKind NetworkPolicy = new("networking.k8s.io", "v1", "networkpolicies", true, typeof(V1NetworkPolicy));
+    public static readonly ResourceKind Issuer = new(CertManagerIssuer.Group, CertManagerIssuer.Version, CertManagerIssuer.Plural, true, typeof(CertManagerIssuer));
+    public static readonly ResourceKind Certificate = new(CertManagerIssuer.Group, CertManagerIssuer.Version, CertManagerCertificate.Plural, true, typeof(CertManagerCertificate));
     public static readonly ResourceKind StorageClusters = new(StorageCluster.Group, StorageCluster.Version, StorageCluster.Plural, true, typeof(StorageCluster));
     public static readonly ResourceKind Volumes = new(StorageCluster.Group, StorageCluster.Version, Volume.Plural, true, typeof(Volume));
 }

@@ -32,6 +32,8 @@ public static class VolumeHostBuilder
                 "--agent-socket", AgentSocket,
                 "--node-id", "$(NODE_NAME)",
                 "--masters", Names.MasterAddress(c),
+                // The engines it starts are Pangu clients of the csi-node role, as the node plugin is.
+                .. TlsMount.Args(c),
             ],
             Env = [Meta.FieldEnv("NODE_NAME", "spec.nodeName")],
             // nbdfuse mounts FUSE filesystems and opens /dev/fuse: the host's privileges.
@@ -42,6 +44,7 @@ public static class VolumeHostBuilder
                 // Bidirectional: nbdfuse's FUSE mounts under the state dir must reach the host, and through it the node plugin's losetup.
                 new V1VolumeMount { Name = "state-dir", MountPath = CsiBuilder.NodeStateDir, MountPropagation = "Bidirectional" },
                 new V1VolumeMount { Name = "fuse", MountPath = "/dev/fuse" },
+                .. TlsMount.Mounts(c),
             ],
         };
         var labels = Names.Labels(c, Component);
@@ -60,6 +63,7 @@ public static class VolumeHostBuilder
                     HostPath("agent-dir", AgentDir, "DirectoryOrCreate"),
                     HostPath("state-dir", CsiBuilder.NodeStateDir, "DirectoryOrCreate"),
                     HostPath("fuse", "/dev/fuse", "CharDevice"),
+                    .. TlsMount.Volumes(c, Core.Security.ComponentRoles.CsiNode),
                 ],
                 TerminationGracePeriodSeconds = 60,
             },

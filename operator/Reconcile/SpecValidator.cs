@@ -50,6 +50,10 @@ public static class SpecValidator
         {
             errors.Add($"spec.nodeFailover.nodeLeaseSeconds must be between 3 and 3600, got {spec.NodeFailover.NodeLeaseSeconds}");
         }
+        if (spec.Tls.Issuer is not ("auto" or "operator" or "cert-manager"))
+        {
+            errors.Add($"spec.tls.issuer must be auto, operator or cert-manager, got '{spec.Tls.Issuer}'");
+        }
         errors.AddRange(RebuildFlags.Errors(spec.Rebuild));
         errors.AddRange(SnapshotTargetEnv.Errors(spec.SnapshotTarget));
         return errors;

@@ -2,6 +2,7 @@ using FeitianK8s.Operator.Desired;
 using FeitianK8s.Operator.Health;
 using FeitianK8s.Operator.Kube;
 using FeitianK8s.Operator.Resources;
+using FeitianK8s.Operator.Tls;
 using k8s;
 using k8s.Models;
 using Microsoft.Extensions.Logging;
@@ -18,6 +19,10 @@ public sealed class ReconcilerOptions
     public string CsiClusterRolePrefix { get; init; } = Names.DefaultCsiClusterRolePrefix;
     /// <summary>Where the CSI controller sidecars keep their Leases (the chart's namespaced Role is there); null = each cluster's namespace.</summary>
     public string? CsiLeaseNamespace { get; init; }
+    /// <summary>The operator's namespace and pod labels, admitted by the NetworkPolicies; null = <see cref="CsiLeaseNamespace"/> and the chart's labels.</summary>
+    public OperatorPeer? Operator { get; init; }
+    /// <summary>The clock certificates are issued and judged by (tests move it).</summary>
+    public Func<DateTimeOffset> Now { get; init; } = () => DateTimeOffset.UtcNow;
 }
 
 /// <summary>
@@ -30,7 +35,8 @@ public sealed class StorageClusterReconciler(
     EventRecorder events,
     IMasterStatusSource masters,
     ReconcilerOptions options,
-    ILogger<StorageClusterReconciler> logger)
+    ILogger<StorageClusterReconciler> logger,
+    OperatorCertificates? operatorCertificates = null)
 {
     public async Task<ReconcileResult> ReconcileAsync(string ns, string name, CancellationToken ct)
     {
@@ -64,6 +70,8 @@ public sealed class StorageClusterReconciler(
         // 4. dependencies
         var nodes = await api.ListAsync<V1Node, V1NodeList>(ResourceKind.Node, null, null, ct);
         var snapshotCrd = await api.GetAsync<V1CustomResourceDefinition>(ResourceKind.Crd, null, VolumeSnapshotClass.CrdName, ct) is not null;
+        var certManagerCrd = !deleting && cluster.Spec.Tls.Enabled
+            && await api.GetAsync<V1CustomResourceDefinition>(ResourceKind.Crd, null, CertManagerCertificate.CrdName, ct) is not null;
 
         // 5. deletion
         if (deleting)
@@ -87,9 +95,15 @@ public sealed class StorageClusterReconciler(
         }
 
         // 7. create / update
-        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd, options.CsiClusterRolePrefix, options.CsiLeaseNamespace);
-        var desired = DesiredState.Build(cluster, env);
+        var operatorCa = certManagerCrd && cluster.Spec.Tls.Issuer == "auto"
+            && await api.GetAsync<V1Secret>(ResourceKind.Secret, ns, Names.TlsCaSecret(cluster), ct) is { } caSecret
+            && TlsSecretPlanner.Text(caSecret, TlsSecretPlanner.CaKeyKey) is not null;
+        var env = new ClusterEnvironment(nodes.ToList(), snapshotCrd, options.CsiClusterRolePrefix, options.CsiLeaseNamespace,
+            certManagerCrd, options.Operator, operatorCa);
+        var issuer = env.Issuer(cluster);
         var changed = new List<string>();
+        await IssueCertificatesAsync(cluster, issuer, changed, ct);
+        var desired = DesiredState.Build(cluster, env);
         foreach (var d in desired)
         {
             try
@@ -106,6 +120,8 @@ public sealed class StorageClusterReconciler(
             }
         }
         await PruneDaemonSetsAsync(cluster, desired, ct);
+        await PruneNetworkPoliciesAsync(cluster, desired, ct);
+        await LoadOperatorCertificateAsync(cluster, issuer, ct);
         if (snapshotCrd && !desired.Any(d => d.Kind == ResourceKind.SnapshotClass))
         {
             // Made by an earlier version while the driver does not serve snapshots: nothing would answer it.
@@ -217,6 +233,99 @@ public sealed class StorageClusterReconciler(
             logger.LogInformation("Volume-host upgrade of {Namespace}/{Name} waits: {Reason}", ns, cluster.Metadata.Name, decision.Reason);
         }
         return decision;
+    }
+
+    /// <summary>
+    /// The operator's own certificates (no cert-manager): creates the CA and each role's Secret when
+    /// missing, and renews a certificate in place (same Secret, new data) when a third of its lifetime
+    /// is left. A CA Secret that is there but unusable is reported, never overwritten.
+    /// </summary>
+    private async Task IssueCertificatesAsync(StorageCluster cluster, TlsIssuer issuer, List<string> changed, CancellationToken ct)
+    {
+        var ns = cluster.Metadata.NamespaceProperty;
+        if (issuer == TlsIssuer.CertManagerMissing)
+        {
+            await events.RecordAsync(cluster, "Warning", "CertManagerMissing",
+                $"spec.tls.issuer is cert-manager but {CertManagerCertificate.CrdName} is not installed: no certificates are issued", ct);
+            return;
+        }
+        if (issuer != TlsIssuer.Operator)
+        {
+            return;
+        }
+        var ca = await api.GetAsync<V1Secret>(ResourceKind.Secret, ns, Names.TlsCaSecret(cluster), ct);
+        var existing = new Dictionary<string, V1Secret>();
+        foreach (var role in Core.Security.ComponentRoles.All)
+        {
+            if (await api.GetAsync<V1Secret>(ResourceKind.Secret, ns, Names.TlsSecret(cluster, role), ct) is { } secret)
+            {
+                existing[role] = secret;
+            }
+        }
+        IReadOnlyList<PlannedSecret> plan;
+        try
+        {
+            plan = TlsSecretPlanner.Plan(cluster, ca, existing, options.Now());
+        }
+        catch (InvalidOperationException e)
+        {
+            await events.RecordAsync(cluster, "Warning", "TlsCaInvalid", e.Message, ct);
+            return;
+        }
+        foreach (var planned in plan)
+        {
+            if (planned.IsNew)
+            {
+                await api.CreateAsync(ResourceKind.Secret, planned.Secret, ct);
+            }
+            else
+            {
+                await api.ReplaceAsync(ResourceKind.Secret, planned.Secret, ct);
+            }
+            logger.LogInformation("Secret {Namespace}/{Name}: {Reason}", ns, planned.Secret.Metadata.Name, planned.Reason);
+            changed.Add($"secret {planned.Secret.Metadata.Name} ({planned.Reason})");
+        }
+    }
+
+    /// <summary>Hands the operator's own certificate Secret (whoever issued it) to its channels to the masters.</summary>
+    private async Task LoadOperatorCertificateAsync(StorageCluster cluster, TlsIssuer issuer, CancellationToken ct)
+    {
+        if (operatorCertificates is null || issuer is TlsIssuer.None)
+        {
+            return;
+        }
+        var secret = await api.GetAsync<V1Secret>(ResourceKind.Secret, cluster.Metadata.NamespaceProperty,
+            Names.TlsSecret(cluster, Core.Security.ComponentRoles.Operator), ct);
+        bool loaded;
+        try
+        {
+            loaded = secret is not null && operatorCertificates.Update(cluster, secret);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
+            or System.Security.Cryptography.CryptographicException)
+        {
+            // The cluster's objects are in place; only the operator's own calls to its masters lack a certificate for now.
+            await events.RecordAsync(cluster, "Warning", "OperatorCertificateUnusable", $"secret {secret!.Metadata.Name}: {e.Message}", ct);
+            return;
+        }
+        if (!loaded)
+        {
+            logger.LogInformation("No operator certificate for {Namespace}/{Name} yet (secret {Secret})", cluster.Metadata.NamespaceProperty,
+                cluster.Metadata.Name, Names.TlsSecret(cluster, Core.Security.ComponentRoles.Operator));
+        }
+    }
+
+    /// <summary>Deletes this cluster's NetworkPolicies that are no longer desired (spec.networkPolicies.enabled turned off).</summary>
+    private async Task PruneNetworkPoliciesAsync(StorageCluster cluster, IReadOnlyList<DesiredObject> desired, CancellationToken ct)
+    {
+        var wanted = desired.Where(d => d.Kind == ResourceKind.NetworkPolicy).Select(d => d.Name).ToHashSet();
+        var existing = await api.ListAsync<V1NetworkPolicy, V1NetworkPolicyList>(ResourceKind.NetworkPolicy, cluster.Metadata.NamespaceProperty,
+            $"{Names.ClusterLabel}={cluster.Metadata.Name},{Names.ManagedByLabel}={Names.ManagedByValue}", ct);
+        foreach (var policy in existing.Where(p => !wanted.Contains(p.Metadata.Name)))
+        {
+            await api.DeleteAsync(ResourceKind.NetworkPolicy, policy.Metadata.NamespaceProperty, policy.Metadata.Name, ct);
+            await events.RecordAsync(cluster, "Normal", "NetworkPolicyRemoved", $"deleted networkpolicy {policy.Metadata.Name}: spec.networkPolicies.enabled is false", ct);
+        }
     }
 
     /// <summary>

@@ -67,6 +67,12 @@ public sealed class StorageClusterSpec
     [JsonPropertyName("storageClass")]
     public StorageClassSpec StorageClass { get; set; } = new();
 
+    [JsonPropertyName("tls")]
+    public TlsSpec Tls { get; set; } = new();
+
+    [JsonPropertyName("networkPolicies")]
+    public NetworkPoliciesSpec NetworkPolicies { get; set; } = new();
+
     [JsonPropertyName("images")]
     public ImagesSpec Images { get; set; } = new();
 
@@ -164,6 +170,28 @@ public sealed class NodeFailoverSpec
 
     /// <summary>What the node plugins get as --node-lease-seconds (0 when failover is off).</summary>
     public int EffectiveLeaseSeconds() => Enabled ? NodeLeaseSeconds : 0;
+}
+
+/// <summary>Mutual TLS between the cluster's components (certificates in Secrets NAME-tls-ROLE).</summary>
+public sealed class TlsSpec
+{
+    /// <summary>False: no certificates, no --tls-* flags; every component accepts any caller (plain gRPC).</summary>
+    [JsonPropertyName("enabled")]
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// Who issues the certificates: "auto" (cert-manager when its Certificate CRD is installed, else the
+    /// operator), "operator", or "cert-manager" (waits for cert-manager when it is missing).
+    /// </summary>
+    [JsonPropertyName("issuer")]
+    public string Issuer { get; set; } = "auto";
+}
+
+/// <summary>NetworkPolicies admitting only the cluster's own components to the masters' and chunk servers' gRPC and Raft ports.</summary>
+public sealed class NetworkPoliciesSpec
+{
+    [JsonPropertyName("enabled")]
+    public bool Enabled { get; set; } = true;
 }
 
 public sealed class SnapshotTargetSpec

@@ -70,6 +70,25 @@ public sealed class MutualTlsTests : IDisposable
     }
 
     [Fact]
+    public async Task Status_without_a_certificate_at_a_TLS_cluster_says_TLS_is_required_and_how_to_give_a_certificate()
+    {
+        using var empty = new TempDirectory("no-certificates");
+        var https = Cluster.Launcher.MasterAddress;
+        var insecure = await FeitianUpProcess.RunCliAsync(_output, empty.Path, "status", "--master", https, "--insecure");
+        Assert.False(insecure.Succeeded);
+        var said = insecure.StandardOutput + insecure.StandardError;
+        Assert.Contains($"{https} requires TLS with a client certificate of the cluster's CA", said, StringComparison.Ordinal);
+        Assert.Contains("--data DIR", said, StringComparison.Ordinal);
+        Assert.Contains("--tls-ca", said, StringComparison.Ordinal);
+
+        // A plain http:// address at the same TLS port: the same diagnosis, and that the scheme is wrong.
+        var http = "http://" + https["https://".Length..];
+        var plain = await FeitianUpProcess.RunCliAsync(_output, empty.Path, "status", "--master", http, "--insecure");
+        Assert.False(plain.Succeeded);
+        Assert.Contains("the address says http:// but the server speaks TLS", plain.StandardOutput + plain.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_certificate_of_another_CA_is_refused_and_counted()
     {
         using var otherCa = CertificateAuthority.Create("someone else's CA", TimeSpan.FromDays(1));

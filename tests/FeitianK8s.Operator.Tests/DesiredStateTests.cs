@@ -43,15 +43,17 @@ public sealed class DesiredStateTests
         var b = sets[1];
         var args = b.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal("rack-b", args[args.IndexOf("--rack") + 1]);
-        Assert.Equal("http://prod-master-0.prod-master.storage.svc:9000,http://prod-master-1.prod-master.storage.svc:9000,http://prod-master-2.prod-master.storage.svc:9000",
+        // Mutual TLS by default: the masters are dialled over https.
+        Assert.Equal("https://prod-master-0.prod-master.storage.svc:9000,https://prod-master-1.prod-master.storage.svc:9000,https://prod-master-2.prod-master.storage.svc:9000",
             args[args.IndexOf("--master") + 1]);
         Assert.Equal("/data/0", args[args.IndexOf("--data") + 1]);
-        Assert.Equal("http://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
+        Assert.Equal("https://$(POD_IP):9100", args[args.IndexOf("--advertise") + 1]);
         var terms = b.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms.Single().MatchExpressions;
         Assert.Contains(terms, t => t.Key == "topology.kubernetes.io/zone" && t.OperatorProperty == "In" && t.Values.SequenceEqual(["rack-b"]));
         Assert.Contains(terms, t => t.Key == "feitian.io/storage" && t.Values.SequenceEqual(["true"]));
         Assert.Equal("OnDelete", b.Spec.UpdateStrategy.Type);
-        Assert.Equal("/var/lib/feitian/data", b.Spec.Template.Spec.Volumes.Single().HostPath.Path);
+        Assert.Equal("/var/lib/feitian/data", b.Spec.Template.Spec.Volumes.Single(v => v.HostPath is not null).HostPath.Path);
+        Assert.Equal("prod-tls-chunkserver", b.Spec.Template.Spec.Volumes.Single(v => v.Secret is not null).Secret.SecretName);
         Assert.NotNull(b.Spec.Template.Metadata.Annotations[Names.TemplateHashAnnotation]);
     }
 
@@ -63,7 +65,7 @@ public sealed class DesiredStateTests
         var ds = DesiredState.ChunkServerDaemonSets(Build(c)).First();
         var args = ds.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal("/data/0,/data/1", args[args.IndexOf("--data") + 1]);
-        Assert.Equal(["/mnt/disk1", "/mnt/disk2"], ds.Spec.Template.Spec.Volumes.Select(v => v.HostPath.Path));
+        Assert.Equal(["/mnt/disk1", "/mnt/disk2"], ds.Spec.Template.Spec.Volumes.Where(v => v.HostPath is not null).Select(v => v.HostPath.Path));
     }
 
     [Fact]
@@ -87,7 +89,7 @@ public sealed class DesiredStateTests
         var args = sts.Spec.Template.Spec.Containers[0].Args;
         Assert.Equal(string.Join(",", Enumerable.Range(0, 5).Select(i => $"prod-master-{i}.prod-master.storage.svc:9002")), args[args.IndexOf("--peers") + 1]);
         Assert.Equal("$(POD_NAME).prod-master.storage.svc:9002", args[args.IndexOf("--raft-endpoint") + 1]);
-        Assert.Equal("http://$(POD_NAME).prod-master.storage.svc:9000", args[args.IndexOf("--advertise") + 1]);
+        Assert.Equal("https://$(POD_NAME).prod-master.storage.svc:9000", args[args.IndexOf("--advertise") + 1]);
         Assert.Equal("metadata.name", sts.Spec.Template.Spec.Containers[0].Env.Single(e => e.Name == "POD_NAME").ValueFrom.FieldRef.FieldPath);
         Assert.True(svc.Spec.PublishNotReadyAddresses);
         Assert.Contains(svc.Spec.Ports, p => p.Name == "raft" && p.Port == 9002);
@@ -445,4 +447,26 @@ public sealed class DesiredStateTests
         Assert.Matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", a);
         Assert.True(Names.DnsLabel(new string('x', 80)).Length <= 30);
     }
+
+    [Theory]
+    [InlineData(true, "auto", false, false, TlsIssuer.Operator)]
+    [InlineData(true, "auto", true, false, TlsIssuer.CertManager)]
+    [InlineData(true, "auto", true, true, TlsIssuer.Operator)]
+    [InlineData(true, "operator", true, false, TlsIssuer.Operator)]
+    [InlineData(true, "cert-manager", true, true, TlsIssuer.CertManager)]
+    [InlineData(true, "cert-manager", false, false, TlsIssuer.CertManagerMissing)]
+    [InlineData(false, "cert-manager", true, false, TlsIssuer.None)]
+    public void Who_issues_the_certificates_follows_spec_tls_and_whether_cert_manager_or_an_operator_CA_is_there(
+        bool enabled, string issuer, bool certManager, bool operatorCa, TlsIssuer expected)
+    {
+        var c = TestClusters.Minimal();
+        c.Spec.Tls.Enabled = enabled;
+        c.Spec.Tls.Issuer = issuer;
+        var env = new ClusterEnvironment(TestClusters.ThreeRacks(), false, CertManagerCrdExists: certManager, OperatorCaExists: operatorCa);
+        Assert.Equal(expected, env.Issuer(c));
+        var kinds = DesiredState.Build(c, env).Select(d => d.Kind).ToList();
+        Assert.Equal(expected == TlsIssuer.CertManager ? 1 + ComponentRolesCount : 0, kinds.Count(k => k == ResourceKind.Certificate));
+    }
+
+    private static readonly int ComponentRolesCount = FeitianK8s.Core.Security.ComponentRoles.All.Count;
 }

@@ -102,6 +102,7 @@ public sealed partial class HelmChartTests
             ResourceKind.StatefulSet, ResourceKind.DaemonSet, ResourceKind.Deployment, ResourceKind.Service, ResourceKind.ServiceAccount,
             ResourceKind.Pod, ResourceKind.Node, ResourceKind.PodDisruptionBudget, ResourceKind.CsiDriver, ResourceKind.StorageClass,
             ResourceKind.SnapshotClass, ResourceKind.Crd, ResourceKind.StorageClusters, ResourceKind.Volumes, ResourceKind.ClusterRoleBinding,
+            ResourceKind.Secret, ResourceKind.NetworkPolicy, ResourceKind.Issuer, ResourceKind.Certificate,
         };
         foreach (var kind in used)
         {
@@ -127,6 +128,10 @@ public sealed partial class HelmChartTests
         Assert.Empty(Verbs("feitian.io", "volumes/finalizers"));
         Assert.Equal(["update"], Verbs("feitian.io", "storageclusters/finalizers"));
         Assert.Equal(["create"], Verbs("", "events"));
+        // Certificates: Secrets are read by name, created and renewed in place; never listed, watched or deleted.
+        Assert.Equal(["create", "get", "update"], Verbs("", "secrets"));
+        Assert.Equal(["create", "get", "update"], Verbs("cert-manager.io", "certificates"));
+        Assert.Equal(["create", "delete", "get", "list", "update"], Verbs("networking.k8s.io", "networkpolicies"));
     }
 
     [GeneratedRegex(@"^\|\s*`([A-Za-z0-9_.]+)`\s*\|", RegexOptions.Multiline)]

@@ -26,6 +26,8 @@ public sealed class OperatorMasterArgsConsoleTests(ITestOutputHelper output)
     public async Task Masters_run_with_the_operators_args_and_a_follower_redirects_to_the_leaders_console()
     {
         var cluster = TestClusters.Minimal();
+        // The console and its redirects are plain HTTP either way; TLS as rendered is OperatorTlsEndToEndTests' subject.
+        cluster.Spec.Tls.Enabled = false;
         var ports = FreePorts(3);
         (cluster.Spec.Masters.Port, cluster.Spec.Masters.HttpPort, cluster.Spec.Masters.RaftPort) = (ports[0], ports[1], ports[2]);
         var rendered = MasterBuilder.StatefulSet(cluster).Spec.Template.Spec.Containers[0].Args.ToList();
