@@ -31,7 +31,7 @@ public static class VolumeHostBuilder
                 "--mode", "volume-host",
                 "--agent-socket", AgentSocket,
                 "--node-id", "$(NODE_NAME)",
-                "--masters", Names.MasterAddress(c),
+                "--masters", string.Join(",", Names.MasterAddresses(c).Select(a => $"{TlsMount.Scheme(c)}://{a}")),
                 // The engines it starts are Pangu clients of the csi-node role, as the node plugin is.
                 .. TlsMount.Args(c),
             ],

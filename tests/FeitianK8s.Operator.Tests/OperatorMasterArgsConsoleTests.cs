@@ -152,9 +152,19 @@ public sealed class OperatorMasterArgsConsoleTests(ITestOutputHelper output)
         {
             args[advertise] = "https://" + args[advertise]["http://".Length..];
         }
-        if (!args.Contains("--tls-ca"))
+        // The operator renders --tls-* pointing into the pod's Secret volume; here the files are the local PKI's.
+        var local = LocalPki.Files(pki, ComponentRoles.Master).ToArgs().ToList();
+        for (var i = 0; i < local.Count; i += 2)
         {
-            args.AddRange(LocalPki.Files(pki, ComponentRoles.Master).ToArgs());
+            var at = args.IndexOf(local[i]);
+            if (at >= 0)
+            {
+                args[at + 1] = local[i + 1];
+            }
+            else
+            {
+                args.AddRange([local[i], local[i + 1]]);
+            }
         }
         return args;
     }
