@@ -38,8 +38,12 @@ public static class AppendBenchmark
             {
                 // Warm-up: channels, first chunk, and long enough for tiered JIT to finish with the hot paths.
                 await TimeAsync(IntOption(args, "--warmup-mib", 64), () => appender.AppendAsync(big));
-                Console.WriteLine("measuring 1 MiB appends");
                 var cpu = new ClusterCpu(cluster);
+                var idleBefore = cpu.Snapshot();
+                await Task.Delay(TimeSpan.FromSeconds(5));
+                var idle = cpu.Snapshot() - idleBefore;
+                Console.WriteLine($"  idle cluster (5 s, no I/O): {idle.Total / 5:F3} cores   of which servers' tiered JIT {idle.Jit / 5:F3}");
+                Console.WriteLine("measuring 1 MiB appends");
                 var cpuBefore = cpu.Snapshot();
                 var throughput = await TimeAsync(totalMiB, () => appender.AppendAsync(big));
                 var cpuUsed = cpu.Snapshot() - cpuBefore;

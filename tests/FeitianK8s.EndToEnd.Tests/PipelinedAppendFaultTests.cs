@@ -25,9 +25,12 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
 
     private TestCluster Cluster => _fixture.Cluster;
 
-    [Fact]
-    public async Task A_replica_killed_with_8_appends_in_flight_keeps_the_acknowledged_prefix_and_seals_at_the_agreed_length()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_replica_killed_with_8_appends_in_flight_keeps_the_acknowledged_prefix_and_seals_at_the_agreed_length(bool appendStreams)
     {
+        // With streams the killed replica's AppendStream breaks under eight frames; without, eight unary calls fail.
         // The writer runs on node-1, so chunk server 1 holds a replica of the chunk it writes; 64 KiB per
         // call and a window of 8 keep eight appends in flight when the kill lands.
         var client = new PanguClient(new PanguClientOptions
@@ -37,8 +40,9 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
             ClientNode = "node-1",
             MaxRpcDataBytes = PieceBytes,
             MaxAppendsInFlight = 8,
+            AppendStreams = appendStreams,
         }, Cluster.LoggerFactory);
-        const string path = "/pipeline/replica-killed.bin";
+        var path = $"/pipeline/replica-killed-{(appendStreams ? "stream" : "unary")}.bin";
         await client.CreateAsync(path);
         var appends = Enumerable.Range(0, 48).Select(i => TestData.Random(PieceBytes, 7000 + i)).ToArray();
         try
