@@ -95,6 +95,73 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
     }
 
     [Fact]
+    public async Task A_replica_frozen_with_SIGSTOP_times_out_its_stream_and_the_chunk_is_sealed_at_the_acknowledged_prefix()
+    {
+        // Frames to a frozen replica are never answered: after the chunk-server timeout the stream is given up like a
+        // failed append (seal at the acknowledged prefix on the replicas that answer, the rest sent to a new chunk).
+        var client = new PanguClient(new PanguClientOptions
+        {
+            MasterAddresses = [Cluster.Launcher.MasterAddress],
+            Tls = Cluster.Launcher.ClientTls(),
+            ClientNode = "node-1",
+            MaxRpcDataBytes = PieceBytes,
+            MaxAppendsInFlight = 8,
+            ChunkServerTimeout = TimeSpan.FromSeconds(3),
+        }, Cluster.LoggerFactory);
+        const string path = "/pipeline/replica-frozen.bin";
+        await client.CreateAsync(path);
+        var appends = Enumerable.Range(0, 32).Select(i => TestData.Random(PieceBytes, 11000 + i)).ToArray();
+        var frozen = Cluster.Launcher.ChunkServer(1);
+        var pid = frozen.Process!.Pid;
+        try
+        {
+            await using var appender = await client.OpenForAppendAsync(path);
+            var tasks = new List<Task<long>>();
+            for (var i = 0; i < 8; i++)
+            {
+                tasks.Add(appender.AppendAsync(appends[i]));
+            }
+            var acknowledgedBeforeFreeze = await tasks[0] + PieceBytes;
+            var chunkAtFreeze = (await client.StatAsync(path))!.Chunks[0];
+            Assert.Contains(chunkAtFreeze.Replicas, r => r.ChunkServerId == frozen.Id);
+            await SignalAsync("STOP", pid);
+            for (var i = 8; i < appends.Length; i++)
+            {
+                tasks.Add(appender.AppendAsync(appends[i]));
+            }
+            var offsets = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.Equal(Enumerable.Range(0, appends.Length).Select(i => (long)i * PieceBytes), offsets);
+            await appender.CloseAsync();
+
+            var stat = (await client.StatAsync(path))!;
+            var first = stat.Chunks[0];
+            Assert.Equal(chunkAtFreeze.Id, first.Id);
+            Assert.True(first.Sealed);
+            Assert.True(first.Length >= acknowledgedBeforeFreeze, $"chunk sealed at {first.Length}, below the {acknowledgedBeforeFreeze} bytes acknowledged before the freeze");
+            foreach (var replica in first.Replicas.Where(r => r.ChunkServerId != frozen.Id))
+            {
+                using var raw = new RawChunkServer(replica.Address, Cluster.Launcher.ClientTls());
+                var info = await raw.InfoAsync(first.Id);
+                Assert.True(info.Sealed, $"replica {replica.ChunkServerId} of chunk {first.Id} is not sealed");
+                Assert.Equal((ulong)first.Length, info.Length);
+            }
+            Assert.Equal(TestData.Sha256(appends.SelectMany(a => a).ToArray()), (await Streams.ReadAllAsync(client, path)).Hash);
+        }
+        finally
+        {
+            await SignalAsync("CONT", pid);
+            await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+            client.Dispose();
+        }
+    }
+
+    private async Task SignalAsync(string signal, int pid)
+    {
+        var result = await ExternalTool.RunAsync(_output, "kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.True(result.Succeeded, $"kill -{signal} {pid} failed: {result.StandardError}");
+    }
+
+    [Fact]
     public async Task A_takeover_in_the_middle_of_a_pipeline_fences_the_old_writer_and_keeps_what_it_acknowledged()
     {
         var options = new PanguClientOptions
