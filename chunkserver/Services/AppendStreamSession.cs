@@ -13,13 +13,17 @@ namespace FeitianK8s.ChunkServer.Services;
 /// One AppendStream call: a header naming the chunk and epoch, then frames applied by the same
 /// <see cref="ChunkStore.AppendAsync"/> as a unary Append (so the hold / in-order / gap / epoch / seal
 /// rules are shared). A frame at the chunk's length is applied inline, in arrival order; an early one is
-/// held on its own task while later frames keep coming. Every frame gets one answer, in landing order.
+/// held on its own task while later frames keep coming, and dropped if the stream ends before it can land.
+/// Every frame gets one answer, in landing order.
 /// </summary>
 internal sealed class AppendStreamSession(
     ChunkStore store, ChunkServerMetrics metrics, RebuildBudget rebuild, IServerStreamWriter<AppendStreamResponse> responses, ILogger log)
 {
-    /// <summary>Frames of one stream being applied or held at once; the reader waits beyond that (back-pressure).</summary>
-    public const int MaxFramesInFlight = 64;
+    /// <summary>
+    /// Frames of one stream being applied or held at once (a writer keeps 8 in flight); the reader waits beyond
+    /// that, which bounds what one stream can make the server hold to 32 frames of at most the max I/O size.
+    /// </summary>
+    public const int MaxFramesInFlight = 32;
 
     private readonly SemaphoreSlim _window = new(MaxFramesInFlight, MaxFramesInFlight);
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -45,9 +49,11 @@ internal sealed class AppendStreamSession(
             throw new ChunkStoreException(ChunkError.StaleEpoch, $"chunk {_chunkId}: append stream with epoch {_epoch} refused, chunk epoch is {state.Epoch}", state.Length);
         }
         var running = new List<Task>();
+        // Cancelled when the stream ends early (reset by the client, a protocol error): held frames are then dropped.
+        using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct);
         try
         {
-            while (await requests.MoveNext(ct).ConfigureAwait(false))
+            while (await NextAsync(requests, ct).ConfigureAwait(false))
             {
                 var message = requests.Current;
                 if (message.KindCase != AppendStreamRequest.KindOneofCase.Frame)
@@ -56,13 +62,18 @@ internal sealed class AppendStreamSession(
                         $"chunk {_chunkId}: append stream carries a {message.KindCase} message after its header; only frames may follow");
                 }
                 await _window.WaitAsync(ct).ConfigureAwait(false);
-                var frame = ApplyAsync(message.Frame);
+                var frame = ApplyAsync(message.Frame, gone.Token);
                 if (!frame.IsCompleted)
                 {
                     running.RemoveAll(t => t.IsCompleted);
                     running.Add(frame);
                 }
             }
+        }
+        catch
+        {
+            await gone.CancelAsync().ConfigureAwait(false);
+            throw;
         }
         finally
         {
@@ -71,12 +82,35 @@ internal sealed class AppendStreamSession(
         }
     }
 
-    private async Task ApplyAsync(AppendFrame frame)
+    /// <summary>The next message; a stream the client reset reads as Cancelled, not as a server fault.</summary>
+    private static async Task<bool> NextAsync(IAsyncStreamReader<AppendStreamRequest> requests, CancellationToken ct)
+    {
+        try
+        {
+            return await requests.MoveNext(ct).ConfigureAwait(false);
+        }
+        catch (IOException error)
+        {
+            throw new RpcException(new Status(StatusCode.Cancelled, $"append stream reset by the client: {error.Message}"));
+        }
+    }
+
+    private async Task ApplyAsync(AppendFrame frame, CancellationToken ct)
     {
         AppendStreamResponse answer;
         try
         {
-            answer = new AppendStreamResponse { Offset = frame.Offset, Length = (ulong)await AppendAsync(frame).ConfigureAwait(false) };
+            answer = new AppendStreamResponse { Offset = frame.Offset, Length = (ulong)await AppendAsync(frame, ct).ConfigureAwait(false) };
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The stream went away while the frame was held: it is dropped, nothing of it applied.
+            log.LogDebug("AppendStream frame at {Offset} of chunk {ChunkId} dropped: the stream ended while it was held", frame.Offset, _chunkId);
+            answer = new AppendStreamResponse
+            {
+                Offset = frame.Offset,
+                Error = new AppendFrameError { Code = (int)StatusCode.Cancelled, Reason = "cancelled", Detail = "the stream ended while the frame was held" },
+            };
         }
         catch (ChunkStoreException error)
         {
@@ -118,14 +152,14 @@ internal sealed class AppendStreamSession(
         }
     }
 
-    private async Task<long> AppendAsync(AppendFrame frame)
+    private async Task<long> AppendAsync(AppendFrame frame, CancellationToken ct)
     {
         if (_fenced is { } fenced)
         {
             throw new ChunkStoreException(ChunkError.StaleEpoch, $"chunk {_chunkId}: append stream with epoch {_epoch} was fenced earlier: {fenced.Message}", fenced.ChunkLength);
         }
         var started = Stopwatch.GetTimestamp();
-        var length = await store.AppendAsync(_chunkId, _epoch, frame.Offset, frame.Data.Memory, frame.Crc32C, frame.Fua).ConfigureAwait(false);
+        var length = await store.AppendAsync(_chunkId, _epoch, frame.Offset, frame.Data.Memory, frame.Crc32C, frame.Fua, ct).ConfigureAwait(false);
         rebuild.Adaptive.Observe(Stopwatch.GetElapsedTime(started));
         metrics.AppendedBytes.Inc(frame.Data.Length);
         return length;

@@ -54,8 +54,9 @@ public sealed class ChunkServerInterceptor(ChunkServerMetrics metrics, ILogger<C
             reason = FeitianStatus.ReasonOf(error) ?? error.StatusCode.ToString();
             throw;
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        catch (Exception error) when ((error is OperationCanceledException or IOException) && context.CancellationToken.IsCancellationRequested)
         {
+            // The caller went away (a stream reset reads as an IOException): not a server fault.
             reason = "cancelled";
             throw new RpcException(new Status(StatusCode.Cancelled, $"{method} cancelled by the caller"));
         }

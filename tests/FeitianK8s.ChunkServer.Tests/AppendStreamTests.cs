@@ -166,6 +166,45 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(100ul, (await _hasty.AppendAsync(6, 2, 0, data)).Length);
     }
 
+    [Fact]
+    public async Task A_client_that_resets_its_stream_with_a_frame_held_leaves_the_chunk_as_it_was_and_the_server_serving()
+    {
+        await _patient.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 7, Epoch = 1 });
+        var first = RandomBytes(4096, 11);
+        var stream = new TestStream(_patient, 7, 1);
+        await stream.SendAsync(0, first);
+        Assert.Null((await stream.AnswersAsync(1)).Single().Error);
+        await stream.SendAsync(8192, RandomBytes(4096, 12)); // held: bytes 4096..8191 never come
+        // Frames are read in order: the refusal of a corrupt frame sent after it proves the server holds it.
+        var corrupt = RandomBytes(10, 14);
+        await stream.SendFrameAsync(new AppendFrame { Offset = 4096, Data = ByteString.CopyFrom(corrupt), Crc32C = Crc32C.Compute(corrupt) ^ 1 });
+        Assert.Equal(ErrorReasons.ChecksumMismatch, (await stream.AnswersAsync(1)).Single().Error?.Reason);
+        stream.Reset();
+        // The reset reaches the server asynchronously: wait until it dropped the held frame.
+        using (var http = new HttpClient())
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (!(await http.GetStringAsync(_patient.Host.HttpAddress + "/metrics")).Contains(
+                       "feitian_chunkserver_requests_total{method=\"AppendStreamFrame\",reason=\"cancelled\"} 1", StringComparison.Ordinal))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the held frame of the reset stream was not dropped within 30 s");
+                await Task.Delay(50);
+            }
+        }
+        Assert.Equal(4096ul, (await _patient.InfoAsync(7)).Length);
+
+        // The writer's next stream carries on at the real length; the held frame of the reset stream never lands.
+        var next = RandomBytes(4096, 13);
+        await using (var again = new TestStream(_patient, 7, 1))
+        {
+            await again.SendAsync(4096, next);
+            var answer = (await again.AnswersAsync(1)).Single();
+            Assert.Null(answer.Error);
+            Assert.Equal(8192ul, answer.Length);
+        }
+        Assert.Equal(first.Concat(next).ToArray(), await _patient.ReadAllAsync(7));
+    }
+
     /// <summary>Sends the messages on one stream, ends it and reads every answer (throwing the call's error).</summary>
     private async Task RunAsync(params AppendStreamRequest[] messages)
     {
@@ -229,6 +268,9 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
             }
             return answers;
         }
+
+        /// <summary>Cancels the call (HTTP/2 RST_STREAM), as a client that goes away does.</summary>
+        public void Reset() => _call.Dispose();
 
         public async ValueTask DisposeAsync()
         {
