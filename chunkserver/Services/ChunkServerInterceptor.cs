@@ -14,8 +14,19 @@ namespace FeitianK8s.ChunkServer.Services;
 /// </summary>
 public sealed class ChunkServerInterceptor(ChunkServerMetrics metrics, ILogger<ChunkServerInterceptor> log) : Interceptor
 {
-    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
-        UnaryServerMethod<TRequest, TResponse> continuation)
+    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
+        UnaryServerMethod<TRequest, TResponse> continuation) =>
+        GuardAsync(context, () => continuation(request, context));
+
+    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream,
+        IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation) =>
+        GuardAsync(context, async () =>
+        {
+            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
+            return true;
+        });
+
+    private async Task<T> GuardAsync<T>(ServerCallContext context, Func<Task<T>> call)
     {
         var method = context.Method[(context.Method.LastIndexOf('/') + 1)..];
         var started = Stopwatch.GetTimestamp();
@@ -23,7 +34,7 @@ public sealed class ChunkServerInterceptor(ChunkServerMetrics metrics, ILogger<C
         using var scope = log.BeginScope("{Method} from {Peer}", method, context.Peer);
         try
         {
-            return await continuation(request, context).ConfigureAwait(false);
+            return await call().ConfigureAwait(false);
         }
         catch (ChunkStoreException error)
         {
@@ -43,8 +54,9 @@ public sealed class ChunkServerInterceptor(ChunkServerMetrics metrics, ILogger<C
             reason = FeitianStatus.ReasonOf(error) ?? error.StatusCode.ToString();
             throw;
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        catch (Exception error) when ((error is OperationCanceledException or IOException) && context.CancellationToken.IsCancellationRequested)
         {
+            // The caller went away (a stream reset reads as an IOException): not a server fault.
             reason = "cancelled";
             throw new RpcException(new Status(StatusCode.Cancelled, $"{method} cancelled by the caller"));
         }

@@ -6,12 +6,13 @@ using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.ChunkServer;
 using Google.Protobuf;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
 using ChunkServerBase = FeitianK8s.Proto.ChunkServer.ChunkServer.ChunkServerBase;
 
 namespace FeitianK8s.ChunkServer.Services;
 
 /// <summary>The ChunkServer gRPC service: parse, call the store, shape the reply. Errors are mapped by <see cref="ChunkServerInterceptor"/>.</summary>
-public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier, ChunkServerMetrics metrics, RebuildBudget rebuild) : ChunkServerBase
+public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier, ChunkServerMetrics metrics, RebuildBudget rebuild, ILogger<ChunkServerService> log) : ChunkServerBase
 {
     public override Task<CreateChunkResponse> CreateChunk(CreateChunkRequest request, ServerCallContext context)
     {
@@ -27,6 +28,10 @@ public sealed class ChunkServerService(ChunkStore store, PeerChunkCopier copier,
         metrics.AppendedBytes.Inc(request.Data.Length);
         return new AppendResponse { Length = (ulong)length };
     }
+
+    public override Task AppendStream(IAsyncStreamReader<AppendStreamRequest> requestStream, IServerStreamWriter<AppendStreamResponse> responseStream,
+        ServerCallContext context) =>
+        new AppendStreamSession(store, metrics, rebuild, responseStream, log).RunAsync(requestStream, context.CancellationToken);
 
     public override async Task<ReadResponse> Read(ReadRequest request, ServerCallContext context)
     {

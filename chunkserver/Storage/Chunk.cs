@@ -134,13 +134,16 @@ internal sealed class Chunk : IDisposable
     /// order, so an append ahead of the length (by at most <paramref name="maxGap"/>) is held until its
     /// predecessors landed, then applied in offset order; if the gap has not filled after
     /// <paramref name="gapTimeout"/> it is refused as wrong-offset, with nothing applied. A stale epoch is
-    /// refused on arrival, and a seal or delete while held refuses it too.
+    /// refused on arrival, and a seal or delete while held refuses it too. Once <paramref name="ct"/> is cancelled
+    /// (the stream that carried it went away) it is dropped instead of applied, with OperationCanceledException.
     /// </summary>
-    public async Task<long> AppendAsync(ulong epoch, ulong expectedOffset, ReadOnlyMemory<byte> data, bool fua, TimeSpan gapTimeout, long maxGap)
+    public async Task<long> AppendAsync(ulong epoch, ulong expectedOffset, ReadOnlyMemory<byte> data, bool fua, TimeSpan gapTimeout, long maxGap,
+        CancellationToken ct = default)
     {
         var deadline = DateTime.UtcNow + gapTimeout;
         while (true)
         {
+            ct.ThrowIfCancellationRequested();
             Task landed;
             await _lock.WaitAsync().ConfigureAwait(false);
             try
@@ -166,7 +169,7 @@ internal sealed class Chunk : IDisposable
                 _lock.Release();
             }
             var left = deadline - DateTime.UtcNow;
-            if (left <= TimeSpan.Zero || !await WaitAsync(landed, left).ConfigureAwait(false))
+            if (left <= TimeSpan.Zero || !await WaitAsync(landed, left, ct).ConfigureAwait(false))
             {
                 var length = Volatile.Read(ref _length);
                 if (expectedOffset > (ulong)length)
@@ -182,11 +185,11 @@ internal sealed class Chunk : IDisposable
     private bool IsEarlyArrival(ulong expectedOffset, long maxGap) =>
         !_meta.Sealed && expectedOffset > (ulong)_length && expectedOffset - (ulong)_length <= (ulong)maxGap;
 
-    private static async Task<bool> WaitAsync(Task task, TimeSpan timeout)
+    private static async Task<bool> WaitAsync(Task task, TimeSpan timeout, CancellationToken ct)
     {
         try
         {
-            await task.WaitAsync(timeout).ConfigureAwait(false);
+            await task.WaitAsync(timeout, ct).ConfigureAwait(false);
             return true;
         }
         catch (TimeoutException)

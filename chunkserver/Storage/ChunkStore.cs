@@ -118,7 +118,8 @@ public sealed class ChunkStore : IDisposable
         }
     }
 
-    public Task<long> AppendAsync(ulong id, ulong epoch, ulong expectedOffset, ReadOnlyMemory<byte> data, uint crc32c, bool fua)
+    /// <summary>Appends at exactly <paramref name="expectedOffset"/> (see <see cref="Chunk.AppendAsync"/>); <paramref name="ct"/> drops it while held.</summary>
+    public Task<long> AppendAsync(ulong id, ulong epoch, ulong expectedOffset, ReadOnlyMemory<byte> data, uint crc32c, bool fua, CancellationToken ct = default)
     {
         if (data.Length == 0)
         {
@@ -134,7 +135,7 @@ public sealed class ChunkStore : IDisposable
             throw new ChunkStoreException(ChunkError.ChecksumMismatch,
                 $"chunk {id}: append at {expectedOffset} carries crc32c {crc32c:x8} but its {data.Length} bytes have {actual:x8}");
         }
-        return Get(id).AppendAsync(epoch, expectedOffset, data, fua, Options.AppendGapTimeout, Options.MaxAppendGapBytes);
+        return Get(id).AppendAsync(epoch, expectedOffset, data, fua, Options.AppendGapTimeout, Options.MaxAppendGapBytes, ct);
     }
 
     public Task<ChunkReadResult> ReadAsync(ulong id, ulong offset, uint length)

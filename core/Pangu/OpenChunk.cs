@@ -48,21 +48,73 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
     /// <summary>
     /// Sends an append at <see cref="SentLength"/> to every replica without waiting for earlier ones
     /// (the chunk servers apply them in offset order). Its answers must be judged with
-    /// <see cref="Complete"/> in the order the appends were sent.
+    /// <see cref="Complete"/> in the order the appends were sent. With
+    /// <see cref="PanguClientOptions.AppendStreams"/> it goes as a frame of the chunk's long-lived
+    /// AppendStream to each replica (opened on the first append), else as a unary Append.
     /// </summary>
     public Task<IReadOnlyList<ReplicaResult<AppendResponse>>> Send(ReadOnlyMemory<byte> data, bool fua)
     {
-        var request = new AppendRequest
-        {
-            ChunkId = Id,
-            Epoch = epoch,
-            ExpectedOffset = (ulong)SentLength,
-            Data = UnsafeByteOperations.UnsafeWrap(data),
-            Crc32C = Crc32C.Compute(data.Span),
-            Fua = fua,
-        };
+        var offset = (ulong)SentLength;
+        var crc = Crc32C.Compute(data.Span);
         SentLength += data.Length;
+        if (!fanOut.Options.AppendStreams)
+        {
+            return SendUnary(offset, data, crc, fua);
+        }
+        _streams ??= new ReplicaAppendStream?[Replicas.Count];
+        _unaryOnly ??= new bool[Replicas.Count];
+        return ReplicaFanOut.CollectAsync(Replicas, i => SendFrameAsync(i, offset, data, crc, fua));
+    }
+
+    private ReplicaAppendStream?[]? _streams;
+    private bool[]? _unaryOnly;
+
+    private async Task<AppendResponse> SendFrameAsync(int replica, ulong offset, ReadOnlyMemory<byte> data, uint crc, bool fua)
+    {
+        if (!_unaryOnly![replica])
+        {
+            var stream = _streams![replica] ??= new ReplicaAppendStream(fanOut.ClientFor(Replicas[replica]), Id, epoch, fanOut.Options.ChunkServerTimeout);
+            try
+            {
+                return await stream.SendAsync(offset, data, crc, fua).ConfigureAwait(false);
+            }
+            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Unimplemented)
+            {
+                // A chunk server of an older version: this replica takes unary appends (held in offset order just the same).
+                logger.LogInformation("chunk server {Server} has no AppendStream; appending to chunk {ChunkId} with unary calls", Replicas[replica].ChunkServerId, Id);
+                _unaryOnly[replica] = true;
+            }
+        }
+        var deadline = DateTime.UtcNow + fanOut.Options.ChunkServerTimeout;
+        return await fanOut.ClientFor(Replicas[replica]).AppendAsync(UnaryRequest(offset, data, crc, fua), deadline: deadline).ResponseAsync.ConfigureAwait(false);
+    }
+
+    private Task<IReadOnlyList<ReplicaResult<AppendResponse>>> SendUnary(ulong offset, ReadOnlyMemory<byte> data, uint crc, bool fua)
+    {
+        var request = UnaryRequest(offset, data, crc, fua);
         return fanOut.CallAsync(Replicas, (c, o) => c.AppendAsync(request, o).ResponseAsync, CancellationToken.None);
+    }
+
+    private AppendRequest UnaryRequest(ulong offset, ReadOnlyMemory<byte> data, uint crc, bool fua) => new()
+    {
+        ChunkId = Id,
+        Epoch = epoch,
+        ExpectedOffset = offset,
+        Data = UnsafeByteOperations.UnsafeWrap(data),
+        Crc32C = crc,
+        Fua = fua,
+    };
+
+    /// <summary>Ends the append streams (after a seal, a failure or a fence); frames still held by a server are answered first.</summary>
+    public async Task CloseStreamsAsync()
+    {
+        var streams = _streams;
+        _streams = null;
+        _unaryOnly = null;
+        if (streams is not null)
+        {
+            await Task.WhenAll(streams.OfType<ReplicaAppendStream>().Select(s => s.DisposeAsync().AsTask())).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -120,6 +172,8 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
     {
         await fanOut.CallAsync(Replicas, (c, o) => c.SyncAsync(new SyncRequest { ChunkId = Id }, o).ResponseAsync, ct);
         var results = await fanOut.CallAsync(Replicas, (c, o) => c.SealAsync(new SealRequest { ChunkId = Id, Epoch = epoch, Length = (ulong)Length }, o).ResponseAsync, ct);
+        // The seal refused whatever the replicas still held for this chunk; the streams have nothing left to carry.
+        await CloseStreamsAsync();
         Judge(results, "seal");
         return results.Count(r => r.Ok);
     }

@@ -266,6 +266,10 @@ public sealed class PanguAppender : IPanguAppender
             {
                 _fenced ??= e;
                 _logger.LogWarning("writer of {Path} with epoch {Epoch} is fenced", Path, Epoch);
+                if (_open is not null)
+                {
+                    await _open.CloseStreamsAsync();
+                }
             }
             op.Completion.TrySetException(e);
         }
@@ -434,7 +438,11 @@ public sealed class PanguAppender : IPanguAppender
     private async Task FailAppendingAsync(Exception e)
     {
         await AbandonInFlightAsync();
-        _open?.Rewind();
+        if (_open is not null)
+        {
+            _open.Rewind();
+            await _open.CloseStreamsAsync();
+        }
         if (e is FencedException)
         {
             _fenced ??= e;

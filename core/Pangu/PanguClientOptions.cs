@@ -18,7 +18,14 @@ public sealed class PanguClientOptions
     /// </summary>
     public int MaxAppendsInFlight { get; init; } = 8;
 
-    /// <summary>Deadline of one chunk-server call.</summary>
+    /// <summary>
+    /// Appends go as frames of one long-lived AppendStream per open chunk and replica (true), or as one
+    /// unary Append call each (false). Same rules and guarantees either way; a chunk server without
+    /// AppendStream is sent unary calls.
+    /// </summary>
+    public bool AppendStreams { get; init; } = true;
+
+    /// <summary>Deadline of one chunk-server call (and of one append frame's answer).</summary>
     public TimeSpan ChunkServerTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>Deadline of one master call.</summary>

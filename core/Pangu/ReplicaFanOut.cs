@@ -12,6 +12,33 @@ public sealed record ReplicaResult<T>(PanguReplica Replica, T? Value, RpcExcepti
 /// <summary>Sends one call to every replica of a chunk in parallel and collects each answer.</summary>
 public sealed class ReplicaFanOut(GrpcChannelCache channels, PanguClientOptions options)
 {
+    public PanguClientOptions Options => options;
+
+    public ChunkServer.ChunkServerClient ClientFor(PanguReplica replica) => new(channels.Get(replica.Address));
+
+    /// <summary>Runs <paramref name="call"/> (given the replica's index) for every replica in parallel and collects each answer.</summary>
+    public static async Task<IReadOnlyList<ReplicaResult<T>>> CollectAsync<T>(IReadOnlyList<PanguReplica> replicas, Func<int, Task<T>> call)
+    {
+        var tasks = new Task<ReplicaResult<T>>[replicas.Count];
+        for (var i = 0; i < replicas.Count; i++)
+        {
+            tasks[i] = OneAsync(replicas[i], i, call);
+        }
+        return await Task.WhenAll(tasks).ConfigureAwait(false);
+
+        static async Task<ReplicaResult<T>> OneAsync(PanguReplica replica, int index, Func<int, Task<T>> call)
+        {
+            try
+            {
+                return new ReplicaResult<T>(replica, await call(index).ConfigureAwait(false), null);
+            }
+            catch (RpcException e)
+            {
+                return new ReplicaResult<T>(replica, default, e);
+            }
+        }
+    }
+
     public async Task<IReadOnlyList<ReplicaResult<T>>> CallAsync<T>(
         IReadOnlyList<PanguReplica> replicas,
         Func<ChunkServer.ChunkServerClient, CallOptions, Task<T>> call,

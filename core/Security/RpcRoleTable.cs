@@ -76,6 +76,7 @@ public sealed class RpcRoleTable
         // Appends come from Pangu clients (each fenced by its file's epoch); never from a master or a chunk server.
         [ChunkServerService + "CreateChunk"] = DataClients,
         [ChunkServerService + "Append"] = DataClients,
+        [ChunkServerService + "AppendStream"] = DataClients,
         [ChunkServerService + "Sync"] = DataClients,
         [ChunkServerService + "Read"] = [.. DataClients, ChunkServer, Master],
         [ChunkServerService + "GetChunkInfo"] = [.. DataClients, Master, ChunkServer],

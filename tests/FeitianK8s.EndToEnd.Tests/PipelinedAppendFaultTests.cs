@@ -25,9 +25,12 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
 
     private TestCluster Cluster => _fixture.Cluster;
 
-    [Fact]
-    public async Task A_replica_killed_with_8_appends_in_flight_keeps_the_acknowledged_prefix_and_seals_at_the_agreed_length()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_replica_killed_with_8_appends_in_flight_keeps_the_acknowledged_prefix_and_seals_at_the_agreed_length(bool appendStreams)
     {
+        // With streams the killed replica's AppendStream breaks under eight frames; without, eight unary calls fail.
         // The writer runs on node-1, so chunk server 1 holds a replica of the chunk it writes; 64 KiB per
         // call and a window of 8 keep eight appends in flight when the kill lands.
         var client = new PanguClient(new PanguClientOptions
@@ -37,8 +40,9 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
             ClientNode = "node-1",
             MaxRpcDataBytes = PieceBytes,
             MaxAppendsInFlight = 8,
+            AppendStreams = appendStreams,
         }, Cluster.LoggerFactory);
-        const string path = "/pipeline/replica-killed.bin";
+        var path = $"/pipeline/replica-killed-{(appendStreams ? "stream" : "unary")}.bin";
         await client.CreateAsync(path);
         var appends = Enumerable.Range(0, 48).Select(i => TestData.Random(PieceBytes, 7000 + i)).ToArray();
         try
@@ -88,6 +92,73 @@ public sealed class PipelinedAppendFaultTests : IClassFixture<FaultClusterFixtur
             await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
             client.Dispose();
         }
+    }
+
+    [Fact]
+    public async Task A_replica_frozen_with_SIGSTOP_times_out_its_stream_and_the_chunk_is_sealed_at_the_acknowledged_prefix()
+    {
+        // Frames to a frozen replica are never answered: after the chunk-server timeout the stream is given up like a
+        // failed append (seal at the acknowledged prefix on the replicas that answer, the rest sent to a new chunk).
+        var client = new PanguClient(new PanguClientOptions
+        {
+            MasterAddresses = [Cluster.Launcher.MasterAddress],
+            Tls = Cluster.Launcher.ClientTls(),
+            ClientNode = "node-1",
+            MaxRpcDataBytes = PieceBytes,
+            MaxAppendsInFlight = 8,
+            ChunkServerTimeout = TimeSpan.FromSeconds(3),
+        }, Cluster.LoggerFactory);
+        const string path = "/pipeline/replica-frozen.bin";
+        await client.CreateAsync(path);
+        var appends = Enumerable.Range(0, 32).Select(i => TestData.Random(PieceBytes, 11000 + i)).ToArray();
+        var frozen = Cluster.Launcher.ChunkServer(1);
+        var pid = frozen.Process!.Pid;
+        try
+        {
+            await using var appender = await client.OpenForAppendAsync(path);
+            var tasks = new List<Task<long>>();
+            for (var i = 0; i < 8; i++)
+            {
+                tasks.Add(appender.AppendAsync(appends[i]));
+            }
+            var acknowledgedBeforeFreeze = await tasks[0] + PieceBytes;
+            var chunkAtFreeze = (await client.StatAsync(path))!.Chunks[0];
+            Assert.Contains(chunkAtFreeze.Replicas, r => r.ChunkServerId == frozen.Id);
+            await SignalAsync("STOP", pid);
+            for (var i = 8; i < appends.Length; i++)
+            {
+                tasks.Add(appender.AppendAsync(appends[i]));
+            }
+            var offsets = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.Equal(Enumerable.Range(0, appends.Length).Select(i => (long)i * PieceBytes), offsets);
+            await appender.CloseAsync();
+
+            var stat = (await client.StatAsync(path))!;
+            var first = stat.Chunks[0];
+            Assert.Equal(chunkAtFreeze.Id, first.Id);
+            Assert.True(first.Sealed);
+            Assert.True(first.Length >= acknowledgedBeforeFreeze, $"chunk sealed at {first.Length}, below the {acknowledgedBeforeFreeze} bytes acknowledged before the freeze");
+            foreach (var replica in first.Replicas.Where(r => r.ChunkServerId != frozen.Id))
+            {
+                using var raw = new RawChunkServer(replica.Address, Cluster.Launcher.ClientTls());
+                var info = await raw.InfoAsync(first.Id);
+                Assert.True(info.Sealed, $"replica {replica.ChunkServerId} of chunk {first.Id} is not sealed");
+                Assert.Equal((ulong)first.Length, info.Length);
+            }
+            Assert.Equal(TestData.Sha256(appends.SelectMany(a => a).ToArray()), (await Streams.ReadAllAsync(client, path)).Hash);
+        }
+        finally
+        {
+            await SignalAsync("CONT", pid);
+            await Cluster.Launcher.WaitForChunkServersAliveAsync(TimeSpan.FromSeconds(60));
+            client.Dispose();
+        }
+    }
+
+    private async Task SignalAsync(string signal, int pid)
+    {
+        var result = await ExternalTool.RunAsync(_output, "kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.True(result.Succeeded, $"kill -{signal} {pid} failed: {result.StandardError}");
     }
 
     [Fact]
