@@ -16,7 +16,9 @@
 # the NBD engine; or nbdkit) and prints CPU seconds per GiB moved and per 1,000 requests of
 # the measured period. On a real cluster the replicas run on three machines, so CPU, not
 # this machine's core count, decides the cost. The load average of the machine is printed
-# before and after, since other work on a shared machine skews both columns.
+# before and after, since other work on a shared machine skews both columns. While nbdkit is
+# measured, every process of the cluster is stopped (SIGSTOP), so its background work does not
+# compete with nbdkit; nbdkit, idle, costs the cluster nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +34,14 @@ done
 work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/feitian-bench-nbd.XXXXXX")
 up_pid=""
 nbdkit_pid=""
+# Sends a signal to a process and every process under it.
+signal_tree() {
+  local signal=$1 pid=$2 child
+  for child in $(pgrep -P "$pid"); do signal_tree "$signal" "$child"; done
+  kill "-$signal" "$pid" 2>/dev/null || true
+}
 cleanup() {
+  [ -n "$up_pid" ] && signal_tree CONT "$up_pid"
   [ -n "$nbdkit_pid" ] && kill "$nbdkit_pid" 2>/dev/null && wait "$nbdkit_pid" 2>/dev/null || true
   if [ -n "$up_pid" ] && kill -TERM "$up_pid" 2>/dev/null; then
     for _ in $(seq 1 600); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
@@ -130,6 +139,10 @@ fi
 for target in project nbdkit; do
   uri=$project_uri; [ "$target" = nbdkit ] && uri=$nbdkit_uri
   root=$up_pid; [ "$target" = nbdkit ] && root=$nbdkit_pid
+  # The cluster's background work (JIT, scrubbing, RAF GC, heartbeats) must not run on the cores
+  # nbdkit is measured on: its processes are stopped meanwhile (nbdkit idles at no CPU while the
+  # project is measured).
+  [ "$target" = nbdkit ] && signal_tree STOP "$up_pid"
   echo "prefilling $FIO_SIZE of $target so reads hit data..." >&2
   fio --name=prefill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=32 --size="$FIO_SIZE" \
       --output-format=json >"$work/prefill-$target.json"
