@@ -33,7 +33,14 @@ internal sealed class NbdReplySender(Stream output, ILogger logger) : IDisposabl
     /// <param name="mayHold">True only on the reader's own dispatch path, which flushes before it waits.</param>
     public async ValueTask SendAsync(ReadOnlyMemory<byte> reply, bool mayHold)
     {
-        await _lock.WaitAsync().ConfigureAwait(false);
+        // A reply is held only when it joins the buffer before this call returns to the reader (the lock is
+        // free at once): the reader checks for held replies right after its dispatch, and a reply that
+        // queued behind another sender would reach the buffer after that check and wait forever.
+        if (!_lock.Wait(0))
+        {
+            mayHold = false;
+            await _lock.WaitAsync().ConfigureAwait(false);
+        }
         try
         {
             if (_broken.IsCancellationRequested)

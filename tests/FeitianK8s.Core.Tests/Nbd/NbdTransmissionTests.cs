@@ -85,6 +85,41 @@ public sealed class NbdTransmissionTests(ITestOutputHelper output)
         Assert.Equal(content.AsSpan(4096, 4096).ToArray(), last.Data);
     }
 
+    /// <summary>
+    /// A read answered at once while another request's large reply is still being written (the client is
+    /// not reading yet, so that send blocks on a full socket): its reply must not be parked in the held
+    /// buffer after the reader has moved on to wait for the next request. Found by the ext4 tests over
+    /// nbdfuse, where `sync` and mkfs hung on such a reply.
+    /// </summary>
+    [Fact]
+    public async Task A_read_answered_at_once_while_a_large_reply_is_blocked_on_the_socket_is_still_sent()
+    {
+        const int Large = 32 << 20;
+        var content = RandomNumberGenerator.GetBytes(40 << 20);
+        var memory = new MemoryBlockDevice("disk", content.Length);
+        await memory.WriteAsync(0, content, fua: false, CancellationToken.None);
+        for (int round = 0; round < 3; round++)
+        {
+            var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var disk = new FaultInjectingBlockDevice(memory) { HeldRead = (0, gate) };
+            await using var host = await NbdTestHost.StartAsync(output, [disk]);
+            await using var client = await RawNbdClient.OpenAsync(host.Port, "disk");
+
+            await client.SendRequestAsync(NbdCommand.Read, 1, 0, Large);
+            await disk.HeldReadArrived.Task.WaitAsync(Generous);
+            gate.SetResult();
+            // Let the 32 MiB reply fill the socket buffers: its sender now waits for the client to read.
+            await Task.Delay(300);
+            await client.SendRequestAsync(NbdCommand.Read, 2, Large, 4096);
+
+            var first = await client.ReadReplyAsync().WaitAsync(Generous);
+            var second = await client.ReadReplyAsync().WaitAsync(Generous);
+            var byHandle = new[] { first, second }.ToDictionary(r => r.Handle);
+            Assert.Equal(content.AsSpan(0, Large).ToArray(), byHandle[1].Data);
+            Assert.Equal(content.AsSpan(Large, 4096).ToArray(), byHandle[2].Data);
+        }
+    }
+
     [Fact]
     public async Task A_slow_request_does_not_hold_back_later_replies()
     {
