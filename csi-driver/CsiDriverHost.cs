@@ -35,16 +35,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
     public static CsiDriverHost Create(CsiDriverOptions options, Action<ILoggingBuilder>? logging = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        if (logging is not null)
-        {
-            logging(builder.Logging);
-        }
-        else
-        {
-            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
-        }
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Grpc", LogLevel.Warning);
+        HostLogging.Configure(builder.Logging, logging);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2);

@@ -1,3 +1,4 @@
+using FeitianK8s.Csi.Common;
 namespace FeitianK8s.Csi;
 
 public enum CsiMode { Controller, Node, All }
@@ -62,36 +63,13 @@ public sealed class CsiDriverOptions
     /// <summary>Parses the command line, reading environment variables through <paramref name="environment"/>.</summary>
     public static CsiDriverOptions Parse(IReadOnlyList<string> args, Func<string, string?> environment)
     {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
         string[] known =
         [
             "--endpoint", "--mode", "--node-id", "--masters", "--rack", "--state-dir", "--max-volumes",
             "--snapshot-endpoint", "--snapshot-bucket", "--snapshot-region", "--master-wait", "--metrics-port", "--node-lease-seconds",
             "--tls-ca", "--tls-cert", "--tls-key", "--volume-host-agent",
         ];
-        for (var i = 0; i < args.Count; i++)
-        {
-            var arg = args[i];
-            string name, value;
-            var eq = arg.IndexOf('=');
-            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
-            {
-                (name, value) = (arg[..eq], arg[(eq + 1)..]);
-            }
-            else
-            {
-                if (i + 1 >= args.Count)
-                {
-                    throw new ArgumentException($"{arg} needs a value");
-                }
-                (name, value) = (arg, args[++i]);
-            }
-            if (!known.Contains(name))
-            {
-                throw new ArgumentException($"unknown option {name}; known: {string.Join(' ', known)}");
-            }
-            values[name] = value;
-        }
+        var values = OptionArgs.Parse(args, known, "known");
         var endpoint = values.GetValueOrDefault("--endpoint") ?? throw new ArgumentException("--endpoint unix:///path/csi.sock is required");
         var mode = values.GetValueOrDefault("--mode", "all") switch
         {

@@ -1,3 +1,4 @@
+using FeitianK8s.Csi.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -29,16 +30,7 @@ public sealed class VolumeHostAgentHost : IAsyncDisposable
     public static VolumeHostAgentHost Create(VolumeHostAgentOptions options, Action<ILoggingBuilder>? logging = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        if (logging is not null)
-        {
-            logging(builder.Logging);
-        }
-        else
-        {
-            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
-        }
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Grpc", LogLevel.Warning);
+        HostLogging.Configure(builder.Logging, logging);
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2));
         builder.Services.AddGrpc();
         builder.Services.AddSingleton(sp => new HelperSupervisor(options.StateDir, options.VolumeHosts, sp.GetRequiredService<ILogger<HelperSupervisor>>()));

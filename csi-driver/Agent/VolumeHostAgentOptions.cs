@@ -1,3 +1,4 @@
+using FeitianK8s.Csi.Common;
 using FeitianK8s.Core.Security;
 using FeitianK8s.Csi.Node;
 
@@ -36,30 +37,7 @@ public sealed class VolumeHostAgentOptions
     public static VolumeHostAgentOptions Parse(IReadOnlyList<string> args)
     {
         string[] known = ["--mode", "--agent-socket", "--node-id", "--masters", "--state-dir", "--master-wait", "--tls-ca", "--tls-cert", "--tls-key"];
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (var i = 0; i < args.Count; i++)
-        {
-            var arg = args[i];
-            var eq = arg.IndexOf('=');
-            string name, value;
-            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
-            {
-                (name, value) = (arg[..eq], arg[(eq + 1)..]);
-            }
-            else
-            {
-                if (i + 1 >= args.Count)
-                {
-                    throw new ArgumentException($"{arg} needs a value");
-                }
-                (name, value) = (arg, args[++i]);
-            }
-            if (!known.Contains(name))
-            {
-                throw new ArgumentException($"unknown option {name}; known in volume-host mode: {string.Join(' ', known)}");
-            }
-            values[name] = value;
-        }
+        var values = OptionArgs.Parse(args, known, "known in volume-host mode");
         if (values.GetValueOrDefault("--mode") != ModeName)
         {
             throw new ArgumentException($"--mode must be {ModeName}");
