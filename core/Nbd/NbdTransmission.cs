@@ -23,6 +23,7 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
     private readonly byte[] _header = new byte[NbdProtocol.RequestHeaderLength];
     private readonly IBlockDevice _device = export.Device;
     private readonly string _exportLabel = export.Device.Name;
+    private readonly NbdExportMetrics _metrics = new(export.Device.Name);
     /// <summary>Managed thread id of the reader while it dispatches a request; -1 otherwise.</summary>
     private int _dispatchingThread = -1;
 
@@ -182,11 +183,11 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
                 case NbdCommand.Read:
                     readBuffer = ArrayPool<byte>.Shared.Rent(NbdProtocol.SimpleReplyHeaderLength + length);
                     await _device.ReadAsync(offset, readBuffer.AsMemory(NbdProtocol.SimpleReplyHeaderLength, length), ct).ConfigureAwait(false);
-                    NbdMetrics.ReadBytes.WithLabels(_exportLabel).Inc(length);
+                    _metrics.ReadBytes.Inc(length);
                     break;
                 case NbdCommand.Write:
                     await _device.WriteAsync(offset, payload.AsMemory(0, length), fua, ct).ConfigureAwait(false);
-                    NbdMetrics.WrittenBytes.WithLabels(_exportLabel).Inc(length);
+                    _metrics.WrittenBytes.Inc(length);
                     break;
                 case NbdCommand.Flush:
                     await _device.FlushAsync(ct).ConfigureAwait(false);
@@ -232,11 +233,10 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
                 ArrayPool<byte>.Shared.Return(readBuffer);
             if (payload is not null)
                 ArrayPool<byte>.Shared.Return(payload);
-            string command = NbdMetrics.CommandLabel(request.Command);
-            NbdMetrics.Requests.WithLabels(_exportLabel, command).Inc();
+            _metrics.Requests(request.Command).Inc();
             if (error != NbdError.None)
-                NbdMetrics.RequestErrors.WithLabels(_exportLabel, command, NbdMetrics.ErrorLabel(error)).Inc();
-            NbdMetrics.RequestDuration.WithLabels(command).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+                NbdMetrics.RequestErrors.WithLabels(_exportLabel, NbdMetrics.CommandLabel(request.Command), NbdMetrics.ErrorLabel(error)).Inc();
+            _metrics.Duration(request.Command).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
             NbdMetrics.InFlightRequests.Dec();
             _budget.Release(cost);
         }
@@ -246,9 +246,8 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
     {
         logger.LogInformation("NBD rejected {Command} (flags {Flags}) at offset {Offset} length {Length} on {Export} (size {Size}): {Error}",
             request.Command, request.Flags, request.Offset, request.Length, _exportLabel, _device.Size, error);
-        string command = NbdMetrics.CommandLabel(request.Command);
-        NbdMetrics.Requests.WithLabels(_exportLabel, command).Inc();
-        NbdMetrics.RequestErrors.WithLabels(_exportLabel, command, NbdMetrics.ErrorLabel(error)).Inc();
+        _metrics.Requests(request.Command).Inc();
+        NbdMetrics.RequestErrors.WithLabels(_exportLabel, NbdMetrics.CommandLabel(request.Command), NbdMetrics.ErrorLabel(error)).Inc();
     }
 
     /// <summary>A simple reply without payload (also the whole answer to a failed READ, as the spec allows).</summary>

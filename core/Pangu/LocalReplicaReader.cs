@@ -25,6 +25,8 @@ public sealed class LocalReplicaReader : IDisposable
     private const int SlotsBytes = 32;
     private const int EntryBytes = 4;
     private const int MaxOpenChunks = 256;
+    /// <summary>Growth cap of the in-memory CRC entries (a 64 MiB chunk of 4 KiB blocks has 16,384).</summary>
+    private const int MaxCachedEntries = 1 << 16;
     private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(2);
 
     private readonly IReadOnlyDictionary<string, string> _dataDirsByAddress;
@@ -145,6 +147,8 @@ public sealed class LocalReplicaReader : IDisposable
         private readonly SafeFileHandle _data;
         private readonly SafeFileHandle _crc;
         private readonly int _blockSize;
+        private readonly object _crcGate = new();
+        private KnownCrcs _crcs = new([], 0);
 
         public string MetaPath { get; }
 
@@ -187,12 +191,12 @@ public sealed class LocalReplicaReader : IDisposable
             {
                 return false;
             }
-            var blocks = (int)(endBlock - firstBlock);
-            Span<byte> crcs = blocks <= 64 ? stackalloc byte[blocks * EntryBytes] : new byte[blocks * EntryBytes];
-            if (!ReadExactly(_crc, crcs, SlotsBytes + firstBlock * EntryBytes))
+            var crcs = CrcEntriesCovering((int)endBlock, (int)wholeBlocks);
+            if (crcs is null)
             {
                 return false;
             }
+            var blocks = (int)(endBlock - firstBlock);
             var alignedStart = firstBlock * _blockSize;
             var alignedLength = blocks * _blockSize;
             var aligned = alignedStart == offset && alignedLength == destination.Length;
@@ -206,7 +210,7 @@ public sealed class LocalReplicaReader : IDisposable
                 }
                 for (var i = 0; i < blocks; i++)
                 {
-                    if (Crc32C.Compute(span.Slice(i * _blockSize, _blockSize)) != BinaryPrimitives.ReadUInt32LittleEndian(crcs[(i * EntryBytes)..]))
+                    if (Crc32C.Compute(span.Slice(i * _blockSize, _blockSize)) != crcs[(int)firstBlock + i])
                     {
                         return false;
                     }
@@ -223,6 +227,56 @@ public sealed class LocalReplicaReader : IDisposable
                 {
                     System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
                 }
+            }
+        }
+
+        /// <summary>
+        /// The CRC entries of blocks [0, <paramref name="endBlock"/>), from memory when known, else read from the
+        /// CRC file up to <paramref name="wholeBlocks"/> (every block below the acknowledged length). An entry of a
+        /// whole block below the acknowledged length was written before that length was acknowledged and never
+        /// changes while the chunk exists (a seal cuts only past the acknowledged length), so it is read once.
+        /// Null when the file holds fewer entries than that.
+        /// </summary>
+        private uint[]? CrcEntriesCovering(int endBlock, int wholeBlocks)
+        {
+            var known = Volatile.Read(ref _crcs);
+            if (known.Count >= endBlock)
+            {
+                return known.Values;
+            }
+            lock (_crcGate)
+            {
+                known = _crcs;
+                if (known.Count >= endBlock)
+                {
+                    return known.Values;
+                }
+                var values = known.Values;
+                if (values.Length < wholeBlocks)
+                {
+                    values = new uint[Math.Max(wholeBlocks, Math.Min(2 * values.Length, MaxCachedEntries))];
+                    known.Values.AsSpan(0, known.Count).CopyTo(values);
+                }
+                var missing = wholeBlocks - known.Count;
+                var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(missing * EntryBytes);
+                try
+                {
+                    if (!ReadExactly(_crc, bytes.AsSpan(0, missing * EntryBytes), SlotsBytes + (long)known.Count * EntryBytes))
+                    {
+                        return null;
+                    }
+                    for (var i = 0; i < missing; i++)
+                    {
+                        values[known.Count + i] = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(i * EntryBytes));
+                    }
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+                }
+                // Entries below a published count are never written again; readers of an older snapshot see only those.
+                Volatile.Write(ref _crcs, new KnownCrcs(values, wholeBlocks));
+                return values;
             }
         }
 
@@ -246,5 +300,8 @@ public sealed class LocalReplicaReader : IDisposable
             _data.Dispose();
             _crc.Dispose();
         }
+
+        /// <summary>CRC entries of blocks [0, Count) of the replica; Values may be longer.</summary>
+        private sealed record KnownCrcs(uint[] Values, int Count);
     }
 }

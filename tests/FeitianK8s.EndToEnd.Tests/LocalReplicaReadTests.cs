@@ -71,6 +71,56 @@ public sealed class LocalReplicaReadTests : IDisposable
         Assert.True(local.LocalReplicas.Served > servedBefore, "no read of the open chunk was served locally");
     }
 
+    /// <summary>
+    /// The reader keeps the CRC entries of whole acknowledged blocks in memory and extends them as the chunk grows:
+    /// reads after every append, of old and of newly whole blocks, at unaligned offsets, must all match.
+    /// </summary>
+    [Fact]
+    public async Task Reads_of_an_open_chunk_growing_between_them_match_what_was_written()
+    {
+        var cluster = _fixture.Cluster;
+        var writer = cluster.CreateClient();
+        // A file of the writer only picks a chunk server; the growing file is the local client's, so the
+        // master places a replica of its chunk on that server's node.
+        const string picker = "/local-read/growing-picker.bin";
+        await writer.CreateAsync(picker);
+        await using (var appender = await writer.OpenForAppendAsync(picker))
+        {
+            await appender.AppendAsync(TestData.Random(1, 5));
+            await appender.CloseAsync();
+        }
+        using var local = LocalClient((await writer.StatAsync(picker))!.Chunks[0].Replicas[0]);
+        const string path = "/local-read/growing.bin";
+        await local.CreateAsync(path);
+        await using var open = await local.OpenForAppendAsync(path);
+        var written = new List<byte>();
+        var random = new Random(7);
+        for (var round = 0; round < 24; round++)
+        {
+            var piece = TestData.Random(37 * 1024 + 123 * round, 100 + round);
+            await open.AppendAsync(piece);
+            written.AddRange(piece);
+            for (var i = 0; i < 6; i++)
+            {
+                // Half the reads end in the newest bytes, half anywhere before them.
+                var length = random.Next(1, 3 * 4096 + 500);
+                var end = i % 2 == 0 ? written.Count : random.Next(length, written.Count + 1);
+                var offset = Math.Max(0, end - length);
+                var back = new byte[end - offset];
+                var done = 0;
+                while (done < back.Length)
+                {
+                    var n = await open.ReadAsync(offset + done, back.AsMemory(done));
+                    Assert.True(n > 0, $"read returned {n} at {offset + done} of {written.Count}");
+                    done += n;
+                }
+                Assert.True(written.GetRange(offset, back.Length).SequenceEqual(back), $"round {round}: bytes at {offset}+{back.Length} differ");
+            }
+        }
+        _output.WriteLine($"growing: {local.LocalReplicas!.Served} local reads, {local.LocalReplicas.Declined} declined");
+        Assert.True(local.LocalReplicas.Served > 24, "reads of whole acknowledged blocks were not served from the local replica");
+    }
+
     [Fact]
     public async Task A_corrupt_local_replica_is_not_served_and_the_read_fails_over_and_reports_it()
     {
