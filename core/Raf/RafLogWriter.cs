@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Threading.Channels;
 using FeitianK8s.Core.Block;
 using FeitianK8s.Core.Pangu;
@@ -159,9 +160,9 @@ public sealed class RafLogWriter : IAsyncDisposable
         var needsRoll = hasRecords && (_needsNewSegment || head is null || (_headSent > 0 && _headSent + bytes > _options.SegmentSizeBytes));
         if (!barrier && !needsRoll && head is not null && hasRecords)
         {
-            var (buffer, records) = Encode(batch, (int)bytes);
-            _headSent += buffer.Length;
-            _inFlight.Enqueue(new InFlightAppend(batch, head, buffer.Length, records, StartAppend(head.Appender, buffer)));
+            var (buffer, length, records) = Encode(batch, (int)bytes);
+            _headSent += length;
+            _inFlight.Enqueue(new InFlightAppend(batch, head, length, records, buffer, StartAppend(head.Appender, buffer.AsMemory(0, length))));
             return;
         }
         await CompleteLandedAsync(all: true);
@@ -187,11 +188,18 @@ public sealed class RafLogWriter : IAsyncDisposable
                 Complete(batch);
                 return;
             }
-            var (buffer, records) = Encode(batch, (int)bytes);
+            var (buffer, length, records) = Encode(batch, (int)bytes);
             long baseOffset = 0;
-            if (buffer.Length > 0)
+            try
             {
-                baseOffset = await head.Appender.AppendAsync(buffer);
+                if (length > 0)
+                {
+                    baseOffset = await head.Appender.AppendAsync(buffer.AsMemory(0, length));
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
             }
             if (batch.Any(op => op.Kind == LogOpKind.Flush || op.Fua))
             {
@@ -199,7 +207,7 @@ public sealed class RafLogWriter : IAsyncDisposable
                 _metrics.FlushesTotal.Inc();
             }
             _headSent = head.Appender.Length;
-            Applied(batch, head, baseOffset, buffer.Length, records);
+            Applied(batch, head, baseOffset, length, records);
         }
         catch (Exception e)
         {
@@ -207,7 +215,7 @@ public sealed class RafLogWriter : IAsyncDisposable
         }
     }
 
-    private static Task<long> StartAppend(IPanguAppender appender, byte[] buffer)
+    private static Task<long> StartAppend(IPanguAppender appender, ReadOnlyMemory<byte> buffer)
     {
         try
         {
@@ -234,6 +242,11 @@ public sealed class RafLogWriter : IAsyncDisposable
             catch (Exception e)
             {
                 Failed(append.Batch, append.Length, e);
+            }
+            finally
+            {
+                // The appender is done with the bytes once its task completed (a failure waits for every send).
+                ArrayPool<byte>.Shared.Return(append.Buffer);
             }
         }
     }
@@ -274,11 +287,12 @@ public sealed class RafLogWriter : IAsyncDisposable
     }
 
     /// <summary>A batch whose log append is in flight: applied to the index and acknowledged when it and every earlier one landed.</summary>
-    private sealed record InFlightAppend(List<LogOp> Batch, HeadSegment Head, int Length, List<(LogOp Op, RafRecordHeader Header, int At)> Records, Task<long> Append);
+    private sealed record InFlightAppend(List<LogOp> Batch, HeadSegment Head, int Length, List<(LogOp Op, RafRecordHeader Header, int At)> Records, byte[] Buffer, Task<long> Append);
 
-    private (byte[] Buffer, List<(LogOp Op, RafRecordHeader Header, int At)> Records) Encode(List<LogOp> batch, int bytes)
+    /// <summary>The batch's records in a buffer from the shared pool (the caller returns it once the append is over).</summary>
+    private (byte[] Buffer, int Length, List<(LogOp Op, RafRecordHeader Header, int At)> Records) Encode(List<LogOp> batch, int bytes)
     {
-        var buffer = new byte[bytes];
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(bytes, 1));
         var records = new List<(LogOp, RafRecordHeader, int)>();
         var at = 0;
         foreach (var op in batch)
@@ -314,7 +328,7 @@ public sealed class RafLogWriter : IAsyncDisposable
                     break;
             }
         }
-        return (at == buffer.Length ? buffer : buffer[..at], records);
+        return (buffer, at, records);
     }
 
     private void Apply(ulong segment, long baseOffset, int length, List<(LogOp Op, RafRecordHeader Header, int At)> records)
