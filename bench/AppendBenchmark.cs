@@ -192,7 +192,7 @@ public static class AppendBenchmark
         return bytes;
     }
 
-    private static int IntOption(string[] args, string name, int fallback)
+    internal static int IntOption(string[] args, string name, int fallback)
     {
         var index = Array.IndexOf(args, name);
         return index >= 0 && index + 1 < args.Length && int.TryParse(args[index + 1], out var value) ? value : fallback;
