@@ -124,7 +124,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
             var rebuild = new RebuildBudget(options.RebuildBandwidthBytesPerSecond, options.RebuildConcurrency, new RebuildMetrics(metrics.Registry));
 
             var listeners = new GrpcAndHttpListeners();
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+            var builder = ServerHostBuilder.CreateSlim();
             builder.Logging.ClearProviders();
             builder.Services.AddSingleton(loggers);
             builder.Services.AddSingleton<IHostLifetime, NoSignalLifetime>();

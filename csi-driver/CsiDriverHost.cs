@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Pangu;
 using FeitianK8s.Core.Raf;
 using FeitianK8s.Csi.Common;
@@ -34,7 +35,7 @@ public sealed class CsiDriverHost : IAsyncDisposable
 
     public static CsiDriverHost Create(CsiDriverOptions options, Action<ILoggingBuilder>? logging = null)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         HostLogging.Configure(builder.Logging, logging);
         builder.WebHost.ConfigureKestrel(k =>
         {

@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using FeitianK8s.Operator.Failover;
 using FeitianK8s.Operator.Health;
 using FeitianK8s.Operator.Kube;
@@ -125,7 +126,7 @@ public sealed class OperatorHost : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(_loggerFactory);
         builder.WebHost.UseUrls($"http://{_options.Listen}:{_options.HttpPort}");

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -76,7 +77,7 @@ public sealed class ConsoleProxy : IAsyncDisposable
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
         })
         { Timeout = TimeSpan.FromSeconds(30) };
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));
         var app = builder.Build();

@@ -1,4 +1,5 @@
 using System.Net;
+using FeitianK8s.Core.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -25,7 +26,7 @@ public sealed class ProcessMetricsServer : IAsyncDisposable
 
     public static async Task<ProcessMetricsServer> StartAsync(int port, CancellationToken ct)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));
         var app = builder.Build();

@@ -1,3 +1,4 @@
+using FeitianK8s.Core.Common;
 using FeitianK8s.Csi.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -29,7 +30,7 @@ public sealed class VolumeHostAgentHost : IAsyncDisposable
 
     public static VolumeHostAgentHost Create(VolumeHostAgentOptions options, Action<ILoggingBuilder>? logging = null)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         HostLogging.Configure(builder.Logging, logging);
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(options.SocketPath, l => l.Protocols = HttpProtocols.Http2));
         builder.Services.AddGrpc();

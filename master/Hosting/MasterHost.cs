@@ -82,7 +82,7 @@ public sealed class MasterHost : IAsyncDisposable
             metrics.Attach(metadata, liveness);
             metrics.AttachRebuild(rebuild, dead, metadata);
 
-            var builder = WebApplication.CreateSlimBuilder();
+            var builder = ServerHostBuilder.CreateSlim();
             builder.Logging.ClearProviders();
             // The caller owns signals (Program) or the process (tests): the host must not.
             builder.Services.AddSingleton<IHostLifetime, PassiveHostLifetime>();

@@ -43,8 +43,11 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
 
     public string NbdUri(string volume) => $"nbd://127.0.0.1:{NbdPort}/{volume}";
 
-    /// <summary>Starts `feitian up` on DIR (4 MiB chunks, 6 chunk servers on 3 racks unless <paramref name="extraArguments"/> override) and waits until it serves NBD.</summary>
-    public static async Task<FeitianUpProcess> StartAsync(ITestOutputHelper output, string dataDir, IEnumerable<string>? extraArguments = null, TimeSpan? timeout = null)
+    /// <summary>
+    /// Starts `feitian up` on DIR (4 MiB chunks, 6 chunk servers on 3 racks unless <paramref name="extraArguments"/> override) and waits until it serves NBD.
+    /// <paramref name="workingDirectory"/> is the current directory of `up` and so of every server it starts (default: the test's).
+    /// </summary>
+    public static async Task<FeitianUpProcess> StartAsync(ITestOutputHelper output, string dataDir, IEnumerable<string>? extraArguments = null, TimeSpan? timeout = null, string? workingDirectory = null)
     {
         var extra = extraArguments?.ToList() ?? [];
         var arguments = new List<string> { "up", "--data", dataDir, "--nbd-port", "0" };
@@ -55,7 +58,7 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
         AddDefault(arguments, extra, "--chunkservers", "6");
         AddDefault(arguments, extra, "--racks", "3");
         arguments.AddRange(extra);
-        var process = StartFeitian(output, arguments, redirectOutput: true);
+        var process = StartFeitian(output, arguments, redirectOutput: true, workingDirectory);
         var up = new FeitianUpProcess(process, output, dataDir);
         up.PumpOutput();
         var wait = timeout ?? TimeSpan.FromSeconds(90);
@@ -158,7 +161,7 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
         }
     }
 
-    private static Process StartFeitian(ITestOutputHelper output, IEnumerable<string> arguments, bool redirectOutput)
+    private static Process StartFeitian(ITestOutputHelper output, IEnumerable<string> arguments, bool redirectOutput, string? workingDirectory)
     {
         var feitian = ServerExecutable.Find("feitian");
         var start = new ProcessStartInfo(feitian.FileName)
@@ -166,6 +169,7 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
             RedirectStandardOutput = redirectOutput,
             RedirectStandardError = redirectOutput,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
         foreach (var argument in feitian.PrefixArguments.Concat(arguments))
         {
@@ -236,6 +240,9 @@ public sealed partial class FeitianUpProcess : IAsyncDisposable
         }
         return null;
     }
+
+    /// <summary>The `up` process and every live process below it (its master, chunk servers, ...).</summary>
+    public IReadOnlyList<int> ProcessTree() => [_process.Id, .. Descendants(_process.Id).Where(IsAlive)];
 
     /// <summary>True while <paramref name="pid"/> is a live (not zombie) process.</summary>
     public static bool IsRunning(int pid) => IsAlive(pid);

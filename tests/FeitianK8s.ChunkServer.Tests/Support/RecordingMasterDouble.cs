@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using FeitianK8s.Core.Common;
 using FeitianK8s.Proto.Master;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
@@ -37,7 +38,7 @@ public sealed class RecordingMasterDouble : MasterBase, IAsyncDisposable
     {
         var master = new RecordingMasterDouble();
         master.Orphans.AddRange(orphans ?? []);
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        var builder = ServerHostBuilder.CreateSlim();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(loggers);
         builder.Services.AddGrpc();

@@ -95,7 +95,7 @@ public sealed class MasterConnectionTests : IAsyncLifetime
 
     private async Task<(string Address, FakeMaster Master)> StartAsync(FakeMaster master)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         builder.Services.AddGrpc();
         builder.Services.AddSingleton(master);
         var listeners = new GrpcAndHttpListeners();

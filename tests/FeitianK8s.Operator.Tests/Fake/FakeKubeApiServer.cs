@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
+using FeitianK8s.Core.Common;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -53,7 +54,7 @@ public sealed class FakeKubeApiServer : IAsyncDisposable
 
     public static async Task<FakeKubeApiServer> StartAsync(ILoggerFactory loggerFactory)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = ServerHostBuilder.CreateSlim();
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         var app = builder.Build();
