@@ -32,7 +32,9 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
     /// <summary>Sends a frame and completes with its answer; a refusal is the RpcException a unary Append would throw.</summary>
     public async Task<AppendResponse> SendAsync(ulong offset, ReadOnlyMemory<byte> data, uint crc32c, bool fua)
     {
-        var answer = new TaskCompletionSource<AppendResponse>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Completed by the answer-reading loop, which then runs the waiting appender on (no thread hop per
+        // answer); everything after this await only awaits (never blocks), so the loop soon reads on.
+        var answer = new TaskCompletionSource<AppendResponse>();
         lock (_waiting)
         {
             if (_broken is not null)

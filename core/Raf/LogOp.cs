@@ -3,7 +3,12 @@ namespace FeitianK8s.Core.Raf;
 public enum LogOpKind { Write, Trim, Zero, Relocate, Flush, Seal }
 
 /// <summary>One queued request to the log. <see cref="Done"/> completes when it is acknowledged (result: bytes relocated, for Relocate).</summary>
-public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemory<byte> data = default, bool fua = false, ulong sourceSegment = 0, long sourceOffset = 0)
+/// <param name="completeInline">
+/// Run the waiter on the log writer's thread when the op is acknowledged instead of hopping to the thread pool:
+/// only for waiters that do little and never block (a frontend request's reply), since the writer waits for them.
+/// </param>
+public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemory<byte> data = default, bool fua = false, ulong sourceSegment = 0, long sourceOffset = 0,
+    bool completeInline = false)
 {
     public LogOpKind Kind { get; } = kind;
     public long Offset { get; } = offset;
@@ -13,7 +18,7 @@ public sealed class LogOp(LogOpKind kind, long offset, long length, ReadOnlyMemo
     public ulong SourceSegment { get; } = sourceSegment;
     public long SourceOffset { get; } = sourceOffset;
     public long Relocated { get; set; }
-    public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TaskCompletionSource Done { get; } = new(completeInline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
 
     public int RecordCount(int maxRecordData) => Kind switch
     {

@@ -235,16 +235,16 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         CheckRange(offset, data.Length, "write");
         return data.Length == 0
             ? (fua ? FlushAsync(ct) : ValueTask.CompletedTask)
-            : SubmitAsync(new LogOp(LogOpKind.Write, offset, data.Length, data, fua), data.Length);
+            : SubmitAsync(new LogOp(LogOpKind.Write, offset, data.Length, data, fua, completeInline: true), data.Length);
     }
 
     /// <summary>Nothing is ever buffered by a read-only engine, so its flush has nothing to do.</summary>
-    public ValueTask FlushAsync(CancellationToken ct = default) => _readOnly ? ValueTask.CompletedTask : SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0), 0);
+    public ValueTask FlushAsync(CancellationToken ct = default) => _readOnly ? ValueTask.CompletedTask : SubmitAsync(new LogOp(LogOpKind.Flush, 0, 0, completeInline: true), 0);
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken ct = default)
     {
         CheckRange(offset, length, "trim");
-        return length == 0 ? ValueTask.CompletedTask : SubmitAsync(new LogOp(LogOpKind.Trim, offset, length), length);
+        return length == 0 ? ValueTask.CompletedTask : SubmitAsync(new LogOp(LogOpKind.Trim, offset, length, completeInline: true), length);
     }
 
     public ValueTask WriteZeroesAsync(long offset, long length, bool fua, CancellationToken ct = default)
@@ -252,7 +252,7 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         CheckRange(offset, length, "write-zeroes");
         return length == 0
             ? (fua ? FlushAsync(ct) : ValueTask.CompletedTask)
-            : SubmitAsync(new LogOp(LogOpKind.Zero, offset, length, fua: fua), length);
+            : SubmitAsync(new LogOp(LogOpKind.Zero, offset, length, fua: fua, completeInline: true), length);
     }
 
     private async ValueTask SubmitAsync(LogOp op, long bytes)
