@@ -261,13 +261,14 @@ public sealed class RafLogWriter : IAsyncDisposable
             _unusedSegment = null;
             Apply(head.Segment, baseOffset, length, records);
         }
-        Complete(batch);
         _bytesSinceCheckpoint += length;
         if (_bytesSinceCheckpoint >= _options.CheckpointIntervalBytes)
         {
             _bytesSinceCheckpoint = 0;
             _checkpointDue();
         }
+        // Last: a frontend op's waiter runs on this thread (see LogOp), so the checkpoint is already under way when it resumes.
+        Complete(batch);
     }
 
     private void Failed(List<LogOp> batch, long bytes, Exception e)

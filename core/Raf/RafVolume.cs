@@ -404,6 +404,9 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
         }
     }
 
+    /// <summary>The periodic checkpoint the log writer started last (completed when none runs); it never throws.</summary>
+    internal Task BackgroundCheckpoint => _backgroundCheckpoint;
+
     private void StartBackgroundCheckpoint()
     {
         if (!_backgroundCheckpoint.IsCompleted || _stopping.IsCancellationRequested)

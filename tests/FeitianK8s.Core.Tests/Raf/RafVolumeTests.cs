@@ -289,6 +289,8 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
             await writer.WriteAsync(i % 64 * 4096L, RafHarness.Pattern(4096, i), fua: false);
         }
         await writer.FlushAsync();
+        // The writer's own periodic checkpoint (started by the writes above) must be over before the files are listed.
+        await writer.BackgroundCheckpoint;
         var expected = await RafHarness.ReadAllAsync(writer);
         var epoch = harness.Catalog.EpochOf(RafHarness.Volume);
         var segments = await harness.SegmentsAsync();
