@@ -133,12 +133,17 @@ public sealed class ChunkServerHost : IAsyncDisposable
             builder.Services.AddSingleton(peers);
             builder.Services.AddSingleton(rebuild);
             builder.Services.AddSingleton<PeerChunkCopier>();
+            var refusals = options.Tls is null ? null : new Core.Security.RpcRefusals(metrics.Registry, "chunkserver");
             if (options.Tls is { } tls)
             {
                 builder.Services.AddSingleton(tls);
                 builder.Services.AddSingleton(Core.Security.RpcRoleTable.Default);
-                builder.Services.AddSingleton(new Core.Security.RpcRefusals(metrics.Registry, "chunkserver"));
+                builder.Services.AddSingleton(refusals!);
             }
+            var framedAppends = options.FramedAppends
+                ? new FramedAppendEndpoint(store, metrics, rebuild, MaxMessageBytes, options.Tls, Core.Security.RpcRoleTable.Default, refusals,
+                    loggers.CreateLogger<FramedAppendEndpoint>())
+                : null;
             builder.Services.AddGrpc(grpc =>
             {
                 grpc.MaxReceiveMessageSize = MaxMessageBytes;
@@ -156,7 +161,7 @@ public sealed class ChunkServerHost : IAsyncDisposable
                 kestrel.Limits.MaxRequestBodySize = MaxMessageBytes + (1 << 20);
                 kestrel.Limits.Http2.InitialConnectionWindowSize = 16 << 20;
                 kestrel.Limits.Http2.InitialStreamWindowSize = 8 << 20;
-                listeners.Bind(kestrel, listenIp, options.GrpcPort, options.HttpPort, options.Tls);
+                listeners.Bind(kestrel, listenIp, options.GrpcPort, options.HttpPort, options.Tls, grpcConnections: framedAppends?.Middleware);
             });
             app = builder.Build();
             app.MapGrpcService<ChunkServerService>();

@@ -41,6 +41,12 @@ public sealed record ChunkServerOptions
     /// <summary>How long a pipelined append that arrived ahead of its predecessors is held before it is refused as wrong-offset.</summary>
     public TimeSpan AppendGapTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Whether the gRPC port also serves the framed append protocol (AppendStream without HTTP/2). Off, the
+    /// server acts as one from before the protocol: clients fall back to the gRPC AppendStream call.
+    /// </summary>
+    public bool FramedAppends { get; init; } = true;
+
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Longest wait between registration attempts while the master is unreachable.</summary>

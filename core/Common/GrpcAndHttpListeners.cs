@@ -22,7 +22,9 @@ public sealed class GrpcAndHttpListeners
 
     private bool _tls;
 
-    public void Bind(KestrelServerOptions kestrel, IPAddress address, int grpcPort, int httpPort, ComponentTls? tls = null, bool http1OnTls = false)
+    /// <param name="grpcConnections">Runs first on every connection of the gRPC port (after TLS): may serve a connection itself or pass it on.</param>
+    public void Bind(KestrelServerOptions kestrel, IPAddress address, int grpcPort, int httpPort, ComponentTls? tls = null, bool http1OnTls = false,
+        Func<Microsoft.AspNetCore.Connections.ConnectionDelegate, Microsoft.AspNetCore.Connections.ConnectionDelegate>? grpcConnections = null)
     {
         _tls = tls is not null;
         kestrel.Listen(address, grpcPort, listen =>
@@ -32,6 +34,10 @@ public sealed class GrpcAndHttpListeners
             if (tls is not null)
             {
                 listen.UseHttps(tls.ServerOptions());
+            }
+            if (grpcConnections is not null)
+            {
+                listen.Use(grpcConnections);
             }
             _grpc = listen;
         });

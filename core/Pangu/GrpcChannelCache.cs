@@ -11,6 +11,11 @@ public sealed class GrpcChannelCache(int maxMessageBytes, ILoggerFactory loggerF
 {
     private readonly ConcurrentDictionary<string, Lazy<GrpcChannel>> _channels = new(StringComparer.Ordinal);
 
+    /// <summary>The certificate channels present (null: plain HTTP/2); connections beside gRPC (framed appends) use it too.</summary>
+    public ComponentTls? Tls => tls;
+
+    public int MaxMessageBytes => maxMessageBytes;
+
     public GrpcChannel Get(string address)
     {
         if (string.IsNullOrWhiteSpace(address))

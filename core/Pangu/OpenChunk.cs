@@ -62,27 +62,41 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
             return SendUnary(offset, data, crc, fua);
         }
         _streams ??= new ReplicaAppendStream?[Replicas.Count];
-        _unaryOnly ??= new bool[Replicas.Count];
+        _ways ??= Enumerable.Repeat(fanOut.Options.FramedAppendStreams ? AppendWay.Framed : AppendWay.Grpc, Replicas.Count).ToArray();
         return ReplicaFanOut.CollectAsync(Replicas, i => SendFrameAsync(i, offset, data, crc, fua));
     }
 
+    /// <summary>How appends reach one replica: each step down is taken once a chunk server answers Unimplemented.</summary>
+    private enum AppendWay { Framed, Grpc, Unary }
+
     private ReplicaAppendStream?[]? _streams;
-    private bool[]? _unaryOnly;
+    private AppendWay[]? _ways;
 
     private async Task<AppendResponse> SendFrameAsync(int replica, ulong offset, ReadOnlyMemory<byte> data, uint crc, bool fua)
     {
-        if (!_unaryOnly![replica])
+        while (_ways![replica] != AppendWay.Unary)
         {
-            var stream = _streams![replica] ??= new ReplicaAppendStream(fanOut.ClientFor(Replicas[replica]), Id, epoch, fanOut.Options.ChunkServerTimeout);
+            var way = _ways[replica];
+            var stream = _streams![replica] ??= new ReplicaAppendStream(fanOut.AppendTransportFor(Replicas[replica], way == AppendWay.Framed), Id, epoch, fanOut.Options.ChunkServerTimeout);
             try
             {
                 return await stream.SendAsync(offset, data, crc, fua).ConfigureAwait(false);
             }
             catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Unimplemented)
             {
-                // A chunk server of an older version: this replica takes unary appends (held in offset order just the same).
-                logger.LogInformation("chunk server {Server} has no AppendStream; appending to chunk {ChunkId} with unary calls", Replicas[replica].ChunkServerId, Id);
-                _unaryOnly[replica] = true;
+                // A chunk server of an older version, which applied nothing of this stream: frames still waiting on
+                // it all land here; the first moves the replica one way down, and each resends its frame that way
+                // (the chunk server holds a frame that arrives before its predecessor).
+                if (_ways[replica] == way)
+                {
+                    logger.LogInformation("chunk server {Server} has no {Way} appends ({Detail}); appending to chunk {ChunkId} {Next}",
+                        Replicas[replica].ChunkServerId, way, e.Status.Detail, Id, way == AppendWay.Framed ? "over the gRPC AppendStream" : "with unary calls");
+                    _ways[replica] = way + 1;
+                    if (ReferenceEquals(_streams[replica], stream))
+                    {
+                        _streams[replica] = null;
+                    }
+                }
             }
         }
         var deadline = DateTime.UtcNow + fanOut.Options.ChunkServerTimeout;
@@ -110,7 +124,7 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
     {
         var streams = _streams;
         _streams = null;
-        _unaryOnly = null;
+        _ways = null;
         if (streams is not null)
         {
             await Task.WhenAll(streams.OfType<ReplicaAppendStream>().Select(s => s.DisposeAsync().AsTask())).ConfigureAwait(false);

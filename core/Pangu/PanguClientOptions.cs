@@ -25,6 +25,13 @@ public sealed class PanguClientOptions
     /// </summary>
     public bool AppendStreams { get; init; } = true;
 
+    /// <summary>
+    /// With <see cref="AppendStreams"/>: the streams use the framed append protocol on the chunk server's gRPC
+    /// port (true; its own connection per stream, no HTTP/2 layer) or the gRPC AppendStream call (false). A chunk
+    /// server that does not speak the framed protocol is sent the gRPC call.
+    /// </summary>
+    public bool FramedAppendStreams { get; init; } = true;
+
     /// <summary>Deadline of one chunk-server call (and of one append frame's answer).</summary>
     public TimeSpan ChunkServerTimeout { get; init; } = TimeSpan.FromSeconds(15);
 

@@ -6,25 +6,25 @@ using Grpc.Core;
 namespace FeitianK8s.Core.Pangu;
 
 /// <summary>
-/// The AppendStream call of one open chunk to one replica: a header (chunk, epoch), then one frame per
-/// append. Answers come back in landing order and are matched to frames by offset. A frame not answered
+/// The AppendStream of one open chunk to one replica (over an <see cref="IAppendStreamTransport"/>: the framed
+/// protocol or the gRPC call): a header (chunk, epoch), then one frame per append. Answers come back in landing order and are matched to frames by offset. A frame not answered
 /// within the chunk-server timeout, or a stream that breaks, fails every frame still waiting (the appender
 /// then seals at the acknowledged prefix, as after a failed unary append). Sends are called from one
 /// writer at a time; the payload must stay untouched until the frame's task completes.
 /// </summary>
 internal sealed class ReplicaAppendStream : IAsyncDisposable
 {
-    private readonly AsyncDuplexStreamingCall<AppendStreamRequest, AppendStreamResponse> _call;
+    private readonly IAppendStreamTransport _transport;
     private readonly Dictionary<ulong, TaskCompletionSource<AppendResponse>> _waiting = [];
     private readonly TimeSpan _timeout;
     private readonly Task _reading;
     private Task _lastWrite;
     private RpcException? _broken;
 
-    public ReplicaAppendStream(ChunkServer.ChunkServerClient client, ulong chunkId, ulong epoch, TimeSpan timeout)
+    public ReplicaAppendStream(IAppendStreamTransport transport, ulong chunkId, ulong epoch, TimeSpan timeout)
     {
         _timeout = timeout;
-        _call = client.AppendStream();
+        _transport = transport;
         _lastWrite = WriteAsync(Task.CompletedTask, new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch } });
         _reading = ReadAnswersAsync();
     }
@@ -75,7 +75,7 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
             await _lastWrite.WaitAsync(_timeout).ConfigureAwait(false);
             if (_broken is null)
             {
-                await _call.RequestStream.CompleteAsync().WaitAsync(_timeout).ConfigureAwait(false);
+                await _transport.CompleteAsync().WaitAsync(_timeout).ConfigureAwait(false);
                 await _reading.WaitAsync(_timeout).ConfigureAwait(false);
             }
         }
@@ -85,7 +85,7 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
         }
         finally
         {
-            _call.Dispose();
+            _transport.Dispose();
         }
     }
 
@@ -99,7 +99,7 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
         }
         try
         {
-            await _call.RequestStream.WriteAsync(message).ConfigureAwait(false);
+            await _transport.WriteAsync(message).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RpcException or InvalidOperationException or IOException or OperationCanceledException)
         {
@@ -111,9 +111,8 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
     {
         try
         {
-            while (await _call.ResponseStream.MoveNext(CancellationToken.None).ConfigureAwait(false))
+            while (await _transport.ReadAsync().ConfigureAwait(false) is { } response)
             {
-                var response = _call.ResponseStream.Current;
                 TaskCompletionSource<AppendResponse>? answer;
                 lock (_waiting)
                 {
@@ -159,10 +158,11 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
         {
             answer.TrySetException(_broken);
         }
-        _call.Dispose(); // cancels the call if it still runs (a timeout, a bad answer), which also ends a write stuck on flow control
+        _transport.Dispose(); // cancels the call if it still runs (a timeout, a bad answer), which also ends a write stuck on flow control
     }
 
-    private static RpcException ToRpcException(AppendFrameError error)
+    /// <summary>The RpcException a unary Append would have thrown for this refusal.</summary>
+    internal static RpcException ToRpcException(AppendFrameError error)
     {
         var code = Enum.IsDefined((StatusCode)error.Code) ? (StatusCode)error.Code : StatusCode.Internal;
         return error.HasChunkLength

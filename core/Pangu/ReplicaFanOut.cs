@@ -16,6 +16,11 @@ public sealed class ReplicaFanOut(GrpcChannelCache channels, PanguClientOptions 
 
     public ChunkServer.ChunkServerClient ClientFor(PanguReplica replica) => new(channels.Get(replica.Address));
 
+    /// <summary>A new AppendStream transport to <paramref name="replica"/>: the framed protocol, or the gRPC call.</summary>
+    internal IAppendStreamTransport AppendTransportFor(PanguReplica replica, bool framed) => framed
+        ? new FramedAppendStreamTransport(replica.Address, channels.Tls, channels.MaxMessageBytes)
+        : new GrpcAppendStreamTransport(ClientFor(replica));
+
     /// <summary>Runs <paramref name="call"/> (given the replica's index) for every replica in parallel and collects each answer.</summary>
     public static async Task<IReadOnlyList<ReplicaResult<T>>> CollectAsync<T>(IReadOnlyList<PanguReplica> replicas, Func<int, Task<T>> call)
     {

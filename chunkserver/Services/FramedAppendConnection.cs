@@ -1,0 +1,90 @@
+using System.IO.Pipelines;
+using FeitianK8s.ChunkServer.Storage;
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Proto.ChunkServer;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace FeitianK8s.ChunkServer.Services;
+
+/// <summary>
+/// The server side of one framed append connection (<see cref="AppendStreamWire"/>) as the request reader
+/// and answer writer an <see cref="AppendStreamSession"/> runs on, so the framed protocol and the gRPC
+/// AppendStream call share every rule. Bytes that break the protocol end the stream as InvalidArgument.
+/// </summary>
+internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyBytes) : IAsyncStreamReader<AppendStreamRequest>, IServerStreamWriter<AppendStreamResponse>
+{
+    public AppendStreamRequest Current { get; private set; } = null!;
+
+    public WriteOptions? WriteOptions { get; set; }
+
+    public async Task<bool> MoveNext(CancellationToken cancellationToken)
+    {
+        var input = transport.Input;
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var taken = false;
+            try
+            {
+                if (AppendStreamWire.TryRead(ref buffer, maxBodyBytes, out var kind, out var body))
+                {
+                    taken = true;
+                    switch (kind)
+                    {
+                        case AppendStreamWire.Request:
+                            Current = AppendStreamRequest.Parser.ParseFrom(body);
+                            return true;
+                        case AppendStreamWire.End:
+                            return false;
+                        default:
+                            throw new ChunkStoreException(ChunkError.InvalidArgument, $"framed append: unknown message kind {kind} from the client");
+                    }
+                }
+            }
+            catch (AppendWireException error)
+            {
+                throw new ChunkStoreException(ChunkError.InvalidArgument, $"framed append: {error.Message}");
+            }
+            catch (InvalidProtocolBufferException error)
+            {
+                throw new ChunkStoreException(ChunkError.InvalidArgument, $"framed append: malformed AppendStreamRequest: {error.Message}");
+            }
+            finally
+            {
+                // A message taken is consumed (a next one already read is returned at once); without a whole
+                // message, everything is examined so the next read waits for more bytes.
+                if (taken)
+                {
+                    input.AdvanceTo(buffer.Start);
+                }
+                else
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                }
+            }
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                throw new IOException("the client closed the connection without ending the stream");
+            }
+        }
+    }
+
+    public Task WriteAsync(AppendStreamResponse message) => SendAsync(AppendStreamWire.Answer, message);
+
+    public Task WriteReadyAsync() => SendAsync(AppendStreamWire.Ready, null);
+
+    /// <summary>The stream's last message: code 0 (OK) or the refusal, as the gRPC call would have ended.</summary>
+    public Task WriteStatusAsync(AppendFrameError status) => SendAsync(AppendStreamWire.Status, status);
+
+    private async Task SendAsync(byte kind, IMessage? body)
+    {
+        AppendStreamWire.Write(transport.Output, kind, body);
+        var flushed = await transport.Output.FlushAsync().ConfigureAwait(false);
+        if (flushed.IsCompleted || flushed.IsCanceled)
+        {
+            throw new IOException("the client is gone: the answer was not delivered");
+        }
+    }
+}
