@@ -1,0 +1,139 @@
+using FeitianK8s.ChunkServer;
+using FeitianK8s.Core.Common;
+using FeitianK8s.Core.Pangu;
+using FeitianK8s.Core.Security;
+using FeitianK8s.Proto.ChunkServer;
+using FeitianK8s.Proto.Master;
+using FeitianK8s.Testing;
+using Grpc.Core;
+using Microsoft.Extensions.Logging.Abstractions;
+using ChunkServerClient = FeitianK8s.Proto.ChunkServer.ChunkServer.ChunkServerClient;
+
+namespace FeitianK8s.Core.Tests.Pangu;
+
+/// <summary>
+/// The client of the framed append protocol against real in-process chunk servers with mutual TLS: pipelined
+/// appends land in order and read back intact; a caller whose role may not append is refused before anything
+/// is applied; and an open chunk with one replica on a server without the protocol (an older version) falls
+/// back to the gRPC AppendStream for that replica and still acknowledges every append on both.
+/// </summary>
+public sealed class FramedAppendClientTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private readonly TempDirectory _dir = new("feitian-framed");
+    private string TlsDir => Path.Combine(_dir.Path, "tls");
+    private ChunkServerHost _framed = null!;
+    private ChunkServerHost _older = null!;
+
+    public async Task InitializeAsync()
+    {
+        LocalPki.Ensure(TlsDir);
+        _framed = await StartAsync("framed", framedAppends: true);
+        _older = await StartAsync("older", framedAppends: false);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _framed.DisposeAsync();
+        await _older.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    [Fact]
+    public async Task Pipelined_appends_over_mutual_tls_are_acknowledged_in_order_and_read_back_intact()
+    {
+        await CreateChunkAsync(_framed, 1, epoch: 4);
+        var pieces = Enumerable.Range(0, 16).Select(i => TestData.Random(4096 + (i * 1000), 300 + i)).ToArray();
+        await using (var stream = new ReplicaAppendStream(Transport(_framed, ComponentRoles.CsiNode), 1, 4, Timeout))
+        {
+            var offset = 0UL;
+            var sends = new List<Task<AppendResponse>>();
+            foreach (var piece in pieces)
+            {
+                sends.Add(stream.SendAsync(offset, piece, Crc32C.Compute(piece), fua: false));
+                offset += (ulong)piece.Length;
+            }
+            var lengths = (await Task.WhenAll(sends)).Select(a => a.Length).ToArray();
+            var expected = pieces.Select((_, i) => (ulong)pieces.Take(i + 1).Sum(p => p.Length)).ToArray();
+            Assert.Equal(expected, lengths);
+        }
+        Assert.Equal(pieces.SelectMany(p => p).ToArray(), await ReadAllAsync(_framed, 1));
+    }
+
+    [Fact]
+    public async Task A_caller_whose_role_may_not_append_is_refused_with_permission_denied_and_nothing_is_applied()
+    {
+        await CreateChunkAsync(_framed, 2, epoch: 1);
+        var data = TestData.Random(4096, 9);
+        await using var stream = new ReplicaAppendStream(Transport(_framed, ComponentRoles.Master), 2, 1, Timeout);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => stream.SendAsync(0, data, Crc32C.Compute(data), fua: false));
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Contains("role master may not call /feitian.pangu.v1.ChunkServer/AppendStream", refused.Status.Detail);
+        Assert.Equal(0ul, (await Client(_framed).GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = 2 })).Length);
+        using var http = new HttpClient();
+        Assert.Contains("feitian_chunkserver_rpc_refused_total{reason=\"wrong-role\",method=\"/feitian.pangu.v1.ChunkServer/AppendStream\",role=\"master\"} 1",
+            await http.GetStringAsync(_framed.HttpAddress + "/metrics"));
+    }
+
+    [Fact]
+    public async Task A_server_without_the_protocol_fails_the_framed_stream_as_unimplemented_and_applies_nothing()
+    {
+        await CreateChunkAsync(_older, 3, epoch: 1);
+        var data = TestData.Random(4096, 10);
+        await using var stream = new ReplicaAppendStream(Transport(_older, ComponentRoles.CsiNode), 3, 1, Timeout);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => stream.SendAsync(0, data, Crc32C.Compute(data), fua: false));
+        Assert.Equal(StatusCode.Unimplemented, refused.StatusCode);
+        Assert.Equal(0ul, (await Client(_older).GetChunkInfoAsync(new GetChunkInfoRequest { ChunkId = 3 })).Length);
+    }
+
+    [Fact]
+    public async Task An_open_chunk_with_a_replica_on_an_older_server_appends_to_it_over_grpc_and_acknowledges_every_append()
+    {
+        var location = new ChunkLocation { ChunkId = 4, MaxLength = 64 << 20 };
+        location.Replicas.Add(new ReplicaLocation { ChunkServerId = _framed.Id, Node = "n1", Rack = "r1", Address = _framed.GrpcAddress });
+        location.Replicas.Add(new ReplicaLocation { ChunkServerId = _older.Id, Node = "n2", Rack = "r2", Address = _older.GrpcAddress });
+        using var channels = new GrpcChannelCache(64 << 20, NullLoggerFactory.Instance, ClientTls(ComponentRoles.CsiNode));
+        var fanOut = new ReplicaFanOut(channels, new PanguClientOptions { ChunkServerTimeout = Timeout });
+        var chunk = new OpenChunk(location, "/framed/fallback", 1, fanOut, NullLogger.Instance);
+        Assert.True(await chunk.CreateAsync(CancellationToken.None));
+
+        var pieces = Enumerable.Range(0, 8).Select(i => TestData.Random(8192, 400 + i)).ToArray();
+        var sent = pieces.Select(p => chunk.Send(p, fua: false)).ToArray();
+        for (var i = 0; i < pieces.Length; i++)
+        {
+            Assert.Equal(ChunkAppendOutcome.Acknowledged, chunk.Complete(await sent[i], pieces[i].Length));
+        }
+        await chunk.CloseStreamsAsync();
+        Assert.Equal(8L * 8192, chunk.Length);
+        var expected = pieces.SelectMany(p => p).ToArray();
+        Assert.Equal(expected, await ReadAllAsync(_framed, 4));
+        Assert.Equal(expected, await ReadAllAsync(_older, 4));
+    }
+
+    private async Task<ChunkServerHost> StartAsync(string name, bool framedAppends) =>
+        await ChunkServerHost.StartAsync(new ChunkServerOptions
+        {
+            DataDirs = [Path.Combine(_dir.Path, name)],
+            Node = $"node-{name}",
+            Rack = $"rack-{name}",
+            Tls = ComponentTls.Load(LocalPki.Files(TlsDir, ComponentRoles.ChunkServer)),
+            FramedAppends = framedAppends,
+        });
+
+    private ComponentTls ClientTls(string role) => ComponentTls.Load(LocalPki.Files(TlsDir, role));
+
+    private FramedAppendStreamTransport Transport(ChunkServerHost server, string role) => new(server.GrpcAddress, ClientTls(role), 16 << 20);
+
+    private ChunkServerClient Client(ChunkServerHost server) =>
+        new(GrpcChannels.Create(server.GrpcAddress, tls: ClientTls(ComponentRoles.Admin)));
+
+    private async Task CreateChunkAsync(ChunkServerHost server, ulong chunkId, ulong epoch) =>
+        await Client(server).CreateChunkAsync(new CreateChunkRequest { ChunkId = chunkId, Epoch = epoch });
+
+    private async Task<byte[]> ReadAllAsync(ChunkServerHost server, ulong chunkId)
+    {
+        var response = await Client(server).ReadAsync(new ReadRequest { ChunkId = chunkId, Offset = 0, Length = 1 << 20 });
+        Assert.Equal(Crc32C.Compute(response.Data.Span), response.Crc32C);
+        return response.Data.ToByteArray();
+    }
+}
