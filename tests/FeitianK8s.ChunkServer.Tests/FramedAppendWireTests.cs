@@ -66,6 +66,18 @@ public sealed class FramedAppendWireTests(ITestOutputHelper output) : IAsyncLife
     }
 
     [Fact]
+    public async Task Bytes_that_begin_like_the_preface_and_differ_within_one_write_are_closed_without_a_message_too()
+    {
+        await using (var wire = await FramedWireClient.ConnectAsync(_server.Host.GrpcAddress))
+        {
+            // All in one segment: the outcome must not depend on where TCP splits the bytes (no HTTP/2 GOAWAY either).
+            await wire.SendRawAsync(Encoding.ASCII.GetBytes("FEITIAN-APPEX/1\r\n" + new string('x', 64)));
+            Assert.Empty(await wire.ReadToCloseAsync());
+        }
+        await StillServesAsync(chunkId: 10, []);
+    }
+
+    [Fact]
     public async Task A_connection_that_ends_inside_the_preface_is_closed_without_a_message()
     {
         await using (var wire = await FramedWireClient.ConnectAsync(_server.Host.GrpcAddress))
