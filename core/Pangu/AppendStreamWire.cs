@@ -86,13 +86,13 @@ public static class AppendStreamWire
 
     /// <summary>
     /// Reads the first bytes of a connection: true when they are the preface (consumed); false when they
-    /// cannot be (nothing consumed or examined, so an HTTP server reads them next). Bytes that start like the
-    /// preface and then differ, or stop, are neither: <see cref="AppendWireException"/>.
+    /// cannot be, their first byte differing (nothing consumed or examined, so an HTTP server reads them next;
+    /// no HTTP/1 method and not the HTTP/2 preface begins with an 'F'). Bytes that start like the preface and
+    /// then differ, or stop, are neither, however TCP splits them: <see cref="AppendWireException"/>.
     /// </summary>
     public static async Task<bool> ReadPrefaceAsync(PipeReader input, CancellationToken ct)
     {
         var preface = Preface.ToArray();
-        var waited = false;
         while (true)
         {
             var result = await input.ReadAsync(ct).ConfigureAwait(false);
@@ -104,7 +104,7 @@ public static class AppendStreamWire
                 input.AdvanceTo(buffer.GetPosition(preface.Length));
                 return true;
             }
-            if (!matches && !waited)
+            if (!matches && !StartsWith(buffer.Slice(0, 1), preface.AsSpan(0, 1)))
             {
                 input.AdvanceTo(buffer.Start);
                 return false;
@@ -115,7 +115,6 @@ public static class AppendStreamWire
                 throw new AppendWireException(matches ? "the connection ended inside the preface" : "the connection began like the framed append preface and then differed");
             }
             // A prefix of the preface so far: wait for the rest (an HTTP client never sends these bytes).
-            waited = true;
             input.AdvanceTo(buffer.Start, buffer.End);
         }
     }

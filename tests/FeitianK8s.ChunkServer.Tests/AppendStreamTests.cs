@@ -9,7 +9,8 @@ using static FeitianK8s.ChunkServer.Tests.Support.RpcAssert;
 namespace FeitianK8s.ChunkServer.Tests;
 
 /// <summary>
-/// The AppendStream call through a real gRPC client: frames follow the rules of unary appends (held
+/// Append streams through real clients, each test over both transports (the AppendStream gRPC call and
+/// the framed append protocol, <see cref="AppendTransport"/>): frames follow the rules of unary appends (held
 /// while early, applied in offset order, a gap refused after the timeout, stale epochs and seals
 /// refused), and a hostile stream gets a clear error, writes nothing and leaves the server serving.
 /// </summary>
@@ -36,13 +37,15 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         _dir.Dispose();
     }
 
-    [Fact]
-    public async Task Frames_sent_in_reverse_order_are_held_then_applied_in_offset_order()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task Frames_sent_in_reverse_order_are_held_then_applied_in_offset_order(AppendTransport transport)
     {
         await _patient.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 1, Epoch = 3 });
         var pieces = Enumerable.Range(0, 8).Select(i => RandomBytes(10_000 + (i * 777), 100 + i)).ToArray();
         var offsets = Offsets(pieces);
-        await using var stream = new TestStream(_patient, 1, 3);
+        await using var stream = await AppendTestStream.OpenAsync(transport, _patient, 1, 3);
         for (var i = pieces.Length - 1; i >= 1; i--)
         {
             await stream.SendAsync(offsets[i], pieces[i]);
@@ -57,12 +60,14 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(pieces.SelectMany(p => p).ToArray(), await _patient.ReadAllAsync(1));
     }
 
-    [Fact]
-    public async Task A_gap_never_filled_is_refused_as_wrong_offset_and_the_stream_goes_on()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task A_gap_never_filled_is_refused_as_wrong_offset_and_the_stream_goes_on(AppendTransport transport)
     {
         await _hasty.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 2, Epoch = 1 });
         var first = RandomBytes(5000, 1);
-        await using var stream = new TestStream(_hasty, 2, 1);
+        await using var stream = await AppendTestStream.OpenAsync(transport, _hasty, 2, 1);
         await stream.SendAsync(0, first);
         await stream.SendAsync(6000, RandomBytes(100, 2)); // bytes 5000..5999 never come
         var answers = await stream.AnswersAsync(2);
@@ -79,12 +84,14 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(first.Concat(next).ToArray(), await _hasty.ReadAllAsync(2));
     }
 
-    [Fact]
-    public async Task A_fence_in_the_middle_of_a_stream_refuses_its_frames_from_then_on()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task A_fence_in_the_middle_of_a_stream_refuses_its_frames_from_then_on(AppendTransport transport)
     {
         await _patient.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 3, Epoch = 7 });
         var pieces = Enumerable.Range(0, 6).Select(i => RandomBytes(4096, 200 + i)).ToArray();
-        await using var stream = new TestStream(_patient, 3, 7);
+        await using var stream = await AppendTestStream.OpenAsync(transport, _patient, 3, 7);
         await stream.SendAsync(0, pieces[0]);
         await stream.SendAsync(4096, pieces[1]);
         Assert.All(await stream.AnswersAsync(2), a => Assert.Null(a.Error));
@@ -103,12 +110,14 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(pieces.Take(2).SelectMany(p => p).ToArray(), await _patient.ReadAllAsync(3));
     }
 
-    [Fact]
-    public async Task A_seal_refuses_the_frames_held_for_a_gap()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task A_seal_refuses_the_frames_held_for_a_gap(AppendTransport transport)
     {
         await _patient.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 4, Epoch = 1 });
         var first = RandomBytes(8192, 3);
-        await using var stream = new TestStream(_patient, 4, 1);
+        await using var stream = await AppendTestStream.OpenAsync(transport, _patient, 4, 1);
         await stream.SendAsync(0, first);
         Assert.Null((await stream.AnswersAsync(1)).Single().Error);
         await stream.SendAsync(12288, RandomBytes(4096, 4));
@@ -122,12 +131,14 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(first, await _patient.ReadAllAsync(4));
     }
 
-    [Fact]
-    public async Task Hostile_frames_get_typed_refusals_write_nothing_and_the_stream_keeps_serving()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task Hostile_frames_get_typed_refusals_write_nothing_and_the_stream_keeps_serving(AppendTransport transport)
     {
         await _hasty.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 5, Epoch = 1, MaxLength = 1 << 20 });
         var data = RandomBytes(100, 7);
-        await using var stream = new TestStream(_hasty, 5, 1);
+        await using var stream = await AppendTestStream.OpenAsync(transport, _hasty, 5, 1);
         await stream.SendAsync(ulong.MaxValue - 10, data);
         await stream.SendFrameAsync(new AppendFrame { Offset = 0, Data = ByteString.CopyFrom(data), Crc32C = Crc32C.Compute(data) ^ 1 });
         await stream.SendAsync(0, RandomBytes((4 << 20) + 1, 8));
@@ -144,21 +155,23 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(data, await _hasty.ReadAllAsync(5));
     }
 
-    [Fact]
-    public async Task A_stream_without_a_header_or_with_a_second_one_or_for_an_unknown_chunk_ends_with_a_clear_error()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task A_stream_without_a_header_or_with_a_second_one_or_for_an_unknown_chunk_ends_with_a_clear_error(AppendTransport transport)
     {
         await _hasty.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 6, Epoch = 2 });
         var data = RandomBytes(100, 9);
         var frame = new AppendStreamRequest { Frame = new AppendFrame { Offset = 0, Data = ByteString.CopyFrom(data), Crc32C = Crc32C.Compute(data) } };
         var header = new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 6, Epoch = 2 } };
 
-        await FailsAsync(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => RunAsync(frame));
-        await FailsAsync(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => RunAsync(header, header));
-        await FailsAsync(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => RunAsync(header, new AppendStreamRequest()));
+        await FailsAsync(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => AppendTestStream.RunAsync(transport, _hasty, frame));
+        await FailsAsync(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => AppendTestStream.RunAsync(transport, _hasty, header, header));
+        await FailsAsync(StatusCode.InvalidArgument, ErrorReasons.InvalidArgument, () => AppendTestStream.RunAsync(transport, _hasty, header, new AppendStreamRequest()));
         await FailsAsync(StatusCode.NotFound, ErrorReasons.NotFound,
-            () => RunAsync(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 999, Epoch = 2 } }, frame));
+            () => AppendTestStream.RunAsync(transport, _hasty, new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 999, Epoch = 2 } }, frame));
         await FailsAsync(StatusCode.FailedPrecondition, ErrorReasons.StaleEpoch,
-            () => RunAsync(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 6, Epoch = 1 } }, frame));
+            () => AppendTestStream.RunAsync(transport, _hasty, new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 6, Epoch = 1 } }, frame));
         Assert.Equal(0ul, (await _hasty.InfoAsync(6)).Length);
         Assert.DoesNotContain(_hasty.Host.Store.Inventory(), c => c.Id == 999);
 
@@ -166,12 +179,14 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(100ul, (await _hasty.AppendAsync(6, 2, 0, data)).Length);
     }
 
-    [Fact]
-    public async Task A_client_that_resets_its_stream_with_a_frame_held_leaves_the_chunk_as_it_was_and_the_server_serving()
+    [Theory]
+    [InlineData(AppendTransport.Grpc)]
+    [InlineData(AppendTransport.Framed)]
+    public async Task A_client_that_resets_its_stream_with_a_frame_held_leaves_the_chunk_as_it_was_and_the_server_serving(AppendTransport transport)
     {
         await _patient.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = 7, Epoch = 1 });
         var first = RandomBytes(4096, 11);
-        var stream = new TestStream(_patient, 7, 1);
+        await using var stream = await AppendTestStream.OpenAsync(transport, _patient, 7, 1);
         await stream.SendAsync(0, first);
         Assert.Null((await stream.AnswersAsync(1)).Single().Error);
         await stream.SendAsync(8192, RandomBytes(4096, 12)); // held: bytes 4096..8191 never come
@@ -195,7 +210,7 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
 
         // The writer's next stream carries on at the real length; the held frame of the reset stream never lands.
         var next = RandomBytes(4096, 13);
-        await using (var again = new TestStream(_patient, 7, 1))
+        await using (var again = await AppendTestStream.OpenAsync(transport, _patient, 7, 1))
         {
             await again.SendAsync(4096, next);
             var answer = (await again.AnswersAsync(1)).Single();
@@ -203,27 +218,6 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal(8192ul, answer.Length);
         }
         Assert.Equal(first.Concat(next).ToArray(), await _patient.ReadAllAsync(7));
-    }
-
-    /// <summary>Sends the messages on one stream, ends it and reads every answer (throwing the call's error).</summary>
-    private async Task RunAsync(params AppendStreamRequest[] messages)
-    {
-        using var call = _hasty.Client.AppendStream(deadline: DateTime.UtcNow.AddMinutes(1));
-        try
-        {
-            foreach (var message in messages)
-            {
-                await call.RequestStream.WriteAsync(message);
-            }
-            await call.RequestStream.CompleteAsync();
-        }
-        catch (RpcException)
-        {
-            // The server ended the call early; its status is read below.
-        }
-        while (await call.ResponseStream.MoveNext(CancellationToken.None))
-        {
-        }
     }
 
     private static ulong[] Offsets(byte[][] pieces)
@@ -234,51 +228,5 @@ public sealed class AppendStreamTests(ITestOutputHelper output) : IAsyncLifetime
             offsets[i] = offsets[i - 1] + (ulong)pieces[i - 1].Length;
         }
         return offsets;
-    }
-
-    /// <summary>One AppendStream call with its header sent; answers are read as they come.</summary>
-    private sealed class TestStream : IAsyncDisposable
-    {
-        private readonly AsyncDuplexStreamingCall<AppendStreamRequest, AppendStreamResponse> _call;
-        private readonly Task _headerSent;
-
-        public TestStream(ChunkServerUnderTest server, ulong chunkId, ulong epoch)
-        {
-            _call = server.Client.AppendStream(deadline: DateTime.UtcNow.AddMinutes(2));
-            _headerSent = _call.RequestStream.WriteAsync(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch } });
-        }
-
-        public Task SendAsync(ulong offset, byte[] data) =>
-            SendFrameAsync(new AppendFrame { Offset = offset, Data = ByteString.CopyFrom(data), Crc32C = Crc32C.Compute(data) });
-
-        public async Task SendFrameAsync(AppendFrame frame)
-        {
-            await _headerSent;
-            await _call.RequestStream.WriteAsync(new AppendStreamRequest { Frame = frame });
-        }
-
-        public async Task<List<AppendStreamResponse>> AnswersAsync(int count)
-        {
-            var answers = new List<AppendStreamResponse>();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-            while (answers.Count < count)
-            {
-                Assert.True(await _call.ResponseStream.MoveNext(timeout.Token), $"stream ended after {answers.Count} of {count} answers");
-                answers.Add(_call.ResponseStream.Current);
-            }
-            return answers;
-        }
-
-        /// <summary>Cancels the call (HTTP/2 RST_STREAM), as a client that goes away does.</summary>
-        public void Reset() => _call.Dispose();
-
-        public async ValueTask DisposeAsync()
-        {
-            await _call.RequestStream.CompleteAsync();
-            while (await _call.ResponseStream.MoveNext(CancellationToken.None))
-            {
-            }
-            _call.Dispose();
-        }
     }
 }
