@@ -91,7 +91,7 @@ internal sealed class AppendStreamSession(
         }
         catch (IOException error)
         {
-            throw new RpcException(new Status(StatusCode.Cancelled, $"append stream reset by the client: {error.Message}"));
+            throw FeitianStatus.Error(StatusCode.Cancelled, "cancelled", $"append stream reset by the client: {error.Message}");
         }
     }
 

@@ -35,20 +35,20 @@ public sealed class FramedAppendWireTests(ITestOutputHelper output) : IAsyncLife
     public async Task A_message_declaring_a_body_over_the_limit_ends_the_stream_as_invalid_argument_and_changes_nothing()
     {
         // Kind Request with a body length of 2 GiB - 1: refused from the header alone, nothing of it is awaited.
-        await RefusedMidStreamAsync(chunkId: 1, [AppendStreamWire.Request, 0x7f, 0xff, 0xff, 0xff], "over the limit");
+        await AssertRefusedMidStreamAsync(chunkId: 1, [AppendStreamWire.Request, 0x7f, 0xff, 0xff, 0xff], "over the limit");
     }
 
     [Fact]
     public async Task A_message_of_an_unknown_kind_ends_the_stream_as_invalid_argument_and_changes_nothing()
     {
-        await RefusedMidStreamAsync(chunkId: 2, FramedWireClient.Encode(9, [1, 2, 3]), "unknown message kind 9");
+        await AssertRefusedMidStreamAsync(chunkId: 2, FramedWireClient.Encode(9, [1, 2, 3]), "unknown message kind 9");
     }
 
     [Fact]
     public async Task A_request_whose_body_is_not_protobuf_ends_the_stream_as_invalid_argument_and_changes_nothing()
     {
         // Field 2 (the frame), length-delimited, declares 16 bytes and carries 1.
-        await RefusedMidStreamAsync(chunkId: 3, FramedWireClient.Encode(AppendStreamWire.Request, [0x12, 0x10, 0x01]), "malformed AppendStreamRequest");
+        await AssertRefusedMidStreamAsync(chunkId: 3, FramedWireClient.Encode(AppendStreamWire.Request, [0x12, 0x10, 0x01]), "malformed AppendStreamRequest");
     }
 
     [Fact]
@@ -181,7 +181,7 @@ public sealed class FramedAppendWireTests(ITestOutputHelper output) : IAsyncLife
     /// Opens a stream on a new chunk, lands one frame, then sends <paramref name="hostile"/>: the stream must end with
     /// InvalidArgument naming the problem, the chunk must keep just the frame, and the server must go on serving.
     /// </summary>
-    private async Task RefusedMidStreamAsync(ulong chunkId, byte[] hostile, string detail)
+    private async Task AssertRefusedMidStreamAsync(ulong chunkId, byte[] hostile, string detail)
     {
         await _server.Client.CreateChunkAsync(new CreateChunkRequest { ChunkId = chunkId, Epoch = 1 });
         var first = RandomBytes(4096, (int)chunkId);
