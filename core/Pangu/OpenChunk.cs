@@ -74,10 +74,13 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
 
     private async Task<AppendResponse> SendFrameAsync(int replica, ulong offset, ReadOnlyMemory<byte> data, uint crc, bool fua)
     {
-        while (_ways![replica] != AppendWay.Unary)
+        // The arrays of this send: a close meanwhile replaces the fields, never these.
+        var ways = _ways!;
+        var streams = _streams!;
+        while (ways[replica] != AppendWay.Unary)
         {
-            var way = _ways[replica];
-            var stream = _streams![replica] ??= new ReplicaAppendStream(fanOut.AppendTransportFor(Replicas[replica], way == AppendWay.Framed), Id, epoch, fanOut.Options.ChunkServerTimeout);
+            var way = ways[replica];
+            var stream = streams[replica] ??= new ReplicaAppendStream(fanOut.AppendTransportFor(Replicas[replica], way == AppendWay.Framed), Id, epoch, fanOut.Options.ChunkServerTimeout);
             try
             {
                 return await stream.SendAsync(offset, data, crc, fua).ConfigureAwait(false);
@@ -87,14 +90,14 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
                 // A chunk server of an older version, which applied nothing of this stream: frames still waiting on
                 // it all land here; the first moves the replica one way down, and each resends its frame that way
                 // (the chunk server holds a frame that arrives before its predecessor).
-                if (_ways[replica] == way)
+                if (ways[replica] == way)
                 {
                     logger.LogInformation("chunk server {Server} has no {Way} appends ({Detail}); appending to chunk {ChunkId} {Next}",
                         Replicas[replica].ChunkServerId, way, e.Status.Detail, Id, way == AppendWay.Framed ? "over the gRPC AppendStream" : "with unary calls");
-                    _ways[replica] = way + 1;
-                    if (ReferenceEquals(_streams[replica], stream))
+                    ways[replica] = way + 1;
+                    if (ReferenceEquals(streams[replica], stream))
                     {
-                        _streams[replica] = null;
+                        streams[replica] = null;
                     }
                 }
             }
