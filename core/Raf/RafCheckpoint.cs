@@ -16,6 +16,9 @@ public sealed record RafCheckpoint(LogPosition Position, IReadOnlyList<Extent> E
     private const int FixedSize = 4 + 4 + 8 + 8 + 8 + 8;
     private const int ExtentSize = 40;
 
+    /// <summary>Bytes of a serialized checkpoint of an index with <paramref name="extents"/> extents.</summary>
+    public static long SerializedSize(long extents) => FixedSize + (extents * ExtentSize) + 4;
+
     public byte[] Serialize()
     {
         var bytes = new byte[FixedSize + (Extents.Count * ExtentSize) + 4];

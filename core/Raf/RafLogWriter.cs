@@ -262,7 +262,7 @@ public sealed class RafLogWriter : IAsyncDisposable
             Apply(head.Segment, baseOffset, length, records);
         }
         _bytesSinceCheckpoint += length;
-        if (_bytesSinceCheckpoint >= _options.CheckpointIntervalBytes)
+        if (_bytesSinceCheckpoint >= CheckpointInterval())
         {
             _bytesSinceCheckpoint = 0;
             _checkpointDue();
@@ -270,6 +270,10 @@ public sealed class RafLogWriter : IAsyncDisposable
         // Last: a frontend op's waiter runs on this thread (see LogOp), so the checkpoint is already under way when it resumes.
         Complete(batch);
     }
+
+    /// <summary>Log bytes between periodic checkpoints: the configured interval, or a multiple of what a checkpoint of the index now costs.</summary>
+    internal long CheckpointInterval() =>
+        Math.Max(_options.CheckpointIntervalBytes, _options.CheckpointSizeFactor * RafCheckpoint.SerializedSize(_state.Index.Count));
 
     private void Failed(List<LogOp> batch, long bytes, Exception e)
     {

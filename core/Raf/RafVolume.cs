@@ -407,6 +407,9 @@ public sealed class RafVolume : IBlockDevice, IAsyncDisposable
     /// <summary>The periodic checkpoint the log writer started last (completed when none runs); it never throws.</summary>
     internal Task BackgroundCheckpoint => _backgroundCheckpoint;
 
+    /// <summary>Log bytes the writer lets pass between periodic checkpoints now (see <see cref="RafOptions.CheckpointSizeFactor"/>).</summary>
+    internal long PeriodicCheckpointInterval => _writer.CheckpointInterval();
+
     private void StartBackgroundCheckpoint()
     {
         if (!_backgroundCheckpoint.IsCompleted || _stopping.IsCancellationRequested)

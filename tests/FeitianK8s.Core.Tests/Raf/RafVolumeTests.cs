@@ -199,6 +199,50 @@ public sealed class RafVolumeTests(ITestOutputHelper output)
         RafHarness.AssertSameBytes(expected, await RafHarness.ReadAllAsync(reopened), "checkpoint + tail");
     }
 
+    [Theory]
+    [InlineData(32)]
+    [InlineData(0)]
+    public async Task A_fragmented_index_stretches_the_periodic_checkpoint_interval_to_a_multiple_of_the_checkpoint_size(int factor)
+    {
+        // 4 KiB writes to every other block: each is an extent of its own, so a checkpoint grows by 40 bytes per write.
+        var options = RafHarness.SmallOptions();
+        var harness = new RafHarness(output, size: 4 << 20, new RafOptions
+        {
+            SegmentSizeBytes = options.SegmentSizeBytes,
+            MaxRecordDataBytes = options.MaxRecordDataBytes,
+            MaxBatchBytes = options.MaxBatchBytes,
+            CheckpointIntervalBytes = 64 << 10,
+            CheckpointSizeFactor = factor,
+            GcBandwidthBytesPerSecond = 0,
+            GcInterval = null,
+            Holder = options.Holder,
+        });
+        await using var volume = await harness.OpenAsync();
+        Assert.Equal(64 << 10, volume.PeriodicCheckpointInterval);
+        const int writes = 512;
+        for (var i = 0; i < writes; i++)
+        {
+            await volume.WriteAsync(i * 8192L, RafHarness.Pattern(4096, i), fua: false);
+        }
+        var checkpointBytes = RafCheckpoint.SerializedSize(writes);
+        Assert.Equal(factor == 0 ? 64 << 10 : factor * checkpointBytes, volume.PeriodicCheckpointInterval);
+        // What is written is all there, whatever the checkpoints did meanwhile.
+        var read = new byte[4096];
+        for (var i = 0; i < writes; i += 37)
+        {
+            await volume.ReadAsync(i * 8192L, read);
+            Assert.Equal(RafHarness.Pattern(4096, i), read);
+        }
+        await volume.BackgroundCheckpoint;
+    }
+
+    [Fact]
+    public void A_negative_checkpoint_size_factor_is_refused()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new RafOptions { CheckpointSizeFactor = -1 }.Validate());
+        Assert.Contains("checkpoint", error.Message);
+    }
+
     [Fact]
     public async Task CheckpointsAreWrittenPeriodicallyAndPruned()
     {
