@@ -165,7 +165,8 @@ internal sealed class AppendStreamSession(
         return length;
     }
 
-    private static AppendFrameError ToFrameError(ChunkStoreException error)
+    /// <summary>A refusal as the stream carries it: the gRPC code and reason a unary call would end with, and the chunk length.</summary>
+    internal static AppendFrameError ToFrameError(ChunkStoreException error)
     {
         var (code, reason) = ChunkErrorMapping.Of(error.Error);
         return new AppendFrameError

@@ -130,17 +130,10 @@ public sealed class FramedAppendEndpoint(ChunkStore store, ChunkServerMetrics me
         switch (error)
         {
             case ChunkStoreException refused:
-                var (code, reason) = ChunkErrorMapping.Of(refused.Error);
+                var status = AppendStreamSession.ToFrameError(refused);
                 log.Log(refused.Error is ChunkError.Corrupt or ChunkError.IoError ? LogLevel.Error : LogLevel.Debug, refused.InnerException,
-                    "{Method} (framed) refused ({Reason}): {Message}", Method, reason, refused.Message);
-                return new AppendFrameError
-                {
-                    Code = (int)code,
-                    Reason = reason,
-                    Detail = refused.Message,
-                    HasChunkLength = refused.ChunkLength.HasValue,
-                    ChunkLength = (ulong)(refused.ChunkLength ?? 0),
-                };
+                    "{Method} (framed) refused ({Reason}): {Message}", Method, status.Reason, refused.Message);
+                return status;
             case RpcException rpc:
                 return new AppendFrameError { Code = (int)rpc.StatusCode, Reason = FeitianStatus.ReasonOf(rpc) ?? rpc.StatusCode.ToString(), Detail = rpc.Status.Detail };
             case IOException:
