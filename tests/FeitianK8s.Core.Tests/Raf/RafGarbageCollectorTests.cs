@@ -151,11 +151,13 @@ public sealed class RafGarbageCollectorTests(ITestOutputHelper output)
         {
             while (!stop.IsCancellationRequested)
             {
-                collections += (await volume.RunGcOnceAsync()).SegmentsCollected;
+                Interlocked.Add(ref collections, (await volume.RunGcOnceAsync()).SegmentsCollected);
             }
         });
         var random = new Random(7);
-        for (var i = 0; i < 1500; i++)
+        // 1500 steps, and on until the GC has collected a segment meanwhile (a loaded machine may give its task little time).
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        for (var i = 0; i < 1500 || (Volatile.Read(ref collections) == 0 && DateTime.UtcNow < deadline); i++)
         {
             var offset = random.Next(size - 6000);
             var length = random.Next(1, 6000);
