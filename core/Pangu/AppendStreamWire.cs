@@ -37,10 +37,7 @@ public static class AppendStreamWire
     public static void Write(IBufferWriter<byte> output, byte kind, IMessage? body)
     {
         var size = body?.CalculateSize() ?? 0;
-        var span = output.GetSpan(HeaderBytes + size);
-        span[0] = kind;
-        BinaryPrimitives.WriteInt32BigEndian(span[1..], size);
-        body?.WriteTo(span.Slice(HeaderBytes, size));
+        Fill(output.GetSpan(HeaderBytes + size), kind, body, size);
         output.Advance(HeaderBytes + size);
     }
 
@@ -49,10 +46,16 @@ public static class AppendStreamWire
     {
         var size = body?.CalculateSize() ?? 0;
         var buffer = ArrayPool<byte>.Shared.Rent(HeaderBytes + size);
-        buffer[0] = kind;
-        BinaryPrimitives.WriteInt32BigEndian(buffer.AsSpan(1), size);
-        body?.WriteTo(buffer.AsSpan(HeaderBytes, size));
+        Fill(buffer, kind, body, size);
         return (buffer, HeaderBytes + size);
+    }
+
+    /// <summary>Kind, length and body of <paramref name="size"/> bytes at the start of <paramref name="span"/>.</summary>
+    private static void Fill(Span<byte> span, byte kind, IMessage? body, int size)
+    {
+        span[0] = kind;
+        BinaryPrimitives.WriteInt32BigEndian(span[1..], size);
+        body?.WriteTo(span.Slice(HeaderBytes, size));
     }
 
     /// <summary>
