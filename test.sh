@@ -36,6 +36,11 @@ dotnet test FeitianK8s.sln -c Release --no-build -nologo -v q --logger "console;
 
 sum() { { grep -oE "$1: +[0-9]+" "$log" || true; } | awk '{s+=$2} END {print s+0}'; }
 passed=$(sum Passed); failed=$(sum Failed); skipped=$(sum Skipped)
+# Repeat each failure's name and message last, where a log read from its tail shows them.
+if [ "$failed" -ne 0 ]; then
+  echo "failed tests:"
+  awk '/^ +Failed [A-Za-z]/ {show=1; lines=0} /^ +(Stack Trace|Standard Output Messages):/ {show=0} show && lines < 12 {print; lines++}' "$log"
+fi
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$skipped" -ne 0 ] || [ "$passed" -eq 0 ]; then
   exit 1
