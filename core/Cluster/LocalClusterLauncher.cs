@@ -57,11 +57,13 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
         _masterExe = ServerExecutable.Find("FeitianK8s.Master", options.BinDirectory);
         _chunkServerExe = ServerExecutable.Find("FeitianK8s.ChunkServer", options.BinDirectory);
         DataDir = Path.GetFullPath(options.DataDir);
+        // Exists before any port is reserved for it: a reservation whose holder is missing counts as stale.
+        Directory.CreateDirectory(DataDir);
         TlsDirectory = options.Insecure ? null : LocalPki.DirectoryOf(DataDir);
         Masters = options.Masters == 1
             ? [new LocalServer("master", Path.Combine(DataDir, "master"), "", "")]
             : Enumerable.Range(1, options.Masters).Select(i => new LocalServer($"master-{i}", Path.Combine(DataDir, $"master-{i}"), "", "")).ToArray();
-        _masterPorts = PlanMasterPorts(options);
+        _masterPorts = PlanMasterPorts(options, DataDir);
         ChunkServers = Enumerable.Range(1, options.ChunkServers)
             .Select(i => new LocalServer($"chunkserver-{i}", Path.Combine(DataDir, $"chunkserver-{i}"), $"node-{i}", $"rack-{((i - 1) % options.Racks) + 1}"))
             .ToArray();
@@ -113,7 +115,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
             }
             await Task.WhenAll(Enumerable.Range(0, cluster.Masters.Count).Select(i => cluster.StartMasterAsync(i, i == 0 ? options.MasterHttpPort : 0, ct)));
             await Task.WhenAll(Enumerable.Range(1, options.ChunkServers).Select(i =>
-                cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i) is var known and > 0 ? known : FreePort(), ct)));
+                cluster.StartChunkServerAsync(i, options.ChunkServerPorts.GetValueOrDefault(i) is var known and > 0 ? KeptPort(known, cluster.DataDir) : FreePort(cluster.DataDir), ct)));
             cluster.WriteClusterFile();
             return cluster;
         }
@@ -280,7 +282,7 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
     }
 
     /// <summary>gRPC and Raft ports of every master: those of the previous run, else free ones now.</summary>
-    private static (int Grpc, int Raft)[] PlanMasterPorts(LocalClusterOptions options)
+    private static (int Grpc, int Raft)[] PlanMasterPorts(LocalClusterOptions options, string dataDir)
     {
         var previous = options.PreviousMasters.Count == options.Masters ? options.PreviousMasters : [];
         return Enumerable.Range(0, options.Masters).Select(i =>
@@ -288,14 +290,22 @@ public sealed class LocalClusterLauncher : IAsyncDisposable
             if (i < previous.Count && Uri.TryCreate(previous[i].Grpc, UriKind.Absolute, out var grpc)
                 && int.TryParse(previous[i].Raft[(previous[i].Raft.LastIndexOf(':') + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var raft))
             {
-                return (grpc.Port, raft);
+                return (KeptPort(grpc.Port, dataDir), KeptPort(raft, dataDir));
             }
-            var grpcPort = i == 0 && options.MasterPort != 0 ? options.MasterPort : FreePort();
-            return (grpcPort, FreePort());
+            var grpcPort = i == 0 && options.MasterPort != 0 ? KeptPort(options.MasterPort, dataDir) : FreePort(dataDir);
+            return (grpcPort, FreePort(dataDir));
         }).ToArray();
     }
 
-    private static int FreePort() => Common.ListenPorts.Pick();
+    /// <summary>A port for a server of this cluster, reserved for DIR so that no other cluster picks it while that server restarts.</summary>
+    private static int FreePort(string dataDir) => Common.ListenPorts.Pick(holder: dataDir);
+
+    /// <summary>A port this cluster keeps from an earlier run (or was told to use): reserved for DIR again, e.g. after a reboot emptied the reservations.</summary>
+    private static int KeptPort(int port, string dataDir)
+    {
+        Common.ListenPorts.Hold(port, dataDir);
+        return port;
+    }
 
     private async Task StartMasterAsync(int index, int httpPort, CancellationToken ct)
     {

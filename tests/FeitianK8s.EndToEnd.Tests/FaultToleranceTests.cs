@@ -154,6 +154,8 @@ public sealed class FaultToleranceTests : IClassFixture<FaultClusterFixture>, ID
 
         Cluster.Launcher.KillMaster();
         await ServerFaults.AssertServerIsDownAsync(Cluster.Launcher.Master);
+        // While it is down its port stays reserved for this cluster: no other cluster on the machine picks it meanwhile.
+        Assert.Equal(Cluster.Launcher.DataDir, FeitianK8s.Core.Common.ListenPorts.ReservedHolder(new Uri(Cluster.Launcher.Master.GrpcAddress).Port));
         // Appending inside the open chunk needs no master.
         Assert.Equal(MiB, await writer.AppendAsync(Streams.Block(39, 1, MiB)));
         // The master was down for the whole append above.

@@ -26,7 +26,7 @@ public sealed class MasterProcessGroup : IAsyncDisposable
         _snapshotEvery = snapshotEvery;
         _processes = new Process?[size];
         DataDirectories = Enumerable.Range(0, size).Select(_ => new TempDirectory()).ToArray();
-        var ports = FreePorts(2 * size);
+        var ports = FreePorts(2 * size, DataDirectories[0].Path);
         RaftPorts = ports.Take(size).ToArray();
         GrpcPorts = ports.Skip(size).ToArray();
         Channels = GrpcPorts.Select(p => GrpcChannel.ForAddress($"http://127.0.0.1:{p}")).ToArray();
@@ -164,13 +164,16 @@ public sealed class MasterProcessGroup : IAsyncDisposable
         }
     }
 
-    /// <summary>Distinct ports outside the ephemeral range: the members restart on them, so no outgoing connection may take one meanwhile.</summary>
-    private static int[] FreePorts(int count)
+    /// <summary>
+    /// Distinct ports outside the ephemeral range, reserved for <paramref name="holder"/>: the members restart on them,
+    /// so neither an outgoing connection nor another test's pick may take one meanwhile.
+    /// </summary>
+    private static int[] FreePorts(int count, string holder)
     {
         var ports = new HashSet<int>();
         while (ports.Count < count)
         {
-            ports.Add(FeitianK8s.Core.Common.ListenPorts.Pick());
+            ports.Add(FeitianK8s.Core.Common.ListenPorts.Pick(holder: holder));
         }
         return [.. ports];
     }

@@ -20,8 +20,8 @@ public sealed class RaftGroup : IAsyncDisposable
         _output = output;
         _members = new RunningMaster?[size];
         DataDirectories = Enumerable.Range(0, size).Select(_ => new TempDirectory()).ToArray();
-        RaftPorts = Enumerable.Range(0, size).Select(_ => FreePort()).ToArray();
-        GrpcPorts = Enumerable.Range(0, size).Select(_ => FreePort()).ToArray();
+        RaftPorts = DataDirectories.Select(d => FreePort(d.Path)).ToArray();
+        GrpcPorts = DataDirectories.Select(d => FreePort(d.Path)).ToArray();
     }
 
     public TempDirectory[] DataDirectories { get; }
@@ -91,7 +91,8 @@ public sealed class RaftGroup : IAsyncDisposable
         throw new TimeoutException("no master became the leader within the deadline");
     }
 
-    private static int FreePort() => FeitianK8s.Core.Common.ListenPorts.Pick();
+    /// <summary>A port reserved for the member's directory: members restart on theirs, so no other test may pick one meanwhile.</summary>
+    private static int FreePort(string holder) => FeitianK8s.Core.Common.ListenPorts.Pick(holder: holder);
 
     public async ValueTask DisposeAsync()
     {

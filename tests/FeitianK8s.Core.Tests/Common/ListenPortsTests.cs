@@ -1,10 +1,15 @@
 using System.Net;
+using System.Globalization;
 using System.Net.Sockets;
 using FeitianK8s.Core.Common;
+using FeitianK8s.Testing;
 
 namespace FeitianK8s.Core.Tests.Common;
 
-/// <summary>Ports picked for listeners that keep their number across restarts stay out of the kernel's ephemeral range.</summary>
+/// <summary>
+/// Ports picked for listeners that keep their number across restarts stay out of the kernel's ephemeral range, and
+/// out of other clusters' reservations (real files in the machine-wide reservation folder, real binds on loopback).
+/// </summary>
 public sealed class ListenPortsTests
 {
     [Fact]
@@ -42,5 +47,49 @@ public sealed class ListenPortsTests
         {
             held.ForEach(l => l.Stop());
         }
+    }
+
+    [Fact]
+    public void A_port_reserved_for_a_live_holder_is_never_picked_and_is_free_again_once_the_holder_is_deleted()
+    {
+        var (low, below) = RandomWindow(16);
+        using var holder = new TempDirectory();
+        var reserved = Enumerable.Range(low, 15).ToList();
+        Assert.All(reserved, p => Assert.Null(ListenPorts.Hold(p, holder.Path)));
+        Assert.All(reserved, p => Assert.Equal(Path.GetFullPath(holder.Path), ListenPorts.ReservedHolder(p)));
+
+        var picks = Enumerable.Range(0, 50).Select(_ => ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500)).ToList();
+        Assert.All(picks, p => Assert.Equal(below - 1, p));
+
+        holder.Dispose();
+        Assert.All(reserved, p => Assert.Null(ListenPorts.ReservedHolder(p)));
+        Assert.All(reserved, p => Assert.False(File.Exists(Path.Combine(ListenPorts.ReservationDirectory, p.ToString(CultureInfo.InvariantCulture))), $"the stale reservation of {p} was not removed"));
+        var after = Enumerable.Range(0, 200).Select(_ => ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500)).ToHashSet();
+        Assert.Contains(after, p => p < below - 1);
+    }
+
+    [Fact]
+    public void A_port_picked_for_a_holder_is_reserved_for_it_and_another_holder_cannot_take_it()
+    {
+        var (low, below) = RandomWindow(8);
+        using var first = new TempDirectory();
+        using var second = new TempDirectory();
+        var port = ListenPorts.PickBetween(IPAddress.Loopback, first.Path, low, below, attempts: 500);
+        Assert.NotNull(port);
+        Assert.Equal(Path.GetFullPath(first.Path), ListenPorts.ReservedHolder(port.Value));
+
+        Assert.Equal(Path.GetFullPath(first.Path), ListenPorts.Hold(port.Value, second.Path));
+        Assert.Null(ListenPorts.Hold(port.Value, first.Path + "/"));
+        Assert.Equal(Path.GetFullPath(first.Path), ListenPorts.ReservedHolder(port.Value));
+        var others = Enumerable.Range(0, 100).Select(_ => ListenPorts.PickBetween(IPAddress.Loopback, second.Path, low, below, attempts: 500)).ToList();
+        Assert.DoesNotContain(port, others);
+        Assert.Contains(others, p => p is not null);
+    }
+
+    /// <summary>A window of ports at a random place below the ephemeral range, so that tests running at the same time rarely meet in it.</summary>
+    private static (int Low, int Below) RandomWindow(int size)
+    {
+        var low = Random.Shared.Next(20_000, 32_000 - size);
+        return (low, low + size);
     }
 }
