@@ -13,7 +13,9 @@ namespace FeitianK8s.Core.Common;
 /// A free port is not yet a safe one: a server that keeps its port may be down for a restart just when
 /// another cluster on the machine picks. So a port picked for a <c>holder</c> (the directory whose servers
 /// will keep it, e.g. a local cluster's data directory) is also written down in a machine-wide reservation
-/// folder, and no pick takes a port reserved for a holder that still exists.
+/// folder, and no pick takes a port reserved for a holder that still exists. A port picked without a holder
+/// is leased for <see cref="Lease"/> instead, which covers the time between the pick and the listener's bind
+/// (a master picks its HTTP port before its Raft log is loaded).
 /// </summary>
 public static class ListenPorts
 {
@@ -21,13 +23,18 @@ public static class ListenPorts
     private const int Lowest = 20_000;
     private const string EphemeralRangeFile = "/proc/sys/net/ipv4/ip_local_port_range";
 
+    private const string LeasePrefix = "until:";
+
     /// <summary>Where reservations live, one file per port naming its holder; shared by every process on the machine.</summary>
     public static string ReservationDirectory { get; } = Path.Combine(Path.GetTempPath(), "feitian-listen-ports");
+
+    /// <summary>How long a port picked without a holder stays reserved: long enough for its listener to bind.</summary>
+    public static TimeSpan Lease { get; } = TimeSpan.FromMinutes(2);
 
     /// <summary>
     /// A port nobody listens on now on <paramref name="address"/> (loopback by default), outside the ephemeral range
     /// when possible, and not reserved for a live holder. With <paramref name="holder"/> the port is reserved for it
-    /// until that directory is deleted.
+    /// until that directory is deleted; without, it is leased for <see cref="Lease"/>.
     /// </summary>
     public static int Pick(IPAddress? address = null, string? holder = null)
     {
@@ -36,13 +43,13 @@ public static class ListenPorts
         return below - Lowest >= 1_000 && PickBetween(bindTo, holder, Lowest, below, attempts: 200) is { } port ? port : KernelPort(bindTo);
     }
 
-    /// <summary>A random port in [<paramref name="lowest"/>, <paramref name="below"/>) that is free, unreserved, and (with a holder) now reserved; null after that many tries.</summary>
+    /// <summary>A random port in [<paramref name="lowest"/>, <paramref name="below"/>) that is free and unreserved, now reserved (for the holder, else leased); null after that many tries.</summary>
     internal static int? PickBetween(IPAddress bindTo, string? holder, int lowest, int below, int attempts)
     {
         for (var attempt = 0; attempt < attempts; attempt++)
         {
             var port = Random.Shared.Next(lowest, below);
-            if (ReservedHolder(port) is null && TryBind(bindTo, port) && (holder is null || TryReserve(port, holder)))
+            if (ReservedHolder(port) is null && TryBind(bindTo, port) && TryReserve(port, holder is null ? LeaseUntil(DateTimeOffset.UtcNow + Lease) : Path.GetFullPath(holder)))
             {
                 return port;
             }
@@ -70,19 +77,22 @@ public static class ListenPorts
         }
         if (current is null)
         {
-            TryReserve(port, holder);
+            TryReserve(port, Path.GetFullPath(holder));
         }
         return null;
     }
 
-    /// <summary>The live holder <paramref name="port"/> is reserved for; a reservation whose holder is gone is removed.</summary>
+    /// <summary>
+    /// Whom <paramref name="port"/> is reserved for: a holder directory that exists, or a lease ("until:UNIX-SECONDS")
+    /// that has not run out. A reservation whose holder is gone or whose lease ran out is removed.
+    /// </summary>
     public static string? ReservedHolder(int port)
     {
         var file = ReservationFile(port);
         try
         {
             var holder = File.ReadAllText(file).Trim();
-            if (holder.Length > 0 && Directory.Exists(holder))
+            if (IsLive(holder))
             {
                 return holder;
             }
@@ -90,19 +100,33 @@ public static class ListenPorts
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // No reservation, or one being written or removed this instant: treat it as absent; the bind still checks.
+            // No reservation, or one removed this instant: treat it as absent; the bind still checks.
         }
         return null;
     }
 
-    /// <summary>Writes the reservation only if nobody holds the port (CreateNew is atomic across processes).</summary>
+    private static bool IsLive(string holder) =>
+        holder.StartsWith(LeasePrefix, StringComparison.Ordinal)
+            ? long.TryParse(holder.AsSpan(LeasePrefix.Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var until)
+                && DateTimeOffset.UtcNow.ToUnixTimeSeconds() < until
+            : holder.Length > 0 && Directory.Exists(holder);
+
+    private static string LeaseUntil(DateTimeOffset until) => LeasePrefix + until.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Writes the reservation only if nobody holds the port: the text goes into a file of its own first and is then
+    /// linked in under the port's name, which fails if that exists, so no process ever reads a half-written one.
+    /// </summary>
     private static bool TryReserve(int port, string holder)
     {
+        string? written = null;
         try
         {
             EnsureReservationDirectory();
-            using var file = new FileStream(ReservationFile(port), FileMode.CreateNew, FileAccess.Write);
-            file.Write(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(holder)));
+            written = Path.Combine(ReservationDirectory, $"{port}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+            File.WriteAllText(written, holder);
+            File.Move(written, ReservationFile(port), overwrite: false);
+            written = null;
             return true;
         }
         catch (IOException) when (File.Exists(ReservationFile(port)))
@@ -113,6 +137,19 @@ public static class ListenPorts
         {
             // A machine where the folder cannot be written: the pick is as good as before reservations existed.
             return true;
+        }
+        finally
+        {
+            if (written is not null)
+            {
+                try
+                {
+                    File.Delete(written);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                }
+            }
         }
     }
 

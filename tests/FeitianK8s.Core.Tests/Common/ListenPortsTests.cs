@@ -58,14 +58,32 @@ public sealed class ListenPortsTests
         Assert.All(reserved, p => Assert.Null(ListenPorts.Hold(p, holder.Path)));
         Assert.All(reserved, p => Assert.Equal(Path.GetFullPath(holder.Path), ListenPorts.ReservedHolder(p)));
 
-        var picks = Enumerable.Range(0, 50).Select(_ => ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500)).ToList();
-        Assert.All(picks, p => Assert.Equal(below - 1, p));
+        // The one port left is picked, and leased: a second pick finds the whole window reserved.
+        Assert.Equal(below - 1, ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500));
+        Assert.StartsWith("until:", ListenPorts.ReservedHolder(below - 1));
+        Assert.Null(ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500));
 
         holder.Dispose();
         Assert.All(reserved, p => Assert.Null(ListenPorts.ReservedHolder(p)));
-        Assert.All(reserved, p => Assert.False(File.Exists(Path.Combine(ListenPorts.ReservationDirectory, p.ToString(CultureInfo.InvariantCulture))), $"the stale reservation of {p} was not removed"));
-        var after = Enumerable.Range(0, 200).Select(_ => ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500)).ToHashSet();
-        Assert.Contains(after, p => p < below - 1);
+        Assert.All(reserved, p => Assert.False(File.Exists(ReservationFile(p)), $"the stale reservation of {p} was not removed"));
+        var after = Enumerable.Range(0, 5).Select(_ => ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500)).ToList();
+        Assert.All(after, p => Assert.InRange(p ?? -1, low, below - 2));
+        Assert.Equal(5, after.Distinct().Count());
+    }
+
+    [Fact]
+    public void A_lease_that_ran_out_and_a_reservation_without_a_holder_are_removed_and_their_ports_picked_again()
+    {
+        var (low, below) = RandomWindow(2);
+        Directory.CreateDirectory(ListenPorts.ReservationDirectory);
+        File.WriteAllText(ReservationFile(low), "until:" + DateTimeOffset.UtcNow.AddSeconds(-1).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture));
+        File.WriteAllText(ReservationFile(low + 1), "");
+        Assert.Null(ListenPorts.ReservedHolder(low));
+        Assert.Null(ListenPorts.ReservedHolder(low + 1));
+        Assert.False(File.Exists(ReservationFile(low)));
+        Assert.False(File.Exists(ReservationFile(low + 1)));
+        var picked = new[] { ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500), ListenPorts.PickBetween(IPAddress.Loopback, null, low, below, attempts: 500) };
+        Assert.Equal([low, low + 1], picked.Order().ToArray());
     }
 
     [Fact]
@@ -85,6 +103,8 @@ public sealed class ListenPortsTests
         Assert.DoesNotContain(port, others);
         Assert.Contains(others, p => p is not null);
     }
+
+    private static string ReservationFile(int port) => Path.Combine(ListenPorts.ReservationDirectory, port.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>A window of ports at a random place below the ephemeral range, so that tests running at the same time rarely meet in it.</summary>
     private static (int Low, int Below) RandomWindow(int size)
