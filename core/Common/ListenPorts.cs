@@ -46,10 +46,11 @@ public static class ListenPorts
     /// <summary>A random port in [<paramref name="lowest"/>, <paramref name="below"/>) that is free and unreserved, now reserved (for the holder, else leased); null after that many tries.</summary>
     internal static int? PickBetween(IPAddress bindTo, string? holder, int lowest, int below, int attempts)
     {
+        var reservation = holder is null ? LeaseUntil(DateTimeOffset.UtcNow + Lease) : Path.GetFullPath(holder);
         for (var attempt = 0; attempt < attempts; attempt++)
         {
             var port = Random.Shared.Next(lowest, below);
-            if (ReservedHolder(port) is null && TryBind(bindTo, port) && TryReserve(port, holder is null ? LeaseUntil(DateTimeOffset.UtcNow + Lease) : Path.GetFullPath(holder)))
+            if (ReservedHolder(port) is null && TryBind(bindTo, port) && TryReserve(port, reservation))
             {
                 return port;
             }

@@ -21,7 +21,7 @@ public sealed record RafCheckpoint(LogPosition Position, IReadOnlyList<Extent> E
 
     public byte[] Serialize()
     {
-        var bytes = new byte[FixedSize + (Extents.Count * ExtentSize) + 4];
+        var bytes = new byte[SerializedSize(Extents.Count)];
         var span = bytes.AsSpan();
         BinaryPrimitives.WriteUInt32LittleEndian(span, Magic);
         BinaryPrimitives.WriteUInt32LittleEndian(span[4..], Version);
