@@ -23,10 +23,8 @@ public static class ListenPorts
     private const int Lowest = 20_000;
     private const string EphemeralRangeFile = "/proc/sys/net/ipv4/ip_local_port_range";
 
-    private const string LeasePrefix = "until:";
-
     /// <summary>Where reservations live, one file per port naming its holder; shared by every process on the machine.</summary>
-    public static string ReservationDirectory { get; } = Path.Combine(Path.GetTempPath(), "feitian-listen-ports");
+    public static string ReservationDirectory => PortReservations.MachineWide.DirectoryPath;
 
     /// <summary>How long a port picked without a holder stays reserved: long enough for its listener to bind.</summary>
     public static TimeSpan Lease { get; } = TimeSpan.FromMinutes(2);
@@ -44,13 +42,14 @@ public static class ListenPorts
     }
 
     /// <summary>A random port in [<paramref name="lowest"/>, <paramref name="below"/>) that is free and unreserved, now reserved (for the holder, else leased); null after that many tries.</summary>
-    internal static int? PickBetween(IPAddress bindTo, string? holder, int lowest, int below, int attempts)
+    internal static int? PickBetween(IPAddress bindTo, string? holder, int lowest, int below, int attempts, PortReservations? reservations = null)
     {
-        var reservation = holder is null ? LeaseUntil(DateTimeOffset.UtcNow + Lease) : Path.GetFullPath(holder);
+        reservations ??= PortReservations.MachineWide;
+        var reservation = holder is null ? PortReservations.LeaseUntil(DateTimeOffset.UtcNow + Lease) : Path.GetFullPath(holder);
         for (var attempt = 0; attempt < attempts; attempt++)
         {
             var port = Random.Shared.Next(lowest, below);
-            if (ReservedHolder(port) is null && TryBind(bindTo, port) && TryReserve(port, reservation))
+            if (reservations.ReservedHolder(port) is null && TryBind(bindTo, port) && reservations.TryReserve(port, reservation))
             {
                 return port;
             }
@@ -67,114 +66,12 @@ public static class ListenPorts
 
     /// <summary>
     /// Reserves a port <paramref name="holder"/> already uses (one kept from an earlier run) unless a live holder
-    /// has it; returns that other holder, or null when the port is now reserved for this one (or cannot be).
+    /// has it, in the machine-wide folder; returns that other holder, or null when the port is now reserved for this one.
     /// </summary>
-    public static string? Hold(int port, string holder)
-    {
-        var current = ReservedHolder(port);
-        if (current is not null && !SameDirectory(current, holder))
-        {
-            return current;
-        }
-        if (current is null)
-        {
-            TryReserve(port, Path.GetFullPath(holder));
-        }
-        return null;
-    }
+    public static string? Hold(int port, string holder) => PortReservations.MachineWide.Hold(port, holder);
 
-    /// <summary>
-    /// Whom <paramref name="port"/> is reserved for: a holder directory that exists, or a lease ("until:UNIX-SECONDS")
-    /// that has not run out. A reservation whose holder is gone or whose lease ran out is removed.
-    /// </summary>
-    public static string? ReservedHolder(int port)
-    {
-        var file = ReservationFile(port);
-        try
-        {
-            var holder = File.ReadAllText(file).Trim();
-            if (IsLive(holder))
-            {
-                return holder;
-            }
-            File.Delete(file);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // No reservation, or one removed this instant: treat it as absent; the bind still checks.
-        }
-        return null;
-    }
-
-    private static bool IsLive(string holder) =>
-        holder.StartsWith(LeasePrefix, StringComparison.Ordinal)
-            ? long.TryParse(holder.AsSpan(LeasePrefix.Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var until)
-                && DateTimeOffset.UtcNow.ToUnixTimeSeconds() < until
-            : holder.Length > 0 && Directory.Exists(holder);
-
-    private static string LeaseUntil(DateTimeOffset until) => LeasePrefix + until.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
-
-    /// <summary>
-    /// Writes the reservation only if nobody holds the port: the text goes into a file of its own first and is then
-    /// linked in under the port's name, which fails if that exists, so no process ever reads a half-written one.
-    /// </summary>
-    private static bool TryReserve(int port, string holder)
-    {
-        string? written = null;
-        try
-        {
-            EnsureReservationDirectory();
-            written = Path.Combine(ReservationDirectory, $"{port}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-            File.WriteAllText(written, holder);
-            File.Move(written, ReservationFile(port), overwrite: false);
-            written = null;
-            return true;
-        }
-        catch (IOException) when (File.Exists(ReservationFile(port)))
-        {
-            return false;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A machine where the folder cannot be written: the pick is as good as before reservations existed.
-            return true;
-        }
-        finally
-        {
-            if (written is not null)
-            {
-                try
-                {
-                    File.Delete(written);
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                }
-            }
-        }
-    }
-
-    private static void EnsureReservationDirectory()
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            Directory.CreateDirectory(ReservationDirectory);
-        }
-        else if (!Directory.Exists(ReservationDirectory))
-        {
-            // Sticky and world-writable like /tmp (set after creating, past the umask): every user's clusters share one set of ports.
-            const UnixFileMode shared = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
-                | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
-                | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute | UnixFileMode.StickyBit;
-            Directory.CreateDirectory(ReservationDirectory, shared);
-            File.SetUnixFileMode(ReservationDirectory, shared);
-        }
-    }
-
-    private static string ReservationFile(int port) => Path.Combine(ReservationDirectory, port.ToString(System.Globalization.CultureInfo.InvariantCulture));
-
-    private static bool SameDirectory(string a, string b) =>
-        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)), StringComparison.Ordinal);
+    /// <summary>Whom <paramref name="port"/> is reserved for in the machine-wide folder (see <see cref="PortReservations.ReservedHolder"/>).</summary>
+    public static string? ReservedHolder(int port) => PortReservations.MachineWide.ReservedHolder(port);
 
     private static bool TryBind(IPAddress address, int port)
     {
