@@ -30,6 +30,7 @@ internal sealed class AppendStreamSession(
     private ChunkStoreException? _fenced;
     private ulong _chunkId;
     private ulong _epoch;
+    private IFramePayloadOwner? _payloads;
 
     public async Task RunAsync(IAsyncStreamReader<AppendStreamRequest> requests, CancellationToken ct)
     {
@@ -41,6 +42,7 @@ internal sealed class AppendStreamSession(
         {
             throw new ChunkStoreException(ChunkError.InvalidArgument, "append stream: the first message must be a header naming the chunk and epoch");
         }
+        _payloads = requests as IFramePayloadOwner;
         _chunkId = requests.Current.Header.ChunkId;
         _epoch = requests.Current.Header.Epoch;
         var state = await store.InfoAsync(_chunkId).ConfigureAwait(false);
@@ -133,6 +135,7 @@ internal sealed class AppendStreamSession(
         }
         finally
         {
+            _payloads?.Release(frame);
             _window.Release();
         }
         metrics.Requests.WithLabels("AppendStreamFrame", answer.Error is null ? "ok" : answer.Error.Reason).Inc();

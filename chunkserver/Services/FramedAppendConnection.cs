@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using FeitianK8s.ChunkServer.Storage;
 using FeitianK8s.Core.Pangu;
@@ -11,9 +13,14 @@ namespace FeitianK8s.ChunkServer.Services;
 /// The server side of one framed append connection (<see cref="AppendStreamWire"/>) as the request reader
 /// and answer writer an <see cref="AppendStreamSession"/> runs on, so the framed protocol and the gRPC
 /// AppendStream call share every rule. Bytes that break the protocol end the stream as InvalidArgument.
+/// A frame's payload is copied once, from the connection's buffers into a pooled array (<see cref="AppendFrameCodec"/>),
+/// which goes back to the pool when the session releases the frame.
 /// </summary>
-internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyBytes) : IAsyncStreamReader<AppendStreamRequest>, IServerStreamWriter<AppendStreamResponse>
+internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyBytes)
+    : IAsyncStreamReader<AppendStreamRequest>, IServerStreamWriter<AppendStreamResponse>, IFramePayloadOwner
 {
+    private readonly ConcurrentDictionary<AppendFrame, byte[]> _pooled = new(ReferenceEqualityComparer.Instance);
+
     public AppendStreamRequest Current { get; private set; } = null!;
 
     public WriteOptions? WriteOptions { get; set; }
@@ -34,7 +41,7 @@ internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyB
                     switch (kind)
                     {
                         case AppendStreamWire.Request:
-                            Current = AppendStreamRequest.Parser.ParseFrom(body);
+                            Current = AppendFrameCodec.TryDecode(body, out var frame) ? Pooled(frame) : AppendStreamRequest.Parser.ParseFrom(body);
                             return true;
                         case AppendStreamWire.End:
                             return false;
@@ -69,6 +76,29 @@ internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyB
                 throw new IOException("the client closed the connection without ending the stream");
             }
         }
+    }
+
+    /// <summary>Gives a frame's pooled payload back; the frame's data must not be read afterwards.</summary>
+    public void Release(AppendFrame frame)
+    {
+        if (_pooled.TryRemove(frame, out var payload))
+        {
+            ArrayPool<byte>.Shared.Return(payload);
+        }
+    }
+
+    private AppendStreamRequest Pooled(AppendFrameCodec.DecodedFrame decoded)
+    {
+        var frame = new AppendFrame { Offset = decoded.Offset, Crc32C = decoded.Crc32C, Fua = decoded.Fua };
+        if (decoded.Data.Length > 0)
+        {
+            var length = (int)decoded.Data.Length;
+            var payload = ArrayPool<byte>.Shared.Rent(length);
+            decoded.Data.CopyTo(payload);
+            frame.Data = UnsafeByteOperations.UnsafeWrap(payload.AsMemory(0, length));
+            _pooled[frame] = payload;
+        }
+        return new AppendStreamRequest { Frame = frame };
     }
 
     public Task WriteAsync(AppendStreamResponse message) => SendAsync(AppendStreamWire.Answer, message);

@@ -35,12 +35,46 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
         _connected = ConnectAsync(address, tls, _disposed.Token);
     }
 
+    /// <summary>Payloads from this size on are written from the caller's memory after their head; smaller ones are copied in with it (one write).</summary>
+    internal const int DirectPayloadBytes = 32 << 10;
+
     public async Task WriteAsync(AppendStreamRequest message)
     {
+        if (message.KindCase == AppendStreamRequest.KindOneofCase.Frame)
+        {
+            await WriteFrameAsync(message.Frame).ConfigureAwait(false);
+            return;
+        }
         var (buffer, length) = AppendStreamWire.Encode(AppendStreamWire.Request, message);
         try
         {
             await WriteRawAsync(buffer.AsMemory(0, length)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>A frame without a protobuf copy of its payload (<see cref="AppendFrameCodec"/>).</summary>
+    private async Task WriteFrameAsync(AppendFrame frame)
+    {
+        var data = frame.Data.Memory;
+        var direct = data.Length >= DirectPayloadBytes;
+        var buffer = ArrayPool<byte>.Shared.Rent(AppendFrameCodec.MaxHeadBytes + (direct ? 0 : data.Length));
+        try
+        {
+            var length = AppendFrameCodec.WriteHead(frame, buffer);
+            if (!direct)
+            {
+                data.Span.CopyTo(buffer.AsSpan(length));
+                length += data.Length;
+            }
+            await WriteRawAsync(buffer.AsMemory(0, length)).ConfigureAwait(false);
+            if (direct)
+            {
+                await WriteRawAsync(data).ConfigureAwait(false);
+            }
         }
         finally
         {

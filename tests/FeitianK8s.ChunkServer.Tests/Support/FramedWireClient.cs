@@ -94,6 +94,14 @@ public sealed class FramedWireClient : IAsyncDisposable
     public static byte[] Frame(ulong offset, byte[] data) =>
         Frame(new AppendFrame { Offset = offset, Data = ByteString.CopyFrom(data), Crc32C = Crc32C.Compute(data) });
 
+    /// <summary>A frame as the production client sends it: the codec's head, then the payload (<see cref="AppendFrameCodec"/>).</summary>
+    public static byte[] FrameAsSent(ulong offset, byte[] data)
+    {
+        var head = new byte[AppendFrameCodec.MaxHeadBytes];
+        var length = AppendFrameCodec.WriteHead(new AppendFrame { Offset = offset, Data = ByteString.CopyFrom(data), Crc32C = Crc32C.Compute(data) }, head);
+        return [.. head.AsSpan(0, length), .. data];
+    }
+
     public static byte[] End() => Encode(AppendStreamWire.End, ReadOnlySpan<byte>.Empty);
 
     /// <summary>Writes <paramref name="bytes"/> in one write call (small enough, one TCP segment on loopback).</summary>

@@ -61,6 +61,36 @@ public sealed class FramedAppendClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Large_pipelined_appends_written_head_then_payload_over_mutual_tls_read_back_intact()
+    {
+        await CreateChunkAsync(_framed, 5, epoch: 2);
+        // From just under to far over the size where the client writes the payload from the caller's memory after its head.
+        var sizes = new[] { FramedAppendStreamTransport.DirectPayloadBytes - 1, FramedAppendStreamTransport.DirectPayloadBytes, 1 << 20, 300_001, 4096, 700_000 };
+        var pieces = sizes.Select((size, i) => TestData.Random(size, 500 + i)).ToArray();
+        await using (var stream = new ReplicaAppendStream(Transport(_framed, ComponentRoles.CsiNode), 5, 2, Timeout))
+        {
+            var offset = 0UL;
+            var sends = new List<Task<AppendResponse>>();
+            foreach (var (piece, i) in pieces.Select((p, i) => (p, i)))
+            {
+                sends.Add(stream.SendAsync(offset, piece, Crc32C.Compute(piece), fua: i % 3 == 2));
+                offset += (ulong)piece.Length;
+            }
+            var lengths = (await Task.WhenAll(sends)).Select(a => a.Length).ToArray();
+            Assert.Equal(pieces.Select((_, i) => (ulong)pieces.Take(i + 1).Sum(p => p.Length)), lengths);
+        }
+        var expected = pieces.SelectMany(p => p).ToArray();
+        var stored = new List<byte>();
+        while (stored.Count < expected.Length)
+        {
+            var read = await Client(_framed).ReadAsync(new ReadRequest { ChunkId = 5, Offset = (ulong)stored.Count, Length = 1 << 20 });
+            Assert.False(read.Data.IsEmpty, $"the chunk ends at {stored.Count} of {expected.Length} bytes");
+            stored.AddRange(read.Data);
+        }
+        Assert.Equal(expected, stored.ToArray());
+    }
+
+    [Fact]
     public async Task A_caller_whose_role_may_not_append_is_refused_with_permission_denied_and_nothing_is_applied()
     {
         await CreateChunkAsync(_framed, 2, epoch: 1);

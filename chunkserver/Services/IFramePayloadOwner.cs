@@ -1,0 +1,9 @@
+using FeitianK8s.Proto.ChunkServer;
+
+namespace FeitianK8s.ChunkServer.Services;
+
+/// <summary>A request reader whose frames' payloads are borrowed (pooled) and must be released once the frame was applied or refused.</summary>
+internal interface IFramePayloadOwner
+{
+    void Release(AppendFrame frame);
+}
