@@ -73,7 +73,7 @@ public static class ListenPorts
     /// <summary>Whom <paramref name="port"/> is reserved for in the machine-wide folder (see <see cref="PortReservations.ReservedHolder"/>).</summary>
     public static string? ReservedHolder(int port) => PortReservations.MachineWide.ReservedHolder(port);
 
-    private static bool TryBind(IPAddress address, int port)
+    internal static bool TryBind(IPAddress address, int port)
     {
         try
         {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using FeitianK8s.Proto.ChunkServer;
+using Google.Protobuf;
 
 namespace FeitianK8s.Core.Pangu;
 
@@ -32,8 +33,11 @@ public static class AppendFrameCodec
     public static int WriteHead(AppendFrame frame, Span<byte> destination)
     {
         var dataLength = frame.Data.Length;
-        var frameLength = 1 + VarintSize(frame.Offset) + 1 + VarintSize(frame.Crc32C) + (frame.Fua ? 2 : 0) + 1 + VarintSize((uint)dataLength) + dataLength;
-        var bodyLength = 1 + VarintSize((uint)frameLength) + frameLength;
+        var frameLength = 1 + CodedOutputStream.ComputeRawVarint64Size(frame.Offset)
+            + 1 + CodedOutputStream.ComputeRawVarint64Size(frame.Crc32C)
+            + (frame.Fua ? 2 : 0)
+            + 1 + CodedOutputStream.ComputeRawVarint64Size((uint)dataLength) + dataLength;
+        var bodyLength = 1 + CodedOutputStream.ComputeRawVarint64Size((uint)frameLength) + frameLength;
         destination[0] = AppendStreamWire.Request;
         BinaryPrimitives.WriteInt32BigEndian(destination[1..], bodyLength);
         var at = AppendStreamWire.HeaderBytes;
@@ -128,17 +132,6 @@ public static class AppendFrameCodec
             }
         }
         return false;
-    }
-
-    private static int VarintSize(ulong value)
-    {
-        var size = 1;
-        while (value >= 0x80)
-        {
-            value >>= 7;
-            size++;
-        }
-        return size;
     }
 
     private static int WriteVarint(Span<byte> destination, ulong value)

@@ -120,25 +120,11 @@ public sealed class ListenPortsTests : IDisposable
         for (var attempt = 0; attempt < 100; attempt++)
         {
             var low = Random.Shared.Next(20_000, 32_000 - size);
-            if (Enumerable.Range(low, size).All(CanBind))
+            if (Enumerable.Range(low, size).All(port => ListenPorts.TryBind(IPAddress.Loopback, port)))
             {
                 return (low, low + size);
             }
         }
         throw new InvalidOperationException($"no window of {size} free ports found below 32000");
-    }
-
-    private static bool CanBind(int port)
-    {
-        try
-        {
-            using var probe = new TcpListener(IPAddress.Loopback, port);
-            probe.Start();
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
     }
 }
