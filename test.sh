@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 need_packages=()
 for tool in nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdfuse:libnbd-bin qemu-io:qemu-utils fio:fio \
             mkfs.ext4:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 nbdkit:nbdkit losetup:mount go:golang-go \
-            chromium:chromium; do
+            chromium:chromium fincore:util-linux-extra; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool##*:}")
 done
 # Go sources the chart's helm-template replay (tests/helm-render) builds against.

@@ -50,6 +50,7 @@ internal sealed class AppendStreamSession(
         {
             throw new ChunkStoreException(ChunkError.StaleEpoch, $"chunk {_chunkId}: append stream with epoch {_epoch} refused, chunk epoch is {state.Epoch}", state.Length);
         }
+        store.SetDropBehind(_chunkId, requests.Current.Header.DropBehind);
         var running = new List<Task>();
         // Cancelled when the stream ends early (reset by the client, a protocol error): held frames are then dropped.
         using var gone = CancellationTokenSource.CreateLinkedTokenSource(ct);

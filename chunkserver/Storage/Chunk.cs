@@ -29,6 +29,9 @@ internal sealed class Chunk : IDisposable
     private int _durableSlot;
     private int _latestSlot;
     private TaskCompletionSource _lengthChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _dropBehind;
+    // Data-file bytes below this were dropped from the page cache (whole pages, durable when dropped).
+    private long _droppedBelow;
 
     private Chunk(ulong id, DataDirectory directory, ChunkFiles files, SafeFileHandle data, SafeFileHandle checksumFile,
         BlockChecksums checksums, ChunkMeta meta, long length, int slot, long diskReserve, ILogger log)
@@ -116,6 +119,16 @@ internal sealed class Chunk : IDisposable
     }
 
     public Task<ChunkState> InfoAsync() => LockedAsync(() => State);
+
+    /// <summary>
+    /// Whether durable bytes leave the page cache (the writer reads another replica; see
+    /// <see cref="DropDurablePages"/>). The latest stream's header decides.
+    /// </summary>
+    public bool DropBehind
+    {
+        get => _dropBehind;
+        set => _dropBehind = value;
+    }
 
     /// <summary>
     /// Persists a higher epoch before answering, so the length returned is final for older writers:
@@ -219,6 +232,7 @@ internal sealed class Chunk : IDisposable
             throw Classify(error, $"chunk {Id}: sync");
         }
         _durableSlot = _latestSlot;
+        DropDurablePages(_length);
         return _length;
     });
 
@@ -295,6 +309,7 @@ internal sealed class Chunk : IDisposable
         if (fua)
         {
             _durableSlot = slot;
+            DropDurablePages(newLength);
         }
         Volatile.Write(ref _length, newLength);
         SignalLengthChanged();
@@ -347,6 +362,7 @@ internal sealed class Chunk : IDisposable
             Flush();
             _durableSlot = _latestSlot;
             SaveMeta(_meta with { Epoch = Math.Max(epoch, _meta.Epoch), Sealed = true, SealedLength = _length });
+            DropDurablePages(_length);
         }
         catch (IOException error)
         {
@@ -379,6 +395,7 @@ internal sealed class Chunk : IDisposable
         _checksums.Truncate(full, tailCrc);
         _durableSlot = _latestSlot = slot;
         Volatile.Write(ref _length, length);
+        _droppedBelow = Math.Min(_droppedBelow, length / PageCache.PageSize * PageCache.PageSize);
         RandomAccess.SetLength(_data, length);
         RandomAccess.SetLength(_checksumFile, ChecksumFileLayout.EntryOffset(full));
     }
@@ -458,6 +475,32 @@ internal sealed class Chunk : IDisposable
     {
         RandomAccess.FlushToDisk(_data);
         RandomAccess.FlushToDisk(_checksumFile);
+    }
+
+    /// <summary>
+    /// With <see cref="DropBehind"/>, drops the data file's whole pages below <paramref name="durableLength"/>
+    /// (just flushed, so clean) from the page cache. The page holding the tail stays, so the next append
+    /// never reads it back from disk. Freed pages are reused for new appends: new page-cache pages cost
+    /// several times more than reused ones on VMs that hand free memory back to their host.
+    /// </summary>
+    private void DropDurablePages(long durableLength)
+    {
+        if (!_dropBehind)
+        {
+            return;
+        }
+        var end = durableLength / PageCache.PageSize * PageCache.PageSize;
+        if (end <= _droppedBelow)
+        {
+            return;
+        }
+        var error = PageCache.Drop(_data, _droppedBelow, end - _droppedBelow);
+        if (error != 0)
+        {
+            _log.LogDebug("Chunk {ChunkId}: dropping pages [{Start}, {End}) from the page cache failed (errno {Errno})", Id, _droppedBelow, end, error);
+            return;
+        }
+        _droppedBelow = end;
     }
 
     /// <summary>Puts the files back to the last acknowledged state after a failed write.</summary>

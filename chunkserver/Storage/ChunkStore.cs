@@ -149,6 +149,9 @@ public sealed class ChunkStore : IDisposable
 
     public Task<long> SyncAsync(ulong id) => Get(id).SyncAsync();
 
+    /// <summary>Whether the chunk drops its durable pages from the page cache (<see cref="Chunk.DropBehind"/>).</summary>
+    public void SetDropBehind(ulong id, bool dropBehind) => Get(id).DropBehind = dropBehind;
+
     public Task<long> SealAsync(ulong id, ulong epoch, ulong length) => Get(id).SealAsync(epoch, length);
 
     /// <summary>Seals the chunk at its present length (nothing cut); a sealed chunk just reports its length.</summary>

@@ -22,6 +22,22 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
     // Replicas this client saw corrupt, so later reads skip them before the master's view catches up.
     private readonly ConcurrentDictionary<(ulong Chunk, string Server), bool> _knownBad = new();
 
+    /// <summary>
+    /// The replica a reader on <paramref name="clientNode"/> reads first while none is known bad: the first on
+    /// its node, else the first listed (what <see cref="Order"/> puts first).
+    /// </summary>
+    public static int FirstToRead(IReadOnlyList<PanguReplica> replicas, string clientNode)
+    {
+        for (var i = 0; i < replicas.Count; i++)
+        {
+            if (replicas[i].Node == clientNode)
+            {
+                return i;
+            }
+        }
+        return 0;
+    }
+
     public IReadOnlyList<PanguReplica> Order(PanguChunk chunk) => chunk.Replicas
         .OrderBy(r => r.Bad || _knownBad.ContainsKey((chunk.Id, r.ChunkServerId)) ? 1 : 0)
         .ThenBy(r => r.Node == options.ClientNode ? 0 : 1)

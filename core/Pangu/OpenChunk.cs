@@ -66,6 +66,9 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
         return ReplicaFanOut.CollectAsync(Replicas, i => SendFrameAsync(i, offset, data, crc, fua));
     }
 
+    private bool DropsBehind(int replica) =>
+        fanOut.Options.DropBehindUnreadReplicas && replica != ChunkReader.FirstToRead(Replicas, fanOut.Options.ClientNode);
+
     /// <summary>How appends reach one replica: each step down is taken once a chunk server answers Unimplemented.</summary>
     private enum AppendWay { Framed, Grpc, Unary }
 
@@ -80,7 +83,8 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
         while (ways[replica] != AppendWay.Unary)
         {
             var way = ways[replica];
-            var stream = streams[replica] ??= new ReplicaAppendStream(fanOut.AppendTransportFor(Replicas[replica], way == AppendWay.Framed), Id, epoch, fanOut.Options.ChunkServerTimeout);
+            var stream = streams[replica] ??= new ReplicaAppendStream(fanOut.AppendTransportFor(Replicas[replica], way == AppendWay.Framed), Id, epoch,
+                fanOut.Options.ChunkServerTimeout, DropsBehind(replica));
             try
             {
                 return await stream.SendAsync(offset, data, crc, fua).ConfigureAwait(false);

@@ -32,6 +32,13 @@ public sealed class PanguClientOptions
     /// </summary>
     public bool FramedAppendStreams { get; init; } = true;
 
+    /// <summary>
+    /// With <see cref="AppendStreams"/>: every replica but the one this client reads first
+    /// (<see cref="ChunkReader.FirstToRead"/>) is asked to drop appended bytes from its page cache once they are
+    /// durable, so memory goes to data that is read. Reads of those replicas (after a failure) come from disk.
+    /// </summary>
+    public bool DropBehindUnreadReplicas { get; init; } = true;
+
     /// <summary>Deadline of one chunk-server call (and of one append frame's answer).</summary>
     public TimeSpan ChunkServerTimeout { get; init; } = TimeSpan.FromSeconds(15);
 

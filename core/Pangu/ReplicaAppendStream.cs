@@ -21,11 +21,15 @@ internal sealed class ReplicaAppendStream : IAsyncDisposable
     private Task _lastWrite;
     private RpcException? _broken;
 
-    public ReplicaAppendStream(IAppendStreamTransport transport, ulong chunkId, ulong epoch, TimeSpan timeout)
+    /// <param name="dropBehind">The header's drop-behind hint: this client reads the chunk from another replica.</param>
+    public ReplicaAppendStream(IAppendStreamTransport transport, ulong chunkId, ulong epoch, TimeSpan timeout, bool dropBehind = false)
     {
         _timeout = timeout;
         _transport = transport;
-        _lastWrite = WriteAsync(Task.CompletedTask, new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch } });
+        _lastWrite = WriteAsync(Task.CompletedTask, new AppendStreamRequest
+        {
+            Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch, DropBehind = dropBehind },
+        });
         _reading = ReadAnswersAsync();
     }
 

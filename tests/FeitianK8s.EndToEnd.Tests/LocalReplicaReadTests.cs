@@ -121,6 +121,55 @@ public sealed class LocalReplicaReadTests : IDisposable
         Assert.True(local.LocalReplicas.Served > 24, "reads of whole acknowledged blocks were not served from the local replica");
     }
 
+    /// <summary>
+    /// The writer asks every replica but the one it reads first to drop durable appended bytes from the page
+    /// cache: once the file is closed (its chunks sealed), only that replica's data stays cached, and every
+    /// replica still serves exactly what was written (the others from disk).
+    /// </summary>
+    [Fact]
+    public async Task Only_the_replica_the_writer_reads_keeps_appended_bytes_cached_and_every_replica_reads_back_intact()
+    {
+        var cluster = _fixture.Cluster;
+        const string clientNode = "drop-behind-writer";
+        var writer = cluster.CreateClient(clientNode);
+        const string path = "/local-read/drop-behind.bin";
+        await writer.CreateAsync(path);
+        await using (var appender = await writer.OpenForAppendAsync(path))
+        {
+            await Streams.AppendAsync(appender, seed: 13, blocks: 3, blockSize: MiB);
+            await appender.CloseAsync();
+        }
+        var page = Environment.SystemPageSize;
+        var chunks = (await writer.StatAsync(path))!.Chunks;
+        foreach (var chunk in chunks)
+        {
+            Assert.Equal(3, chunk.Replicas.Count);
+            var kept = ChunkReader.FirstToRead(chunk.Replicas, clientNode);
+            for (var i = 0; i < chunk.Replicas.Count; i++)
+            {
+                var server = cluster.Launcher.ChunkServers.Single(s => s.Id == chunk.Replicas[i].ChunkServerId);
+                var file = DiskFaults.FindChunkDataFile(server.DataDir, chunk.Id);
+                Assert.NotNull(file);
+                var resident = await PageCacheProbe.ResidentBytesAsync(_output, file);
+                _output.WriteLine($"chunk {chunk.Id} replica {i} on {server.Id}: {resident} of {chunk.Length} bytes cached");
+                if (i == kept)
+                {
+                    Assert.True(resident >= chunk.Length - page, $"the replica the writer reads has only {resident} of {chunk.Length} bytes cached");
+                }
+                else
+                {
+                    Assert.True(resident <= page, $"replica {i}, which the writer does not read, still has {resident} of {chunk.Length} bytes cached");
+                }
+            }
+        }
+        foreach (var replica in chunks[0].Replicas)
+        {
+            using var local = LocalClient(replica);
+            Assert.Equal(Streams.Sha256OfBlocks(13, 3, MiB), (await Streams.ReadAllAsync(local, path, bufferSize: MiB)).Hash);
+            Assert.True(local.LocalReplicas!.Served > 0, $"no read was served from the files of {replica.ChunkServerId}");
+        }
+    }
+
     [Fact]
     public async Task A_corrupt_local_replica_is_not_served_and_the_read_fails_over_and_reports_it()
     {

@@ -18,11 +18,12 @@ public enum AppendTransport
 /// <summary>One append stream with its header sent, over either transport; answers are read as they come.</summary>
 public abstract class AppendTestStream : IAsyncDisposable
 {
-    public static async Task<AppendTestStream> OpenAsync(AppendTransport transport, ChunkServerUnderTest server, ulong chunkId, ulong epoch) =>
+    public static async Task<AppendTestStream> OpenAsync(AppendTransport transport, ChunkServerUnderTest server, ulong chunkId, ulong epoch,
+        bool dropBehind = false) =>
         transport switch
         {
-            AppendTransport.Grpc => new GrpcAppendTestStream(server, chunkId, epoch),
-            _ => await FramedAppendTestStream.OpenAsync(server, chunkId, epoch),
+            AppendTransport.Grpc => new GrpcAppendTestStream(server, chunkId, epoch, dropBehind),
+            _ => await FramedAppendTestStream.OpenAsync(server, chunkId, epoch, dropBehind),
         };
 
     /// <summary>Sends the messages on one stream, ends it and reads every answer, throwing the call's RpcException if it fails.</summary>
@@ -54,10 +55,13 @@ internal sealed class GrpcAppendTestStream : AppendTestStream
     private readonly Task _headerSent;
     private bool _reset;
 
-    public GrpcAppendTestStream(ChunkServerUnderTest server, ulong chunkId, ulong epoch)
+    public GrpcAppendTestStream(ChunkServerUnderTest server, ulong chunkId, ulong epoch, bool dropBehind)
     {
         _call = server.Client.AppendStream(deadline: DateTime.UtcNow.AddMinutes(2));
-        _headerSent = _call.RequestStream.WriteAsync(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch } });
+        _headerSent = _call.RequestStream.WriteAsync(new AppendStreamRequest
+        {
+            Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch, DropBehind = dropBehind },
+        });
     }
 
     public static async Task RunAsync(ChunkServerUnderTest server, AppendStreamRequest[] messages)
@@ -126,10 +130,10 @@ internal sealed class FramedAppendTestStream : AppendTestStream
 
     private FramedAppendTestStream(FramedWireClient wire) => _wire = wire;
 
-    public static async Task<FramedAppendTestStream> OpenAsync(ChunkServerUnderTest server, ulong chunkId, ulong epoch)
+    public static async Task<FramedAppendTestStream> OpenAsync(ChunkServerUnderTest server, ulong chunkId, ulong epoch, bool dropBehind)
     {
         var wire = await FramedWireClient.OpenAsync(server.Host.GrpcAddress);
-        await wire.SendRawAsync(FramedWireClient.Header(chunkId, epoch));
+        await wire.SendRawAsync(FramedWireClient.Header(chunkId, epoch, dropBehind));
         return new FramedAppendTestStream(wire);
     }
 

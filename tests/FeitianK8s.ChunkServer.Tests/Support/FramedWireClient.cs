@@ -86,8 +86,8 @@ public sealed class FramedWireClient : IAsyncDisposable
 
     public static byte[] Request(AppendStreamRequest request) => Encode(AppendStreamWire.Request, request);
 
-    public static byte[] Header(ulong chunkId, ulong epoch) =>
-        Request(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch } });
+    public static byte[] Header(ulong chunkId, ulong epoch, bool dropBehind = false) =>
+        Request(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = chunkId, Epoch = epoch, DropBehind = dropBehind } });
 
     public static byte[] Frame(AppendFrame frame) => Request(new AppendStreamRequest { Frame = frame });
 
