@@ -31,11 +31,13 @@ public sealed class BackupConcurrencyTests(ITestOutputHelper output) : IAsyncLif
         Environment.SetEnvironmentVariable(BackupStoreOptions.AccessKeyVariable, S3rverProcess.AccessKey);
         Environment.SetEnvironmentVariable(BackupStoreOptions.SecretKeyVariable, S3rverProcess.SecretKey);
         // s3rver keeps objects as files and removes a folder once its last object is deleted; a PUT into that folder at
-        // the same moment crashes it (ENOENT, unhandled). Markers come and go in one folder all the time here, so a
-        // placeholder (not a marker: no .json) keeps it. A real S3 store has no folders and no such race.
+        // the same moment crashes it (ENOENT, unhandled). Markers come and go in one folder all the time here, and so do
+        // manifests when an rm deletes the last backup while a create writes its manifest, so a placeholder (neither a
+        // marker nor a manifest: no .json) keeps each folder. A real S3 store has no folders and no such race.
         using (var store = OpenStore())
         {
             await store.PutAsync($"{store.Target.Prefix}markers/.keep", Array.Empty<byte>(), CancellationToken.None);
+            await store.PutAsync($"{store.Target.ManifestsPrefix}.keep", Array.Empty<byte>(), CancellationToken.None);
         }
 
         // s1: 16 data blocks; s2: the same but block 3 changed, so 15 of its 16 blocks are s1's.
