@@ -395,7 +395,7 @@ internal sealed class Chunk : IDisposable
         _checksums.Truncate(full, tailCrc);
         _durableSlot = _latestSlot = slot;
         Volatile.Write(ref _length, length);
-        _droppedBelow = Math.Min(_droppedBelow, length / PageCache.PageSize * PageCache.PageSize);
+        _droppedBelow = Math.Min(_droppedBelow, PageCache.WholePagesBelow(length));
         RandomAccess.SetLength(_data, length);
         RandomAccess.SetLength(_checksumFile, ChecksumFileLayout.EntryOffset(full));
     }
@@ -489,7 +489,7 @@ internal sealed class Chunk : IDisposable
         {
             return;
         }
-        var end = durableLength / PageCache.PageSize * PageCache.PageSize;
+        var end = PageCache.WholePagesBelow(durableLength);
         if (end <= _droppedBelow)
         {
             return;

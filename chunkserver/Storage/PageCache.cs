@@ -8,7 +8,10 @@ internal static partial class PageCache
 {
     private const int DontNeed = 4; // POSIX_FADV_DONTNEED on Linux
 
-    public static int PageSize { get; } = Environment.SystemPageSize;
+    private static int PageSize { get; } = Environment.SystemPageSize;
+
+    /// <summary>The end of the last whole page at or below <paramref name="offset"/>.</summary>
+    public static long WholePagesBelow(long offset) => offset / PageSize * PageSize;
 
     /// <summary>
     /// Asks the kernel to drop the clean cached pages of [offset, offset+length); dirty pages stay. Returns 0 or

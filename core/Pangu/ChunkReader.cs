@@ -30,7 +30,7 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
     {
         for (var i = 0; i < replicas.Count; i++)
         {
-            if (replicas[i].Node == clientNode)
+            if (IsOnNode(replicas[i], clientNode))
             {
                 return i;
             }
@@ -40,8 +40,11 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
 
     public IReadOnlyList<PanguReplica> Order(PanguChunk chunk) => chunk.Replicas
         .OrderBy(r => r.Bad || _knownBad.ContainsKey((chunk.Id, r.ChunkServerId)) ? 1 : 0)
-        .ThenBy(r => r.Node == options.ClientNode ? 0 : 1)
+        .ThenBy(r => IsOnNode(r, options.ClientNode) ? 0 : 1)
         .ToArray();
+
+    /// <summary>Among healthy replicas, those on the reader's node are read first, then the listed order holds.</summary>
+    private static bool IsOnNode(PanguReplica replica, string clientNode) => replica.Node == clientNode;
 
     /// <summary>
     /// Reads up to destination.Length bytes at offset of the chunk. Returns fewer only at the
