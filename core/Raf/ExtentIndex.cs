@@ -148,7 +148,22 @@ public sealed class ExtentIndex
         return pieces;
     }
 
-    public List<Extent> ExtentsIn(ulong segment) => Snapshot().Where(e => e.Segment == segment).ToList();
+    /// <summary>The extents whose bytes are in <paramref name="segment"/>, in no particular order.</summary>
+    public List<Extent> ExtentsIn(ulong segment)
+    {
+        var result = new List<Extent>();
+        foreach (var bucket in _buckets.Values)
+        {
+            foreach (var extent in bucket)
+            {
+                if (extent.Segment == segment)
+                {
+                    result.Add(extent);
+                }
+            }
+        }
+        return result;
+    }
 
     public IEnumerable<ulong> ReferencedSegments() => _live.Keys;
 

@@ -14,7 +14,7 @@ public sealed record RafGcResult(int SegmentsCollected, long BytesRewritten, lon
 /// location, so a concurrent overwrite or trim wins), writes a checkpoint and deletes
 /// every older checkpoint (so recovery never needs the segment, and never replays from
 /// before a trim the segment held), then deletes the segment once no read uses it.
-/// Reads and rewrites are paced by a token bucket. Segments that snapshots or clones still
+/// Live extents are read in windows that span small dead gaps (<see cref="GcReadPlan"/>); reads and rewrites are paced by a token bucket. Segments that snapshots or clones still
 /// reference (<see cref="RafSegmentPins"/>) are never picked: their space is freed by the
 /// first pass after the last reference is gone. Snapshots are taken inside
 /// <see cref="RunExclusiveAsync{T}"/>, so a pass never misses a snapshot made while it runs.
@@ -23,6 +23,12 @@ public sealed class RafGarbageCollector(
     IPanguFileSystem fs, RafLayout layout, RafVolumeState state, PanguVolumeGuard guard, RafLogWriter writer,
     RafCheckpointer checkpointer, SegmentReaderCache readers, RafOptions options, RafMetrics metrics, ILogger logger)
 {
+    /// <summary>Dead bytes between two live extents that one GC read still spans (see <see cref="GcReadPlan"/>).</summary>
+    private const int ReadGapBytes = 256 << 10;
+
+    /// <summary>Largest GC read of a victim segment.</summary>
+    private const int ReadWindowBytes = 4 << 20;
+
     private readonly SemaphoreSlim _pass = new(1, 1);
     private readonly TokenBucket _budget = new(options.GcBandwidthBytesPerSecond, Math.Max(options.GcBandwidthBytesPerSecond / 10, options.MaxRecordDataBytes));
 
@@ -155,27 +161,28 @@ public sealed class RafGarbageCollector(
         long moved = 0;
         var pending = new List<LogOp>();
         long pendingBytes = 0;
-        foreach (var extent in extents)
+        foreach (var window in GcReadPlan.Build(extents, ReadWindowBytes, options.MaxRecordDataBytes, ReadGapBytes))
         {
-            for (long done = 0; done < extent.Length; done += options.MaxRecordDataBytes)
+            await _budget.TakeAsync(window.Length + window.LiveBytes, ct);
+            // Each Relocate op keeps a slice of this buffer until the log acknowledges it.
+            var data = new byte[window.Length];
+            await readers.UseAsync(segment, async reader =>
             {
-                var length = (int)Math.Min(options.MaxRecordDataBytes, extent.Length - done);
-                await _budget.TakeAsync(2L * length, ct);
-                var data = new byte[length];
-                await readers.UseAsync(segment, async reader =>
-                {
-                    await RafVolume.ReadFullyAsync(reader.ReadAsync, segment, extent.DataOffset + done, data, ct);
-                    return 0;
-                });
-                var op = new LogOp(LogOpKind.Relocate, extent.Start + done, length, data, sourceSegment: segment, sourceOffset: extent.DataOffset + done);
+                await RafVolume.ReadFullyAsync(reader.ReadAsync, segment, window.Offset, data, ct);
+                return 0;
+            });
+            foreach (var piece in window.Pieces)
+            {
+                var bytes = data.AsMemory((int)(piece.DataOffset - window.Offset), piece.Length);
+                var op = new LogOp(LogOpKind.Relocate, piece.Start, piece.Length, bytes, sourceSegment: segment, sourceOffset: piece.DataOffset);
                 pending.Add(op);
-                pendingBytes += length;
                 _ = writer.SubmitAsync(op);
-                if (pendingBytes >= options.MaxBatchBytes)
-                {
-                    moved += await DrainAsync(pending);
-                    pendingBytes = 0;
-                }
+            }
+            pendingBytes += window.Length;
+            if (pendingBytes >= options.MaxBatchBytes)
+            {
+                moved += await DrainAsync(pending);
+                pendingBytes = 0;
             }
         }
         moved += await DrainAsync(pending);

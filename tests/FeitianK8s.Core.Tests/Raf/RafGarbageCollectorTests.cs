@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FeitianK8s.Core.Pangu;
 using FeitianK8s.Core.Raf;
 
 namespace FeitianK8s.Core.Tests.Raf;
@@ -185,6 +186,90 @@ public sealed class RafGarbageCollectorTests(ITestOutputHelper output)
         await volume.CrashForTestAsync();
         await using var recovered = await harness.OpenAsync();
         RafHarness.AssertSameBytes(expected, await RafHarness.ReadAllAsync(recovered), "after concurrent GC and crash recovery");
+    }
+
+    [Fact]
+    public async Task Gc_reads_a_segment_fragmented_by_small_writes_in_a_few_large_reads_and_moves_every_live_byte()
+    {
+        const int size = 1 << 20;
+        const int block = 4096;
+        var harness = new RafHarness(output, size, new RafOptions
+        {
+            SegmentSizeBytes = 256 << 10,
+            MaxRecordDataBytes = block,
+            MaxBatchBytes = 64 << 10,
+            CheckpointIntervalBytes = 256 << 10,
+            GcLiveThreshold = 0.99,
+            GcBandwidthBytesPerSecond = 0,
+            GcInterval = null,
+            Holder = "test",
+        });
+        var counting = new ReadCountingFileSystem(harness.Fs);
+        var expected = new byte[size];
+        var volume = await RafVolume.OpenAsync(counting, harness.Catalog, RafHarness.Volume, harness.Options, harness.Logger, CancellationToken.None);
+        for (var offset = 0; offset < size; offset += block)
+        {
+            var data = RafHarness.Pattern(block, offset);
+            data.CopyTo(expected, offset);
+            await volume.WriteAsync(offset, data, fua: false);
+        }
+        // Every other block dies: each sealed segment keeps dozens of separate 4 KiB extents.
+        for (var offset = 0; offset < size; offset += 2 * block)
+        {
+            Array.Clear(expected, offset, block);
+            await volume.TrimAsync(offset, block);
+        }
+        var liveExtents = size / block / 2;
+
+        counting.Reads = 0;
+        var result = await volume.RunGcOnceAsync();
+        var gcReads = counting.Reads;
+
+        output.WriteLine($"{result}; {gcReads} reads for up to {liveExtents} live extents");
+        Assert.True(result.SegmentsCollected >= 2, $"GC collected {result.SegmentsCollected} segments");
+        Assert.True(result.BytesRewritten >= result.SegmentsCollected * 16L * block, $"GC rewrote only {result.BytesRewritten} bytes");
+        Assert.True(gcReads * 8 < result.BytesRewritten / block, $"{gcReads} reads to move {result.BytesRewritten / block} extents");
+        RafHarness.AssertSameBytes(expected, await RafHarness.ReadAllAsync(volume), "after GC");
+        await volume.CrashForTestAsync();
+        await using var recovered = await harness.OpenAsync();
+        RafHarness.AssertSameBytes(expected, await RafHarness.ReadAllAsync(recovered), "after GC and crash recovery");
+    }
+
+    /// <summary>Passes everything to a file system and counts reads of opened files.</summary>
+    private sealed class ReadCountingFileSystem(IPanguFileSystem inner) : IPanguFileSystem
+    {
+        private int _reads;
+
+        public int Reads { get => Volatile.Read(ref _reads); set => Volatile.Write(ref _reads, value); }
+
+        public Task<PanguFileInfo> CreateAsync(string path, int replicas = 0, PanguVolumeGuard? guard = null, CancellationToken ct = default) => inner.CreateAsync(path, replicas, guard, ct);
+
+        public Task<IPanguAppender> OpenForAppendAsync(string path, PanguVolumeGuard? guard = null, CancellationToken ct = default) => inner.OpenForAppendAsync(path, guard, ct);
+
+        public async Task<IPanguReader> OpenForReadAsync(string path, CancellationToken ct = default) => new CountingReader(await inner.OpenForReadAsync(path, ct), this);
+
+        public Task<PanguFileInfo?> StatAsync(string path, CancellationToken ct = default) => inner.StatAsync(path, ct);
+
+        public Task<IReadOnlyList<PanguDirectoryEntry>> ListAsync(string directory, bool recursive = false, CancellationToken ct = default) => inner.ListAsync(directory, recursive, ct);
+
+        public Task RenameAsync(string from, string to, CancellationToken ct = default) => inner.RenameAsync(from, to, ct);
+
+        public Task DeleteAsync(string path, PanguVolumeGuard? guard = null, CancellationToken ct = default) => inner.DeleteAsync(path, guard, ct);
+
+        private sealed class CountingReader(IPanguReader inner, ReadCountingFileSystem owner) : IPanguReader
+        {
+            public string Path => inner.Path;
+
+            public long Length => inner.Length;
+
+            public Task<int> ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default)
+            {
+                Interlocked.Increment(ref owner._reads);
+                return inner.ReadAsync(offset, buffer, ct);
+            }
+
+            public ValueTask DisposeAsync() => inner.DisposeAsync();
+        }
     }
 
     [Fact]
