@@ -39,9 +39,26 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
     }
 
     public IReadOnlyList<PanguReplica> Order(PanguChunk chunk) => chunk.Replicas
-        .OrderBy(r => r.Bad || _knownBad.ContainsKey((chunk.Id, r.ChunkServerId)) ? 1 : 0)
+        .OrderBy(r => IsHealthy(chunk, r) ? 0 : 1)
         .ThenBy(r => IsOnNode(r, options.ClientNode) ? 0 : 1)
         .ToArray();
+
+    private bool IsHealthy(PanguChunk chunk, PanguReplica replica) =>
+        !replica.Bad && (_knownBad.IsEmpty || !_knownBad.ContainsKey((chunk.Id, replica.ChunkServerId)));
+
+    /// <summary>What <see cref="Order"/> puts first when it is a healthy replica on this node; else null.</summary>
+    private PanguReplica? FirstHealthyOnNode(PanguChunk chunk)
+    {
+        var replicas = chunk.Replicas;
+        for (var i = 0; i < replicas.Count; i++)
+        {
+            if (IsOnNode(replicas[i], options.ClientNode) && IsHealthy(chunk, replicas[i]))
+            {
+                return replicas[i];
+            }
+        }
+        return null;
+    }
 
     /// <summary>Among healthy replicas, those on the reader's node are read first, then the listed order holds.</summary>
     private static bool IsOnNode(PanguReplica replica, string clientNode) => replica.Node == clientNode;
@@ -88,11 +105,17 @@ public sealed class ChunkReader(GrpcChannelCache channels, MasterConnection mast
 
     private async Task<int> ReadPieceAsync(PanguChunk chunk, long offset, Memory<byte> destination, CancellationToken ct)
     {
+        // The common case, a healthy replica on this node read from its files, without ordering the replicas.
+        var triedLocally = local is not null ? FirstHealthyOnNode(chunk) : null;
+        if (triedLocally is not null && local!.TryRead(triedLocally, chunk.Id, chunk.Length, offset, destination.Span))
+        {
+            return destination.Length;
+        }
         var failures = new List<string>();
         var allDamaged = true;
         foreach (var replica in Order(chunk))
         {
-            if (local is not null && !replica.Bad && !_knownBad.ContainsKey((chunk.Id, replica.ChunkServerId))
+            if (local is not null && !ReferenceEquals(replica, triedLocally) && IsHealthy(chunk, replica)
                 && local.TryRead(replica, chunk.Id, chunk.Length, offset, destination.Span))
             {
                 return destination.Length;
