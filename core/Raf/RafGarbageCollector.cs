@@ -14,9 +14,10 @@ public sealed record RafGcResult(int SegmentsCollected, long BytesRewritten, lon
 /// location, so a concurrent overwrite or trim wins), writes a checkpoint and deletes
 /// every older checkpoint (so recovery never needs the segment, and never replays from
 /// before a trim the segment held), then deletes the segment once no read uses it.
-/// Live extents are read in windows that span small dead gaps (<see cref="GcReadPlan"/>); reads and rewrites are paced by a token bucket. Segments that snapshots or clones still
-/// reference (<see cref="RafSegmentPins"/>) are never picked: their space is freed by the
-/// first pass after the last reference is gone. Snapshots are taken inside
+/// Live extents are read in windows that span small dead gaps (<see cref="GcReadPlan"/>); reads
+/// and rewrites are paced by a token bucket. Segments that snapshots or clones still reference
+/// (<see cref="RafSegmentPins"/>) are never picked: their space is freed by the first pass after
+/// the last reference is gone. Snapshots are taken inside
 /// <see cref="RunExclusiveAsync{T}"/>, so a pass never misses a snapshot made while it runs.
 /// </summary>
 public sealed class RafGarbageCollector(
