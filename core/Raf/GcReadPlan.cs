@@ -32,19 +32,18 @@ public static class GcReadPlan
             for (long done = 0; done < extent.Length; done += maxPieceBytes)
             {
                 var piece = new RelocationPiece(extent.Start + done, (int)Math.Min(maxPieceBytes, extent.Length - done), extent.DataOffset + done);
-                var fits = pieces.Count > 0 && piece.DataOffset - windowEnd <= maxGapBytes && piece.DataOffset + piece.Length - windowStart <= maxWindowBytes;
-                if (!fits && pieces.Count > 0)
+                var pieceEnd = piece.DataOffset + piece.Length;
+                if (pieces.Count > 0 && (piece.DataOffset - windowEnd > maxGapBytes || pieceEnd - windowStart > maxWindowBytes))
                 {
                     windows.Add(new GcReadWindow(windowStart, (int)(windowEnd - windowStart), pieces));
                     pieces = [];
                 }
                 if (pieces.Count == 0)
                 {
-                    windowStart = piece.DataOffset;
-                    windowEnd = windowStart;
+                    windowStart = windowEnd = piece.DataOffset;
                 }
                 pieces.Add(piece);
-                windowEnd = Math.Max(windowEnd, piece.DataOffset + piece.Length);
+                windowEnd = Math.Max(windowEnd, pieceEnd);
             }
         }
         if (pieces.Count > 0)
