@@ -133,6 +133,9 @@ public sealed class ChunkServerHost : IAsyncDisposable
             builder.Services.AddSingleton(peers);
             builder.Services.AddSingleton(rebuild);
             builder.Services.AddSingleton<PeerChunkCopier>();
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, LargeBlockMemoryPool.Factory>();
+            // Read into a block at once instead of peeking for data first: one receive call per block, not two.
+            builder.WebHost.UseSockets(sockets => sockets.WaitForDataBeforeAllocatingBuffer = false);
             var refusals = options.Tls is null ? null : new Core.Security.RpcRefusals(metrics.Registry, "chunkserver");
             if (options.Tls is { } tls)
             {

@@ -32,6 +32,18 @@ internal sealed class Chunk : IDisposable
     private volatile bool _dropBehind;
     // Data-file bytes below this were dropped from the page cache (whole pages, durable when dropped).
     private long _droppedBelow;
+    // Data-file bytes below this were handed to the kernel's writeback (see StartWriteback).
+    private long _writebackBelow;
+
+    /// <summary>
+    /// Appended bytes are handed to the disk in steps of this size as they arrive, not all at the next
+    /// fdatasync: a seal of a full 64 MiB chunk otherwise waits for the whole chunk to reach the disk while
+    /// the writer's pipeline stands still.
+    /// </summary>
+    internal const long WritebackStepBytes = 4L << 20;
+
+    /// <summary>Data-file bytes below this were handed to writeback (a multiple of the page size).</summary>
+    internal long WritebackBelow => _writebackBelow;
 
     private Chunk(ulong id, DataDirectory directory, ChunkFiles files, SafeFileHandle data, SafeFileHandle checksumFile,
         BlockChecksums checksums, ChunkMeta meta, long length, int slot, long diskReserve, ILogger log)
@@ -46,6 +58,7 @@ internal sealed class Chunk : IDisposable
         _checksums = checksums;
         _meta = meta;
         _length = length;
+        _writebackBelow = PageCache.WholePagesBelow(length);
         _diskReserve = diskReserve;
         _log = log;
     }
@@ -312,8 +325,25 @@ internal sealed class Chunk : IDisposable
             DropDurablePages(newLength);
         }
         Volatile.Write(ref _length, newLength);
+        StartWriteback(newLength);
         SignalLengthChanged();
         return newLength;
+    }
+
+    /// <summary>Starts (does not wait for) the disk writes of the whole pages appended since the last step, once a step's worth is there.</summary>
+    private void StartWriteback(long length)
+    {
+        var end = PageCache.WholePagesBelow(length);
+        if (end - _writebackBelow < WritebackStepBytes)
+        {
+            return;
+        }
+        var error = PageCache.StartWriteback(_data, _writebackBelow, end - _writebackBelow);
+        if (error != 0)
+        {
+            _log.LogDebug("Chunk {ChunkId}: starting writeback of [{Start}, {End}) failed (errno {Errno})", Id, _writebackBelow, end, error);
+        }
+        _writebackBelow = end;
     }
 
     private ChunkReadResult Read(ulong offset, int length)
@@ -396,6 +426,7 @@ internal sealed class Chunk : IDisposable
         _durableSlot = _latestSlot = slot;
         Volatile.Write(ref _length, length);
         _droppedBelow = Math.Min(_droppedBelow, PageCache.WholePagesBelow(length));
+        _writebackBelow = Math.Min(_writebackBelow, PageCache.WholePagesBelow(length));
         RandomAccess.SetLength(_data, length);
         RandomAccess.SetLength(_checksumFile, ChecksumFileLayout.EntryOffset(full));
     }

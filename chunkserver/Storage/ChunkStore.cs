@@ -159,6 +159,9 @@ public sealed class ChunkStore : IDisposable
 
     public Task<ChunkState> InfoAsync(ulong id) => Get(id).InfoAsync();
 
+    /// <summary>How far the chunk's appended bytes were handed to writeback (<see cref="Chunk.WritebackBelow"/>).</summary>
+    internal long WritebackBelow(ulong id) => Get(id).WritebackBelow;
+
     /// <summary>Raises the chunk's epoch to <paramref name="epoch"/> (fencing older writers) and returns its state.</summary>
     public Task<ChunkState> FenceAsync(ulong id, ulong epoch) => Get(id).FenceAsync(epoch);
 
