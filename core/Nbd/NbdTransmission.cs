@@ -16,9 +16,9 @@ namespace FeitianK8s.Core.Nbd;
 /// FLUSH needs no ordering of its own: every write replied to before the FLUSH arrived has
 /// completed on the device, and <see cref="IBlockDevice.FlushAsync"/> covers every completed write.
 /// </summary>
-internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExport export, NbdServerOptions options, ILogger logger)
+internal sealed class NbdTransmission(PipeReader reader, Stream connection, NbdExport export, NbdServerOptions options, ILogger logger)
 {
-    private readonly NbdReplySender _sender = new(output, logger);
+    private readonly NbdReplySender _sender = new(connection, logger);
     private readonly NbdInFlightBudget _budget = new(options.MaxInFlightRequests, options.MaxInFlightBytes);
     private readonly byte[] _header = new byte[NbdProtocol.RequestHeaderLength];
     private readonly IBlockDevice _device = export.Device;
@@ -86,7 +86,7 @@ internal sealed class NbdTransmission(PipeReader reader, Stream output, NbdExpor
         bool dispatched = false;
         try
         {
-            if (!await NbdPipe.ReadExactlyAsync(reader, payload.AsMemory(0, length), "write payload", ct).ConfigureAwait(false) && length > 0)
+            if (!await NbdPipe.ReadExactlyAsync(reader, connection, payload.AsMemory(0, length), "write payload", ct).ConfigureAwait(false) && length > 0)
                 throw new NbdProtocolException($"connection closed before the payload of a {length}-byte write at offset {request.Offset}");
             NbdError error = NbdRequestValidator.Validate(request, _device, options.MaximumPayloadSize);
             if (error != NbdError.None)

@@ -186,12 +186,12 @@ public sealed class OpenChunk(ChunkLocation location, string path, ulong epoch, 
     }
 
     /// <summary>
-    /// Syncs and seals every replica that answers at the acknowledged length (truncating
-    /// replicas that got further). Returns how many replicas are sealed.
+    /// Seals every replica that answers at the acknowledged length (truncating replicas that got further).
+    /// A replica makes its data durable before it records the seal, so no separate sync goes first.
+    /// Returns how many replicas are sealed.
     /// </summary>
     public async Task<int> SealAsync(CancellationToken ct)
     {
-        await fanOut.CallAsync(Replicas, (c, o) => c.SyncAsync(new SyncRequest { ChunkId = Id }, o).ResponseAsync, ct);
         var results = await fanOut.CallAsync(Replicas, (c, o) => c.SealAsync(new SealRequest { ChunkId = Id, Epoch = epoch, Length = (ulong)Length }, o).ResponseAsync, ct);
         // The seal refused whatever the replicas still held for this chunk; the streams have nothing left to carry.
         await CloseStreamsAsync();
