@@ -18,43 +18,29 @@ internal static partial class PageCache
     /// Asks the kernel to drop the clean cached pages of [offset, offset+length); dirty pages stay. Returns 0 or
     /// the error number (posix_fadvise reports it as its result, not in errno).
     /// </summary>
-    public static int Drop(SafeFileHandle file, long offset, long length)
-    {
-        if (!OperatingSystem.IsLinux() || length <= 0)
-        {
-            return 0;
-        }
-        var added = false;
-        try
-        {
-            file.DangerousAddRef(ref added);
-            return Fadvise((int)file.DangerousGetHandle(), offset, length, DontNeed);
-        }
-        finally
-        {
-            if (added)
-            {
-                file.DangerousRelease();
-            }
-        }
-    }
+    public static int Drop(SafeFileHandle file, long offset, long length) =>
+        OperatingSystem.IsLinux() && length > 0
+            ? OnDescriptor(file, fd => Fadvise(fd, offset, length, DontNeed))
+            : 0;
 
     /// <summary>
     /// Starts writing the dirty pages of [offset, offset+length) to disk without waiting for them
     /// (sync_file_range with SYNC_FILE_RANGE_WRITE). Durability still needs an fdatasync; this only
     /// spreads the disk writes so a later fdatasync finds little left to do. Returns 0 or the errno.
     /// </summary>
-    public static int StartWriteback(SafeFileHandle file, long offset, long length)
+    public static int StartWriteback(SafeFileHandle file, long offset, long length) =>
+        OperatingSystem.IsLinux() && length > 0
+            ? OnDescriptor(file, fd => SyncFileRange(fd, offset, length, WriteFlag) == 0 ? 0 : Marshal.GetLastPInvokeError())
+            : 0;
+
+    /// <summary>Runs a libc call on the file's descriptor, which stays open (referenced) meanwhile.</summary>
+    private static int OnDescriptor(SafeFileHandle file, Func<int, int> call)
     {
-        if (!OperatingSystem.IsLinux() || length <= 0)
-        {
-            return 0;
-        }
         var added = false;
         try
         {
             file.DangerousAddRef(ref added);
-            return SyncFileRange((int)file.DangerousGetHandle(), offset, length, WriteFlag) == 0 ? 0 : Marshal.GetLastPInvokeError();
+            return call((int)file.DangerousGetHandle());
         }
         finally
         {
