@@ -16,7 +16,9 @@ namespace FeitianK8s.Core.Pangu;
 /// (mutual TLS with the cluster's certificates when on) to the chunk server's gRPC port, one message per write,
 /// no HTTP/2 framing, flow control or per-message thread hand-offs. A server that does not answer the
 /// preface with Ready (one that predates the protocol) fails the stream with Unimplemented, so the caller
-/// can use the gRPC call instead.
+/// can use the gRPC call instead. Nothing but the preface is written before Ready: a server that refuses the
+/// preface closes the connection, and bytes it never read make that close a reset, which would otherwise race
+/// its refusal and fail the frames as an unreachable replica.
 /// </summary>
 internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
 {
@@ -24,8 +26,9 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
     private readonly int _maxBodyBytes;
     private readonly CancellationTokenSource _disposed = new();
     private readonly Task<Stream> _connected;
+    private readonly TaskCompletionSource _readyOrFailed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private PipeReader? _reader;
-    private bool _ready;
+    private volatile bool _ready;
     private bool _ended;
 
     public FramedAppendStreamTransport(string address, ComponentTls? tls, int maxBodyBytes)
@@ -98,6 +101,13 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
         try
         {
             _reader ??= PipeReader.Create(await _connected.ConfigureAwait(false), new StreamPipeReaderOptions(leaveOpen: true));
+        }
+        catch (Exception e)
+        {
+            throw Fail(e as RpcException ?? Translate(e));
+        }
+        try
+        {
             while (true)
             {
                 var result = await _reader.ReadAsync(_disposed.Token).ConfigureAwait(false);
@@ -115,20 +125,26 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
                 {
                     throw _ready
                         ? Unavailable("the chunk server closed the connection without a status")
-                        : new RpcException(new Status(StatusCode.Unimplemented, $"chunk server {_address} closed the connection without answering the framed append preface"));
+                        : NotFramed("closed the connection");
                 }
                 _reader.AdvanceTo(buffer.Start, buffer.End);
             }
         }
-        catch (Exception e) when (e is not RpcException)
+        catch (IOException e) when (!_ready)
         {
-            throw Translate(e);
+            // Only the preface was sent: a server that cannot read it drops the connection, at times with a reset.
+            throw Fail(NotFramed($"dropped the connection ({e.Message})"));
+        }
+        catch (Exception e)
+        {
+            throw Fail(e as RpcException ?? Translate(e));
         }
     }
 
     public void Dispose()
     {
         _disposed.Cancel();
+        _readyOrFailed.TrySetException(new RpcException(new Status(StatusCode.Cancelled, $"framed append stream to {_address} closed")));
         _connected.ContinueWith(c => c.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
@@ -141,11 +157,12 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
             {
                 case AppendStreamWire.Ready:
                     _ready = true;
+                    _readyOrFailed.TrySetResult();
                     return null;
                 case AppendStreamWire.Status:
                     break;
                 default:
-                    throw new RpcException(new Status(StatusCode.Unimplemented, $"chunk server {_address} answered the framed append preface with message kind {kind}, not Ready"));
+                    throw NotFramed($"answered with message kind {kind}, not Ready");
             }
         }
         switch (kind)
@@ -165,11 +182,16 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
         }
     }
 
+    /// <summary>Writes once the server answered the preface with Ready (see the class comment); fails as the reading did otherwise.</summary>
     private async Task WriteRawAsync(ReadOnlyMemory<byte> bytes)
     {
         try
         {
             var stream = await _connected.ConfigureAwait(false);
+            if (!_ready)
+            {
+                await _readyOrFailed.Task.ConfigureAwait(false);
+            }
             await stream.WriteAsync(bytes, _disposed.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not RpcException)
@@ -185,6 +207,16 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
         AppendWireException or InvalidProtocolBufferException => new RpcException(new Status(StatusCode.Internal, $"chunk server {_address} broke the framed append protocol: {e.Message}")),
         _ => Unavailable(e.Message),
     };
+
+    /// <summary>Records the first failure for writes still waiting for Ready, and returns it to throw.</summary>
+    private RpcException Fail(RpcException error)
+    {
+        _readyOrFailed.TrySetException(error);
+        return error;
+    }
+
+    private RpcException NotFramed(string what) =>
+        new(new Status(StatusCode.Unimplemented, $"chunk server {_address} {what} instead of answering the framed append preface with Ready"));
 
     private RpcException Unavailable(string why) => new(new Status(StatusCode.Unavailable, $"framed append stream to {_address}: {why}"));
 
