@@ -5,6 +5,7 @@ using DotNext.Net.Cluster;
 using DotNext.Net.Cluster.Consensus.Raft;
 using DotNext.Net.Cluster.Consensus.Raft.Membership;
 using DotNext.Net.Cluster.Consensus.Raft.StateMachine;
+using DotNext.Threading;
 using FeitianK8s.Master.Raft;
 using FeitianK8s.Proto.MasterLog;
 using Google.Protobuf;
@@ -41,6 +42,9 @@ public sealed class MasterMetadata : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private Task _loop = Task.CompletedTask;
     private long _readyTerm = -1;
+    private readonly AsyncAutoResetEvent _leadershipChanged = new(initialState: false);
+    private static readonly TimeSpan ReadinessRecheck = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan ReadinessRetry = TimeSpan.FromMilliseconds(25);
     private volatile string? _leaderAddress;
     private volatile string? _leaderHttpAddress;
     private string? _httpAddress;
@@ -324,6 +328,7 @@ public sealed class MasterMetadata : IAsyncDisposable
 
     private void OnLeaderChanged(ICluster cluster, IClusterMember? leader)
     {
+        _leadershipChanged.Set();
         _leaderAddress = null;
         _leaderHttpAddress = null;
         if (leader is null)
@@ -338,7 +343,11 @@ public sealed class MasterMetadata : IAsyncDisposable
         _ = Task.Run(() => LearnLeaderAddressAsync(leader));
     }
 
-    /// <summary>Makes a newly elected leader ready (see <see cref="EnsureReadyAsync"/>) without waiting for a first write.</summary>
+    /// <summary>
+    /// Makes a newly elected leader ready (see <see cref="EnsureReadyAsync"/>) without waiting for a first write.
+    /// It wakes on a leader change (and rechecks every <see cref="ReadinessRecheck"/> in case one was missed), not
+    /// on a short timer: an idle master then costs three processes' thread pools no wake-ups.
+    /// </summary>
     private async Task ReadinessLoopAsync()
     {
         while (!_stopping.IsCancellationRequested)
@@ -348,8 +357,9 @@ public sealed class MasterMetadata : IAsyncDisposable
                 if (IsLeader && Interlocked.Read(ref _readyTerm) != _cluster.Term)
                 {
                     await EnsureReadyAsync(_stopping.Token).ConfigureAwait(false);
+                    continue;
                 }
-                await Task.Delay(25, _stopping.Token).ConfigureAwait(false);
+                await _leadershipChanged.WaitAsync(ReadinessRecheck, _stopping.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
             {
@@ -357,8 +367,16 @@ public sealed class MasterMetadata : IAsyncDisposable
             }
             catch (Exception error) when (error is not OutOfMemoryException)
             {
-                // Leadership lost or quorum unreachable meanwhile: try again while still leader.
+                // Leadership lost or quorum unreachable meanwhile: try again soon while still leader.
                 _logger.LogDebug(error, "The leader's read barrier did not complete");
+                try
+                {
+                    await Task.Delay(ReadinessRetry, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+                {
+                    return;
+                }
             }
         }
     }
