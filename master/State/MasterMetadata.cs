@@ -84,11 +84,7 @@ public sealed class MasterMetadata : IAsyncDisposable
         {
             replica = new MasterReplica(new DirectoryInfo(Path.Combine(directory, "snapshots")), snapshotEvery, loggers.CreateLogger<MasterReplica>());
             await replica.RestoreAsync(ct).ConfigureAwait(false);
-            wal = new WriteAheadLog(new WriteAheadLog.Options
-            {
-                Location = Path.Combine(directory, "wal"),
-                HashAlgorithm = WriteAheadLog.IntegrityHashAlgorithm.Crc32,
-            }, replica);
+            wal = OpenWriteAheadLog(directory, replica);
 
             var listen = new IPEndPoint(IPAddress.Parse(settings.ListenAddress), EndPointPort(settings.Peers.Self));
             var storage = new EndPointConfigurationStorage();
@@ -151,6 +147,13 @@ public sealed class MasterMetadata : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>The Raft log of a master in <paramref name="directory"/>, applying to <paramref name="replica"/>.</summary>
+    internal static MasterWriteAheadLog OpenWriteAheadLog(string directory, MasterReplica replica) => new(new WriteAheadLog.Options
+    {
+        Location = Path.Combine(directory, "wal"),
+        HashAlgorithm = WriteAheadLog.IntegrityHashAlgorithm.Crc32,
+    }, replica);
 
     /// <summary>Raft over TLS: each side presents its master certificate and admits only a master certificate of the cluster CA.</summary>
     private static DotNext.Net.Security.SslOptions RaftTls(Core.Security.ComponentTls tls) => new()

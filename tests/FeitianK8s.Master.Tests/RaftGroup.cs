@@ -32,9 +32,9 @@ public sealed class RaftGroup : IAsyncDisposable
 
     public RunningMaster? this[int i] => _members[i];
 
-    public static async Task<RaftGroup> StartAsync(ITestOutputHelper output, int size = 3)
+    public static async Task<RaftGroup> StartAsync(ITestOutputHelper output, int size = 3, int snapshotEveryCommands = 10_000)
     {
-        var group = new RaftGroup(output, size);
+        var group = new RaftGroup(output, size) { SnapshotEveryCommands = snapshotEveryCommands };
         await Task.WhenAll(Enumerable.Range(0, size).Select(group.StartMemberAsync));
         return group;
     }
