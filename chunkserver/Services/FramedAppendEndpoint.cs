@@ -10,6 +10,7 @@ using Grpc.Core;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
 
 namespace FeitianK8s.ChunkServer.Services;
@@ -57,7 +58,8 @@ public sealed class FramedAppendEndpoint(ChunkStore store, ChunkServerMetrics me
     {
         var started = Stopwatch.GetTimestamp();
         var reason = "ok";
-        var wire = new FramedAppendConnection(connection.Transport, maxBodyBytes);
+        // With TLS, the stream the connection's pipe decrypts from: large payloads are read from it directly.
+        var wire = new FramedAppendConnection(connection.Transport, maxBodyBytes, connection.Features.Get<ISslStreamFeature>()?.SslStream);
         var stopping = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
         using var ended = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, stopping);
         using var scope = log.BeginScope("{Method} (framed) from {Peer}", Method, connection.RemoteEndPoint);

@@ -103,6 +103,64 @@ public static class AppendFrameCodec
         return true;
     }
 
+    /// <summary>The head of a frame's Request message whose payload is its last field: the payload follows <see cref="Bytes"/> on the wire.</summary>
+    public readonly record struct FrameHead(ulong Offset, uint Crc32C, bool Fua, int DataLength, int Bytes);
+
+    /// <summary>
+    /// Decodes the head of a whole Request message (wire header included) from its first bytes, when the message
+    /// is one frame field holding only known fields, each at most once, with the data field last (as
+    /// <see cref="WriteHead"/> writes it), within <paramref name="maxBodyBytes"/>; false for anything else or for
+    /// too few bytes, which the caller then reads as a whole message. Lets a receiver take a large payload
+    /// straight from the connection into its own buffer.
+    /// </summary>
+    public static bool TryDecodeHead(ReadOnlySequence<byte> message, int maxBodyBytes, out FrameHead head)
+    {
+        head = default;
+        var reader = new SequenceReader<byte>(message);
+        if (!reader.TryRead(out var kind) || kind != AppendStreamWire.Request || !reader.TryReadBigEndian(out int bodyLength)
+            || bodyLength < 0 || bodyLength > maxBodyBytes)
+        {
+            return false;
+        }
+        var messageEnd = AppendStreamWire.HeaderBytes + (long)bodyLength;
+        if (!reader.TryRead(out var tag) || tag != RequestFrameTag || !TryReadVarint(ref reader, out var frameLength)
+            || reader.Consumed + (long)Math.Min(frameLength, long.MaxValue / 2) != messageEnd)
+        {
+            return false;
+        }
+        ulong offset = 0, crc = 0, fua = 0;
+        var seen = 0;
+        while (reader.TryRead(out tag))
+        {
+            var bit = tag switch { OffsetTag => 1, CrcTag => 4, FuaTag => 8, _ => 0 };
+            if (tag == DataTag)
+            {
+                if (!TryReadVarint(ref reader, out var dataLength) || reader.Consumed + (long)Math.Min(dataLength, long.MaxValue / 2) != messageEnd)
+                {
+                    return false;
+                }
+                head = new FrameHead(offset, (uint)crc, fua != 0, (int)dataLength, (int)reader.Consumed);
+                return true;
+            }
+            if (bit == 0 || (seen & bit) != 0)
+            {
+                return false;
+            }
+            seen |= bit;
+            var read = tag switch
+            {
+                OffsetTag => TryReadVarint(ref reader, out offset),
+                CrcTag => TryReadVarint(ref reader, out crc) && crc <= uint.MaxValue,
+                _ => TryReadVarint(ref reader, out fua),
+            };
+            if (!read)
+            {
+                return false;
+            }
+        }
+        return false;
+    }
+
     private static bool TryReadSlice(ref SequenceReader<byte> reader, out ReadOnlySequence<byte> slice)
     {
         slice = default;

@@ -126,6 +126,100 @@ public sealed class AppendFrameCodecTests
         Assert.True(decodedCount > 1_000, $"only {decodedCount} of the mutated bodies decoded: the comparison proved little");
     }
 
+    [Theory]
+    [MemberData(nameof(Frames))]
+    public void The_head_of_a_written_frame_decodes_from_its_first_bytes_alone_and_locates_the_payload(ulong offset, uint crc, bool fua, int dataLength)
+    {
+        var frame = new AppendFrame { Offset = offset, Crc32C = crc, Fua = fua, Data = ByteString.CopyFrom(TestData.Random(dataLength, dataLength + 2)) };
+        var message = HeadThenPayload(frame);
+        var headBytes = message.Length - dataLength;
+        foreach (var have in new[] { headBytes, headBytes + (dataLength / 2), message.Length })
+        {
+            Assert.True(AppendFrameCodec.TryDecodeHead(Segmented(message[..have], 3), 16 << 20, out var head), $"not decoded from {have} bytes");
+            Assert.Equal(new AppendFrameCodec.FrameHead(offset, crc, fua, dataLength, headBytes), head);
+            Assert.Equal(frame.Data.ToByteArray(), message[head.Bytes..]);
+        }
+        for (var have = 0; have < headBytes; have++)
+        {
+            Assert.False(AppendFrameCodec.TryDecodeHead(new ReadOnlySequence<byte>(message[..have]), 16 << 20, out _), $"decoded from only {have} bytes");
+        }
+    }
+
+    [Fact]
+    public void Heads_that_are_not_a_lone_frame_with_its_data_last_within_the_limit_are_left_to_the_whole_message()
+    {
+        var frame = new AppendFrame { Offset = 4096, Crc32C = 7, Fua = true, Data = ByteString.CopyFrom(TestData.Random(1000, 4)) };
+        var written = HeadThenPayload(frame);
+        var serializedBody = new AppendStreamRequest { Frame = frame }.ToByteArray(); // field order: data before crc and fua
+        var headerBody = new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 5, Epoch = 2 } }.ToByteArray();
+        var repeatedOffsetBody = Wrap(Concat(new AppendFrame { Offset = 1 }.ToByteArray(), frame.ToByteArray()));
+        var unknownFieldBody = Wrap(Concat([(9 << 3) | 0, 1], frame.ToByteArray()));
+        var endMessage = written.ToArray();
+        endMessage[0] = AppendStreamWire.End;
+        byte[][] declined =
+        [
+            Message(serializedBody),
+            Message(headerBody),
+            Message(repeatedOffsetBody),
+            Message(unknownFieldBody),
+            Message(Concat(written[AppendStreamWire.HeaderBytes..], [(7 << 3) | 0, 1])),
+            endMessage,
+        ];
+        foreach (var message in declined)
+        {
+            Assert.False(AppendFrameCodec.TryDecodeHead(new ReadOnlySequence<byte>(message), 16 << 20, out _), Convert.ToHexString(message.AsSpan(0, Math.Min(40, message.Length))));
+        }
+        Assert.False(AppendFrameCodec.TryDecodeHead(new ReadOnlySequence<byte>(written), written.Length - AppendStreamWire.HeaderBytes - 1, out _), "a body over the limit");
+        Assert.True(AppendFrameCodec.TryDecodeHead(new ReadOnlySequence<byte>(written), written.Length - AppendStreamWire.HeaderBytes, out _), "a body at the limit");
+    }
+
+    [Fact]
+    public void Mutated_heads_never_decode_to_other_than_what_the_generated_parser_reads_from_the_whole_message()
+    {
+        var random = new Random(13);
+        var decodedCount = 0;
+        for (var round = 0; round < 20_000; round++)
+        {
+            var frame = new AppendFrame
+            {
+                Offset = (ulong)random.NextInt64() >> random.Next(64),
+                Crc32C = (uint)random.Next() >> random.Next(32),
+                Fua = random.Next(2) == 1,
+                Data = ByteString.CopyFrom(TestData.Random(random.Next(0, 300), round)),
+            };
+            var message = HeadThenPayload(frame);
+            for (var flips = random.Next(1, 3); flips > 0; flips--)
+            {
+                message[random.Next(Math.Min(message.Length, AppendFrameCodec.MaxHeadBytes))] = (byte)random.Next(256);
+            }
+            if (!AppendFrameCodec.TryDecodeHead(Segmented(message, random.Next(1, 64)), 16 << 20, out var head))
+            {
+                continue;
+            }
+            decodedCount++;
+            var body = message[AppendStreamWire.HeaderBytes..];
+            Assert.Equal(AppendStreamWire.Request, message[0]);
+            Assert.Equal(body.Length, BinaryPrimitives.ReadInt32BigEndian(message.AsSpan(1)));
+            var parsed = AppendStreamRequest.Parser.ParseFrom(body);
+            Assert.Equal(AppendStreamRequest.KindOneofCase.Frame, parsed.KindCase);
+            Assert.Equal(parsed.Frame.Offset, head.Offset);
+            Assert.Equal(parsed.Frame.Crc32C, head.Crc32C);
+            Assert.Equal(parsed.Frame.Fua, head.Fua);
+            Assert.Equal(parsed.Frame.Data.ToByteArray(), message[head.Bytes..]);
+            Assert.Equal(head.Bytes + head.DataLength, message.Length);
+        }
+        Assert.True(decodedCount > 1_000, $"only {decodedCount} of the mutated heads decoded: the comparison proved little");
+    }
+
+    /// <summary>A whole Request message (wire header, then <paramref name="body"/>).</summary>
+    private static byte[] Message(byte[] body)
+    {
+        var header = new byte[AppendStreamWire.HeaderBytes];
+        header[0] = AppendStreamWire.Request;
+        BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), body.Length);
+        return Concat(header, body);
+    }
+
     private static void AssertSame(AppendFrame expected, AppendFrameCodec.DecodedFrame decoded)
     {
         Assert.Equal(expected.Offset, decoded.Offset);

@@ -1,3 +1,5 @@
+using System.Net.Security;
+using System.Net.Sockets;
 using FeitianK8s.ChunkServer;
 using FeitianK8s.Core.Common;
 using FeitianK8s.Core.Pangu;
@@ -138,6 +140,127 @@ public sealed class FramedAppendClientTests : IAsyncLifetime
         var expected = pieces.SelectMany(p => p).ToArray();
         Assert.Equal(expected, await ReadAllAsync(_framed, 4));
         Assert.Equal(expected, await ReadAllAsync(_older, 4));
+    }
+
+    [Fact]
+    public async Task Large_frames_written_over_raw_tls_in_uneven_pieces_land_byte_identical_whatever_the_server_had_buffered()
+    {
+        // The server reads a large payload's missing part from the TLS stream itself: cut points anywhere (inside a
+        // head, just after one, inside a payload, with the next frame in the same write) must all read back intact.
+        await CreateChunkAsync(_framed, 6, epoch: 3);
+        var sizes = new[] { 1 << 20, 65_536, 65_537, 4096, 200_000, 1 << 20, 70_000, 100 };
+        var pieces = sizes.Select((size, i) => TestData.Random(size, 600 + i)).ToArray();
+        var wire = new List<byte>(Request(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 6, Epoch = 3 } }));
+        var offset = 0UL;
+        foreach (var piece in pieces)
+        {
+            wire.AddRange(FrameAsSent(offset, piece));
+            offset += (ulong)piece.Length;
+        }
+        wire.AddRange(new byte[AppendStreamWire.HeaderBytes] { AppendStreamWire.End, 0, 0, 0, 0 });
+
+        await using var tls = await OpenRawAsync(_framed);
+        var bytes = wire.ToArray();
+        var random = new Random(21);
+        for (var at = 0; at < bytes.Length;)
+        {
+            var length = Math.Min(bytes.Length - at, random.Next(4) switch { 0 => random.Next(1, 40), 1 => random.Next(1, 5000), _ => random.Next(1, 300_000) });
+            await tls.WriteAsync(bytes.AsMemory(at, length));
+            await tls.FlushAsync();
+            at += length;
+        }
+        var lengths = new List<ulong>();
+        while (await ReadMessageAsync(tls) is { } message && message.Kind == AppendStreamWire.Answer)
+        {
+            var answer = AppendStreamResponse.Parser.ParseFrom(message.Body);
+            Assert.Null(answer.Error);
+            lengths.Add(answer.Length);
+        }
+        Assert.Equal(pieces.Select((_, i) => (ulong)pieces.Take(i + 1).Sum(p => p.Length)), lengths);
+        Assert.Equal(pieces.SelectMany(p => p).ToArray(), await ReadWholeChunkAsync(_framed, 6, pieces.Sum(p => p.Length)));
+    }
+
+    [Fact]
+    public async Task A_tls_connection_closed_inside_a_large_payload_leaves_the_chunk_unchanged_and_the_server_serving()
+    {
+        await CreateChunkAsync(_framed, 7, epoch: 1);
+        var first = TestData.Random(4096, 71);
+        var cut = FrameAsSent(4096, TestData.Random(1 << 20, 72));
+        await using (var tls = await OpenRawAsync(_framed))
+        {
+            await tls.WriteAsync(Request(new AppendStreamRequest { Header = new AppendStreamHeader { ChunkId = 7, Epoch = 1 } }).Concat(FrameAsSent(0, first)).ToArray());
+            await tls.FlushAsync();
+            var answer = await ReadMessageAsync(tls);
+            Assert.Equal(AppendStreamWire.Answer, answer?.Kind);
+            Assert.Equal(4096ul, AppendStreamResponse.Parser.ParseFrom(answer!.Value.Body).Length);
+            // The head and a third of the payload, then the client goes away.
+            await tls.WriteAsync(cut.AsMemory(0, cut.Length / 3));
+            await tls.FlushAsync();
+        }
+        await using (var stream = new ReplicaAppendStream(Transport(_framed, ComponentRoles.CsiNode), 7, 1, Timeout))
+        {
+            // The server may still be tearing the dead connection down: the next stream must simply work.
+            var more = TestData.Random(8192, 73);
+            Assert.Equal(4096ul + 8192, (await stream.SendAsync(4096, more, Crc32C.Compute(more), fua: true)).Length);
+            Assert.Equal(first.Concat(more).ToArray(), await ReadAllAsync(_framed, 7));
+        }
+    }
+
+    /// <summary>A raw TLS connection (client certificate of role csi-node) that sent the preface and got Ready.</summary>
+    private async Task<SslStream> OpenRawAsync(ChunkServerHost server)
+    {
+        var uri = new Uri(server.GrpcAddress);
+        var tcp = new TcpClient { NoDelay = true };
+        await tcp.ConnectAsync(uri.Host, uri.Port);
+        var tls = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false);
+        var options = ClientTls(ComponentRoles.CsiNode).ClientOptions(ComponentTls.ServerRoles);
+        options.TargetHost = uri.Host;
+        await tls.AuthenticateAsClientAsync(options);
+        await tls.WriteAsync(AppendStreamWire.Preface.ToArray());
+        await tls.FlushAsync();
+        var ready = await ReadMessageAsync(tls);
+        Assert.Equal(AppendStreamWire.Ready, ready?.Kind);
+        return tls;
+    }
+
+    /// <summary>The next message (kind, body), or null when the server closed the connection.</summary>
+    private static async Task<(byte Kind, byte[] Body)?> ReadMessageAsync(Stream stream)
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        var header = new byte[AppendStreamWire.HeaderBytes];
+        if (await stream.ReadAtLeastAsync(header, header.Length, throwOnEndOfStream: false, timeout.Token) < header.Length)
+        {
+            return null;
+        }
+        var body = new byte[System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(1))];
+        await stream.ReadExactlyAsync(body, timeout.Token);
+        return (header[0], body);
+    }
+
+    private static byte[] Request(AppendStreamRequest request)
+    {
+        var (buffer, length) = AppendStreamWire.Encode(AppendStreamWire.Request, request);
+        return buffer[..length];
+    }
+
+    /// <summary>A frame as the production client writes it: the codec's head, then the payload.</summary>
+    private static byte[] FrameAsSent(ulong offset, byte[] data)
+    {
+        var head = new byte[AppendFrameCodec.MaxHeadBytes];
+        var length = AppendFrameCodec.WriteHead(new AppendFrame { Offset = offset, Data = Google.Protobuf.ByteString.CopyFrom(data), Crc32C = Crc32C.Compute(data) }, head);
+        return [.. head.AsSpan(0, length), .. data];
+    }
+
+    private async Task<byte[]> ReadWholeChunkAsync(ChunkServerHost server, ulong chunkId, int length)
+    {
+        var stored = new List<byte>();
+        while (stored.Count < length)
+        {
+            var read = await Client(server).ReadAsync(new ReadRequest { ChunkId = chunkId, Offset = (ulong)stored.Count, Length = 1 << 20 });
+            Assert.False(read.Data.IsEmpty, $"the chunk ends at {stored.Count} of {length} bytes");
+            stored.AddRange(read.Data);
+        }
+        return stored.ToArray();
     }
 
     private async Task<ChunkServerHost> StartAsync(string name, bool framedAppends) =>
