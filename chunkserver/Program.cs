@@ -1,11 +1,7 @@
 using System.Runtime.InteropServices;
 using FeitianK8s.ChunkServer;
 using FeitianK8s.ChunkServer.Hosting;
-using FeitianK8s.Core.Common;
 using Microsoft.Extensions.Logging;
-
-// Before any socket is used (see InlineSocketCompletions).
-InlineSocketCompletions.EnableUnlessSet();
 
 ChunkServerOptions options;
 try

@@ -1,11 +1,7 @@
 using FeitianK8s.Csi;
 using FeitianK8s.Csi.Node;
 using FeitianK8s.Csi.Agent;
-using FeitianK8s.Core.Common;
 using Microsoft.Extensions.Logging;
-
-// Every role below serves sockets on the data path; before any socket is used (see InlineSocketCompletions).
-InlineSocketCompletions.EnableUnlessSet();
 
 // Three roles: the CSI driver (default); the node's volume-host agent (--mode volume-host), which
 // runs the staged volumes' data-path processes for the node plugin; or the data path of one staged

@@ -58,11 +58,6 @@ public sealed partial class ChildProcess : IDisposable
         };
         // Lets the child stop itself when this process dies without a chance to stop it (see ParentProcessWatch).
         info.Environment[ParentProcessWatch.EnvironmentVariable] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        if (Common.InlineSocketCompletions.SetHere)
-        {
-            // Each server decides for itself (see InlineSocketCompletions).
-            info.Environment.Remove(Common.InlineSocketCompletions.Variable);
-        }
         foreach (var a in arguments)
         {
             info.ArgumentList.Add(a);
