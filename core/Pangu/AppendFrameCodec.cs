@@ -81,20 +81,15 @@ public static class AppendFrameCodec
             {
                 return false;
             }
-            var bit = tag switch { OffsetTag => 1, DataTag => 2, CrcTag => 4, FuaTag => 8, _ => 0 };
-            if (bit == 0 || (seen & bit) != 0)
+            if (tag == DataTag)
             {
-                return false;
+                if ((seen & DataBit) != 0 || !TryReadSlice(ref reader, out data))
+                {
+                    return false;
+                }
+                seen |= DataBit;
             }
-            seen |= bit;
-            var read = tag switch
-            {
-                OffsetTag => TryReadVarint(ref reader, out offset),
-                CrcTag => TryReadVarint(ref reader, out crc) && crc <= uint.MaxValue,
-                FuaTag => TryReadVarint(ref reader, out fua),
-                _ => TryReadSlice(ref reader, out data),
-            };
-            if (!read)
+            else if (!TryReadScalar(ref reader, tag, ref seen, ref offset, ref crc, ref fua))
             {
                 return false;
             }
@@ -132,7 +127,6 @@ public static class AppendFrameCodec
         var seen = 0;
         while (reader.TryRead(out tag))
         {
-            var bit = tag switch { OffsetTag => 1, CrcTag => 4, FuaTag => 8, _ => 0 };
             if (tag == DataTag)
             {
                 if (!TryReadVarint(ref reader, out var dataLength) || reader.Consumed + (long)Math.Min(dataLength, long.MaxValue / 2) != messageEnd)
@@ -142,23 +136,34 @@ public static class AppendFrameCodec
                 head = new FrameHead(offset, (uint)crc, fua != 0, (int)dataLength, (int)reader.Consumed);
                 return true;
             }
-            if (bit == 0 || (seen & bit) != 0)
-            {
-                return false;
-            }
-            seen |= bit;
-            var read = tag switch
-            {
-                OffsetTag => TryReadVarint(ref reader, out offset),
-                CrcTag => TryReadVarint(ref reader, out crc) && crc <= uint.MaxValue,
-                _ => TryReadVarint(ref reader, out fua),
-            };
-            if (!read)
+            if (!TryReadScalar(ref reader, tag, ref seen, ref offset, ref crc, ref fua))
             {
                 return false;
             }
         }
         return false;
+    }
+
+    private const int DataBit = 2;
+
+    /// <summary>
+    /// Reads the value of a frame's offset, crc32c or fua field, each allowed once (<paramref name="seen"/> holds a
+    /// bit per field); false for any other tag, a repeat, or a value that is not a valid varint of its type.
+    /// </summary>
+    private static bool TryReadScalar(ref SequenceReader<byte> reader, byte tag, ref int seen, ref ulong offset, ref ulong crc, ref ulong fua)
+    {
+        var bit = tag switch { OffsetTag => 1, CrcTag => 4, FuaTag => 8, _ => 0 };
+        if (bit == 0 || (seen & bit) != 0)
+        {
+            return false;
+        }
+        seen |= bit;
+        return tag switch
+        {
+            OffsetTag => TryReadVarint(ref reader, out offset),
+            CrcTag => TryReadVarint(ref reader, out crc) && crc <= uint.MaxValue,
+            _ => TryReadVarint(ref reader, out fua),
+        };
     }
 
     private static bool TryReadSlice(ref SequenceReader<byte> reader, out ReadOnlySequence<byte> slice)

@@ -87,13 +87,7 @@ public sealed class AppendFrameCodecTests
         var decodedCount = 0;
         for (var round = 0; round < 20_000; round++)
         {
-            var frame = new AppendFrame
-            {
-                Offset = (ulong)random.NextInt64() >> random.Next(64),
-                Crc32C = (uint)random.Next() >> random.Next(32),
-                Fua = random.Next(2) == 1,
-                Data = ByteString.CopyFrom(TestData.Random(random.Next(0, 300), round)),
-            };
+            var frame = RandomFrame(random, round);
             var body = round % 2 == 0
                 ? new AppendStreamRequest { Frame = frame }.ToByteArray()
                 : HeadThenPayload(frame)[AppendStreamWire.HeaderBytes..];
@@ -180,13 +174,7 @@ public sealed class AppendFrameCodecTests
         var decodedCount = 0;
         for (var round = 0; round < 20_000; round++)
         {
-            var frame = new AppendFrame
-            {
-                Offset = (ulong)random.NextInt64() >> random.Next(64),
-                Crc32C = (uint)random.Next() >> random.Next(32),
-                Fua = random.Next(2) == 1,
-                Data = ByteString.CopyFrom(TestData.Random(random.Next(0, 300), round)),
-            };
+            var frame = RandomFrame(random, round);
             var message = HeadThenPayload(frame);
             for (var flips = random.Next(1, 3); flips > 0; flips--)
             {
@@ -219,6 +207,15 @@ public sealed class AppendFrameCodecTests
         BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), body.Length);
         return Concat(header, body);
     }
+
+    /// <summary>A frame with fields of every varint size and a payload of up to 300 bytes.</summary>
+    private static AppendFrame RandomFrame(Random random, int round) => new()
+    {
+        Offset = (ulong)random.NextInt64() >> random.Next(64),
+        Crc32C = (uint)random.Next() >> random.Next(32),
+        Fua = random.Next(2) == 1,
+        Data = ByteString.CopyFrom(TestData.Random(random.Next(0, 300), round)),
+    };
 
     private static void AssertSame(AppendFrame expected, AppendFrameCodec.DecodedFrame decoded)
     {
