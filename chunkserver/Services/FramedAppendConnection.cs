@@ -118,15 +118,7 @@ internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyB
             ArrayPool<byte>.Shared.Return(payload);
             throw;
         }
-        var frame = new AppendFrame
-        {
-            Offset = head.Offset,
-            Crc32C = head.Crc32C,
-            Fua = head.Fua,
-            Data = UnsafeByteOperations.UnsafeWrap(payload.AsMemory(0, head.DataLength)),
-        };
-        _pooled[frame] = payload;
-        return new AppendStreamRequest { Frame = frame };
+        return Owning(new AppendFrame { Offset = head.Offset, Crc32C = head.Crc32C, Fua = head.Fua }, payload, head.DataLength);
     }
 
     /// <summary>Gives a frame's pooled payload back; the frame's data must not be read afterwards.</summary>
@@ -141,14 +133,21 @@ internal sealed class FramedAppendConnection(IDuplexPipe transport, int maxBodyB
     private AppendStreamRequest Pooled(AppendFrameCodec.DecodedFrame decoded)
     {
         var frame = new AppendFrame { Offset = decoded.Offset, Crc32C = decoded.Crc32C, Fua = decoded.Fua };
-        if (decoded.Data.Length > 0)
+        if (decoded.Data.Length == 0)
         {
-            var length = (int)decoded.Data.Length;
-            var payload = ArrayPool<byte>.Shared.Rent(length);
-            decoded.Data.CopyTo(payload);
-            frame.Data = UnsafeByteOperations.UnsafeWrap(payload.AsMemory(0, length));
-            _pooled[frame] = payload;
+            return new AppendStreamRequest { Frame = frame };
         }
+        var length = (int)decoded.Data.Length;
+        var payload = ArrayPool<byte>.Shared.Rent(length);
+        decoded.Data.CopyTo(payload);
+        return Owning(frame, payload, length);
+    }
+
+    /// <summary>The frame with its first <paramref name="length"/> bytes of <paramref name="payload"/> as data, kept until <see cref="Release"/>.</summary>
+    private AppendStreamRequest Owning(AppendFrame frame, byte[] payload, int length)
+    {
+        frame.Data = UnsafeByteOperations.UnsafeWrap(payload.AsMemory(0, length));
+        _pooled[frame] = payload;
         return new AppendStreamRequest { Frame = frame };
     }
 

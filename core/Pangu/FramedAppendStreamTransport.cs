@@ -28,7 +28,7 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
     private readonly Task<Stream> _connected;
     private readonly TaskCompletionSource _readyOrFailed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private PipeReader? _reader;
-    private volatile bool _ready;
+    private bool _ready;
     private bool _ended;
 
     public FramedAppendStreamTransport(string address, ComponentTls? tls, int maxBodyBytes)
@@ -188,10 +188,7 @@ internal sealed class FramedAppendStreamTransport : IAppendStreamTransport
         try
         {
             var stream = await _connected.ConfigureAwait(false);
-            if (!_ready)
-            {
-                await _readyOrFailed.Task.ConfigureAwait(false);
-            }
+            await _readyOrFailed.Task.ConfigureAwait(false);
             await stream.WriteAsync(bytes, _disposed.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not RpcException)
